@@ -3,7 +3,7 @@
 //! A Hypergraph task is one exported function of a WebAssembly component. This crate gives a task
 //! author what the host provides beyond WASI:
 //!
-//! * [`log`]: structured log lines ([`log::info`], the [`info!`] macro, ...), stored with the run;
+//! * [`mod@log`]: structured log lines ([`log::info`], the [`info!`] macro, ...), stored with the run;
 //! * [`context`]: facts about the running invocation ([`context::run_id`],
 //!   [`context::task_name`], [`context::attempt`]);
 //! * [`bindings`]: the raw [`wit_bindgen`] bindings of the `hypergraph:task` interfaces `log` and
