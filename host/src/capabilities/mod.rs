@@ -1,0 +1,148 @@
+//! Host capabilities: everything a guest can import, one module per WIT interface family.
+//!
+//! Each module owns three things for its interfaces, like Spin's factors: its linker registration,
+//! its slice of the per-instance state, and the journal entry kinds it records. [`HostState`] is
+//! the wasmtime `Store` data of one instance; it is built fresh for every attempt and dropped with
+//! the store, so nothing a guest does survives its invocation.
+//!
+//! - [`wasi`]: WASI 0.2 with nothing ambient; journaled clocks, random and insecure seed.
+//! - [`log`]: `hypergraph:task/log` plus stdout/stderr capture into capped log lines.
+//! - [`context`]: `hypergraph:task/context`.
+
+pub mod context;
+pub mod log;
+pub mod wasi;
+
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::journal::Journal;
+use crate::limits::{InstanceLimiter, Limits};
+
+/// Bindings generated from `wit/` for the Hypergraph interfaces; WASI maps to wasmtime-wasi's.
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "hypergraph:task/task",
+        with: { "wasi": wasmtime_wasi::p2::bindings },
+        require_store_data_send: true,
+    });
+}
+
+/// Identity of the invocation, served to the guest by [`context`].
+#[derive(Clone, Debug, Default)]
+pub struct InvocationContext {
+    pub run_id: String,
+    pub task_name: String,
+    pub attempt: u32,
+}
+
+/// The store data of one instance: fresh per attempt.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) context: InvocationContext,
+    pub(crate) logs: log::LogSink,
+    pub(crate) limiter: InstanceLimiter,
+    pub(crate) journal: Journal,
+}
+
+impl HostState {
+    /// Builds the state for one attempt: a journal, capped log capture and a WASI context whose
+    /// only sources of outside values are the journaled clocks and random generators.
+    pub fn new(context: InvocationContext, limits: &Limits) -> HostState {
+        let journal = Journal::default();
+        let logs = log::LogSink::new(limits.max_log_lines, journal.clone());
+        let wasi = wasi::build_ctx(&journal, &logs);
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            context,
+            logs,
+            limiter: InstanceLimiter::new(limits.memory_bytes),
+            journal,
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Every interface the host serves, as `namespace:package/interface@version`, gathered from the
+/// capability modules that serve them.
+pub fn provided_interfaces() -> impl Iterator<Item = &'static str> {
+    wasi::INTERFACES
+        .iter()
+        .chain(log::INTERFACES)
+        .chain(context::INTERFACES)
+        .copied()
+}
+
+/// True when an import named `import` is served by this host: same interface, and a version
+/// semver-compatible with the served one (same major; same minor while the major is 0), which
+/// is the rule wasmtime's linker applies.
+pub fn provides(import: &str) -> bool {
+    let (name, version) = split_version(import);
+    provided_interfaces().any(|provided| {
+        let (p_name, p_version) = split_version(provided);
+        p_name == name && compatible(p_version, version)
+    })
+}
+
+fn split_version(name: &str) -> (&str, Option<&str>) {
+    match name.split_once('@') {
+        Some((name, version)) => (name, Some(version)),
+        None => (name, None),
+    }
+}
+
+fn compatible(provided: Option<&str>, wanted: Option<&str>) -> bool {
+    let key = |v: &str| {
+        let mut parts = v.split('.');
+        let major = parts.next().unwrap_or("").to_string();
+        let minor = parts.next().unwrap_or("").to_string();
+        if major == "0" {
+            (major, minor)
+        } else {
+            (major, String::new())
+        }
+    };
+    match (provided, wanted) {
+        (Some(p), Some(w)) => key(p) == key(w),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+/// Registers every capability in `linker`. Later registrations shadow WASI's defaults where a
+/// capability serves a WASI function itself (see [`wasi::add_to_linker`]).
+pub fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
+    wasi::add_to_linker(linker)?;
+    log::add_to_linker(linker)?;
+    context::add_to_linker(linker)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::provides;
+
+    #[test]
+    fn semver_compatible_imports_are_provided() {
+        assert!(provides("wasi:cli/stdout@0.2.0"));
+        assert!(provides("wasi:io/streams@0.2.3"));
+        assert!(provides("hypergraph:task/log@0.1.0"));
+        assert!(provides("hypergraph:task/context@0.1.9"));
+        assert!(!provides("wasi:cli/stdout@0.3.0"));
+        assert!(!provides("hypergraph:task/log@0.2.0"));
+        assert!(!provides("wasi:http/outgoing-handler@0.2.0"));
+        assert!(!provides("acme:db/query@1.0.0"));
+        assert!(!provides("wasi:cli/stdout"));
+    }
+}

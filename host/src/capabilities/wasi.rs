@@ -1,0 +1,244 @@
+//! WASI 0.2 for tasks: nothing ambient, and every outside value journaled.
+//!
+//! A task gets no environment variables, no arguments, no preopened directories, no stdin and no
+//! network. Its stdout and stderr feed the attempt's log ([`super::log`]). The wall clock, the
+//! monotonic clock (which starts near zero for every attempt), the secure and insecure random
+//! generators and the insecure seed are served by the recording implementations below, which append
+//! each value to the journal before returning it.
+
+use std::convert::Infallible;
+use std::time::{Duration, Instant, SystemTime};
+
+use rand::SeedableRng;
+use rand_core::TryRng;
+use wasmtime::component::Linker;
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder};
+
+use super::log::{LogSink, StdStream};
+use super::HostState;
+use crate::journal::{Entry, Journal};
+
+/// The `wasi:random/insecure-seed` instance this host serves (shadowing wasmtime-wasi's).
+const INSECURE_SEED_INSTANCE: &str = "wasi:random/insecure-seed@0.2.12";
+
+/// The WASI 0.2 interfaces this module serves (wasmtime-wasi's `wasi:cli/imports` world).
+/// Sockets are served but every address is denied, so a guest that links them gets errors at
+/// run time rather than a failed deploy.
+pub const INTERFACES: &[&str] = &[
+    "wasi:io/error@0.2.12",
+    "wasi:io/poll@0.2.12",
+    "wasi:io/streams@0.2.12",
+    "wasi:clocks/wall-clock@0.2.12",
+    "wasi:clocks/monotonic-clock@0.2.12",
+    "wasi:random/random@0.2.12",
+    "wasi:random/insecure@0.2.12",
+    "wasi:random/insecure-seed@0.2.12",
+    "wasi:cli/environment@0.2.12",
+    "wasi:cli/exit@0.2.12",
+    "wasi:cli/stdin@0.2.12",
+    "wasi:cli/stdout@0.2.12",
+    "wasi:cli/stderr@0.2.12",
+    "wasi:cli/terminal-input@0.2.12",
+    "wasi:cli/terminal-output@0.2.12",
+    "wasi:cli/terminal-stdin@0.2.12",
+    "wasi:cli/terminal-stdout@0.2.12",
+    "wasi:cli/terminal-stderr@0.2.12",
+    "wasi:filesystem/types@0.2.12",
+    "wasi:filesystem/preopens@0.2.12",
+    "wasi:sockets/network@0.2.12",
+    "wasi:sockets/instance-network@0.2.12",
+    "wasi:sockets/tcp@0.2.12",
+    "wasi:sockets/tcp-create-socket@0.2.12",
+    "wasi:sockets/udp@0.2.12",
+    "wasi:sockets/udp-create-socket@0.2.12",
+    "wasi:sockets/ip-name-lookup@0.2.12",
+];
+
+/// Builds the WASI context of one attempt.
+pub fn build_ctx(journal: &Journal, logs: &LogSink) -> WasiCtx {
+    let mut builder = WasiCtxBuilder::new();
+    builder
+        .stdout(StdStream::stdout(logs))
+        .stderr(StdStream::stderr(logs))
+        .wall_clock(RecordingWallClock {
+            journal: journal.clone(),
+        })
+        .monotonic_clock(RecordingMonotonicClock {
+            journal: journal.clone(),
+            initial: Instant::now(),
+        })
+        .secure_random(RecordingRng::new(journal.clone(), true))
+        .insecure_random(RecordingRng::new(journal.clone(), false))
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .socket_addr_check(|_, _| Box::pin(async { false }));
+    builder.build()
+}
+
+/// Registers WASI 0.2 and this module's own implementation of `wasi:random/insecure-seed`.
+pub fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    linker.allow_shadowing(true);
+    linker.instance(INSECURE_SEED_INSTANCE)?.func_wrap(
+        "insecure-seed",
+        |store: wasmtime::StoreContextMut<'_, HostState>, (): ()| {
+            let seed: u128 = rand::random();
+            let (hi, lo) = ((seed >> 64) as u64, seed as u64);
+            store.data().journal.record(Entry::InsecureSeed { hi, lo });
+            Ok::<_, wasmtime::Error>(((hi, lo),))
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+struct RecordingWallClock {
+    journal: Journal,
+}
+
+impl HostWallClock for RecordingWallClock {
+    fn resolution(&self) -> Duration {
+        let resolution = Duration::from_nanos(1);
+        self.journal.record(Entry::WallClockResolution {
+            seconds: resolution.as_secs(),
+            nanos: resolution.subsec_nanos(),
+        });
+        resolution
+    }
+
+    fn now(&self) -> Duration {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.journal.record(Entry::WallClockNow {
+            seconds: now.as_secs(),
+            nanos: now.subsec_nanos(),
+        });
+        now
+    }
+}
+
+struct RecordingMonotonicClock {
+    journal: Journal,
+    initial: Instant,
+}
+
+impl HostMonotonicClock for RecordingMonotonicClock {
+    fn resolution(&self) -> u64 {
+        self.journal
+            .record(Entry::MonotonicResolution { nanos: 1 });
+        1
+    }
+
+    fn now(&self) -> u64 {
+        let nanos = self.initial.elapsed().as_nanos() as u64;
+        self.journal.record(Entry::MonotonicNow { nanos });
+        nanos
+    }
+}
+
+/// A random generator that journals every byte it hands out. The underlying ChaCha generator is
+/// seeded from the OS on first use, so attempts that never ask for randomness pay nothing.
+struct RecordingRng {
+    journal: Journal,
+    secure: bool,
+    inner: Option<rand::rngs::StdRng>,
+}
+
+impl RecordingRng {
+    fn new(journal: Journal, secure: bool) -> RecordingRng {
+        RecordingRng {
+            journal,
+            secure,
+            inner: None,
+        }
+    }
+
+    fn draw(&mut self, dst: &mut [u8]) {
+        let rng = self
+            .inner
+            .get_or_insert_with(|| rand::rngs::StdRng::from_rng(&mut rand::rng()));
+        rand::Rng::fill_bytes(rng, dst);
+        self.journal.record(Entry::RandomBytes {
+            secure: self.secure,
+            hex: hex::encode(&*dst),
+        });
+    }
+}
+
+impl TryRng for RecordingRng {
+    type Error = Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+        let mut bytes = [0; 4];
+        self.draw(&mut bytes);
+        Ok(u32::from_le_bytes(bytes))
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+        let mut bytes = [0; 8];
+        self.draw(&mut bytes);
+        Ok(u64::from_le_bytes(bytes))
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+        self.draw(dst);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::Rng as _;
+
+    #[test]
+    fn rng_journals_every_draw() {
+        let journal = Journal::default();
+        let mut rng = RecordingRng::new(journal.clone(), true);
+        let value = rng.next_u64();
+        let mut buf = [0u8; 3];
+        rng.fill_bytes(&mut buf);
+        let entries = journal.take();
+        assert_eq!(
+            entries[0],
+            Entry::RandomBytes {
+                secure: true,
+                hex: hex::encode(value.to_le_bytes())
+            }
+        );
+        assert_eq!(
+            entries[1],
+            Entry::RandomBytes {
+                secure: true,
+                hex: hex::encode(buf)
+            }
+        );
+    }
+
+    #[test]
+    fn clocks_journal_reads() {
+        let journal = Journal::default();
+        let wall = RecordingWallClock {
+            journal: journal.clone(),
+        };
+        let mono = RecordingMonotonicClock {
+            journal: journal.clone(),
+            initial: Instant::now(),
+        };
+        let now = wall.now();
+        let tick = mono.now();
+        let entries = journal.take();
+        assert_eq!(
+            entries,
+            [
+                Entry::WallClockNow {
+                    seconds: now.as_secs(),
+                    nanos: now.subsec_nanos()
+                },
+                Entry::MonotonicNow { nanos: tick }
+            ]
+        );
+    }
+}

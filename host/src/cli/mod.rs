@@ -1,0 +1,574 @@
+//! The `hypergraph` command line.
+//!
+//! Every read command takes `--json` and then prints exactly one JSON document on stdout. Exit
+//! codes: 0 success, 1 a run that was waited for failed, 2 any other error (bad input, unknown
+//! task, unreachable database, ...), printed as `error: ...` on stderr.
+
+mod demo;
+mod render;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{json, Value};
+
+use crate::builder::{build_guest, BuildOptions};
+use crate::runtime::Hypergraph;
+use crate::scheduler::RunRequest;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{Micros, Policy, RunDetail, RunFilter, Status};
+use crate::worker::{Worker, WorkerOptions};
+
+/// Durable task runtime: every task is a WebAssembly component, every run is recorded.
+#[derive(Parser, Debug)]
+#[command(name = "hypergraph", version, about, long_about = None)]
+pub struct Cli {
+    /// SQLite database file [default: $XDG_DATA_HOME/hypergraph/hypergraph.db].
+    #[arg(long, global = true, env = "HYPERGRAPH_DB")]
+    db: Option<PathBuf>,
+
+    /// Where compiled components are cached [default: `hypergraph-cache` beside the database].
+    #[arg(long, global = true, env = "HYPERGRAPH_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// More logging on stderr (-v: info, -vv: debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Deploy a component (.wasm or .wat) under a name; redeploying makes a new version.
+    Deploy(DeployArgs),
+    /// List deployed tasks with their WIT signatures.
+    Tasks(JsonFlag),
+    /// Submit a run of a task; with --wait, execute it here and print its result.
+    Run(RunArgs),
+    /// Inspect runs.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+    /// Execute queued runs until stopped (Ctrl-C) or, with --until-idle, until none is left.
+    Worker(WorkerArgs),
+    /// Build a Rust guest crate into a component.
+    Build(BuildArgs),
+    /// Build, deploy and run the examples on the embedded SQLite database, then show the runs.
+    Demo(DemoArgs),
+}
+
+#[derive(Args, Debug)]
+struct JsonFlag {
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct DeployArgs {
+    /// The component file (binary .wasm or .wat text).
+    file: PathBuf,
+    /// Deployment name; tasks are named `<name>/<function>`.
+    #[arg(long)]
+    name: String,
+    /// Memory cap per instance, e.g. `64MiB`, `1GiB` or bytes [default: 256MiB].
+    #[arg(long, value_parser = parse_bytes)]
+    memory: Option<u64>,
+    /// Execution deadline per attempt, e.g. `500ms`, `30s`, `5m` [default: 60s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    timeout: Option<Duration>,
+    /// Log lines kept per attempt [default: 1000].
+    #[arg(long)]
+    max_log_lines: Option<u32>,
+    #[command(flatten)]
+    json: JsonFlag,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Task name: `<deployment>/<function>` or `<deployment>/<interface>.<function>`.
+    task: String,
+    /// Input JSON: an object keyed by parameter name (or the bare value for one parameter);
+    /// `@file` reads it from a file, `-` from stdin.
+    #[arg(long, short)]
+    input: Option<String>,
+    /// Metadata tag `key=value` (repeatable), for filtering with `runs list --meta`.
+    #[arg(long = "meta", value_parser = parse_key_value)]
+    meta: Vec<(String, String)>,
+    /// Execute the run in this process and wait for its result.
+    #[arg(long)]
+    wait: bool,
+    /// With --wait: give up waiting after this long (the run keeps its state).
+    #[arg(long, value_parser = humantime::parse_duration, requires = "wait")]
+    wait_timeout: Option<Duration>,
+    #[command(flatten)]
+    json: JsonFlag,
+}
+
+#[derive(Subcommand, Debug)]
+enum RunsCommand {
+    /// List runs, newest first.
+    List(ListArgs),
+    /// Show one run: steps, attempts, timings, worker, digest, input, output, error.
+    Show(RunIdArgs),
+    /// Print a run's captured log lines.
+    Logs(RunIdArgs),
+}
+
+#[derive(Args, Debug)]
+struct ListArgs {
+    /// Only runs with this status (queued, running, succeeded, failed, cancelled).
+    #[arg(long)]
+    status: Option<Status>,
+    /// Only runs of this task, or of every task of this deployment.
+    #[arg(long)]
+    task: Option<String>,
+    /// Only runs created within this long (`10m`, `2h`, `1day`) or since an RFC 3339 time.
+    #[arg(long, value_parser = parse_since)]
+    since: Option<Micros>,
+    /// Only runs tagged `key=value` (repeatable; all must match).
+    #[arg(long = "meta", value_parser = parse_key_value)]
+    meta: Vec<(String, String)>,
+    /// At most this many runs.
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+    #[command(flatten)]
+    json: JsonFlag,
+}
+
+#[derive(Args, Debug)]
+struct RunIdArgs {
+    /// The run id.
+    id: String,
+    #[command(flatten)]
+    json: JsonFlag,
+}
+
+#[derive(Args, Debug)]
+struct WorkerArgs {
+    /// Steps executed at once.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Stop when there is nothing left to run instead of waiting for more.
+    #[arg(long)]
+    until_idle: bool,
+    #[command(flatten)]
+    json: JsonFlag,
+}
+
+#[derive(Args, Debug)]
+struct BuildArgs {
+    /// The guest crate directory (with its Cargo.toml).
+    dir: PathBuf,
+    /// Debug build instead of release.
+    #[arg(long)]
+    debug: bool,
+    #[command(flatten)]
+    json: JsonFlag,
+}
+
+#[derive(Args, Debug)]
+struct DemoArgs {
+    /// The examples directory [default: ./examples, else the one in the source tree].
+    #[arg(long)]
+    examples: Option<PathBuf>,
+}
+
+/// Parses the command line, runs it and exits with the documented code.
+pub fn main() -> ! {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("starting the tokio runtime");
+    let code = match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            2
+        }
+    };
+    drop(runtime);
+    std::process::exit(code)
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// The database path: `--db`, `$HYPERGRAPH_DB`, else under the user's data directory.
+pub fn default_db_path() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("hypergraph").join("hypergraph.db")
+}
+
+async fn open(cli_db: &Option<PathBuf>, cache_dir: &Option<PathBuf>) -> Result<Hypergraph> {
+    let db = cli_db.clone().unwrap_or_else(default_db_path);
+    let store = SqliteStore::open(&db).await?;
+    let cache = cache_dir.clone().unwrap_or_else(|| {
+        db.parent()
+            .unwrap_or(Path::new("."))
+            .join("hypergraph-cache")
+    });
+    Hypergraph::new(Arc::new(store), Some(cache))
+}
+
+async fn dispatch(cli: Cli) -> Result<i32> {
+    if let Command::Build(args) = &cli.command {
+        return build(args);
+    }
+    let hg = open(&cli.db, &cli.cache_dir).await?;
+    match cli.command {
+        Command::Deploy(args) => deploy(&hg, args).await,
+        Command::Tasks(args) => tasks(&hg, args).await,
+        Command::Run(args) => run(&hg, args).await,
+        Command::Runs(RunsCommand::List(args)) => runs_list(&hg, args).await,
+        Command::Runs(RunsCommand::Show(args)) => runs_show(&hg, args).await,
+        Command::Runs(RunsCommand::Logs(args)) => runs_logs(&hg, args).await,
+        Command::Worker(args) => worker(&hg, args).await,
+        Command::Demo(args) => demo::run(&hg, args.examples).await,
+        Command::Build(_) => unreachable!("handled above"),
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("values serialize")
+    );
+}
+
+async fn deploy(hg: &Hypergraph, args: DeployArgs) -> Result<i32> {
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read component file `{}`", args.file.display()))?;
+    let policy = Policy {
+        memory_limit_bytes: args.memory,
+        timeout_ms: args.timeout.map(|d| d.as_millis() as u64),
+        max_log_lines: args.max_log_lines,
+    };
+    let report = hg
+        .deploy(&args.name, &bytes, &policy)
+        .await
+        .with_context(|| format!("cannot deploy `{}`", args.file.display()))?;
+    if args.json.json {
+        print_json(&report);
+        return Ok(0);
+    }
+    let d = &report.deployment;
+    if report.created {
+        println!(
+            "deployed {} version {} (digest {})",
+            d.name,
+            d.version,
+            render::short_digest(&d.digest)
+        );
+    } else {
+        println!(
+            "{} version {} already has this component and policy; nothing changed",
+            d.name, d.version
+        );
+    }
+    print!("{}", render::tasks_table(&report.tasks));
+    Ok(0)
+}
+
+async fn tasks(hg: &Hypergraph, args: JsonFlag) -> Result<i32> {
+    let tasks = hg.tasks().await?;
+    if args.json {
+        print_json(&tasks);
+    } else if tasks.is_empty() {
+        println!("no tasks deployed yet: hypergraph deploy <file.wasm> --name <name>");
+    } else {
+        print!("{}", render::tasks_table(&tasks));
+    }
+    Ok(0)
+}
+
+fn read_input(input: Option<String>) -> Result<Value> {
+    let Some(text) = input else {
+        return Ok(Value::Null);
+    };
+    let text = if text == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading the input from stdin")?
+    } else if let Some(path) = text.strip_prefix('@') {
+        std::fs::read_to_string(path).with_context(|| format!("reading the input file `{path}`"))?
+    } else {
+        text
+    };
+    serde_json::from_str(&text).map_err(|e| {
+        anyhow::anyhow!("--input is not valid JSON ({e}); for a string, quote it: --input '\"text\"'")
+    })
+}
+
+async fn run(hg: &Hypergraph, args: RunArgs) -> Result<i32> {
+    let request = RunRequest {
+        task: args.task,
+        input: read_input(args.input)?,
+        meta: args.meta,
+    };
+    if !args.wait {
+        let id = hg.submit(&request).await?;
+        if args.json.json {
+            print_json(&json!({ "run_id": id, "status": "queued" }));
+        } else {
+            println!("{id}");
+            eprintln!(
+                "queued; a worker executes it (`hypergraph worker`). Follow it with \
+                 `hypergraph runs show {id}`, or use `run --wait` to execute it here."
+            );
+        }
+        return Ok(0);
+    }
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let worker = Worker::new(hg.clone(), WorkerOptions::default());
+    let worker = tokio::spawn(async move {
+        worker
+            .run_until(async {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    let waited = async {
+        let id = hg.submit(&request).await?;
+        wait_with_progress(hg, &id, args.wait_timeout).await
+    }
+    .await;
+    let _ = stop_tx.send(());
+    worker.await.context("the embedded worker panicked")??;
+    let run = waited?;
+    if args.json.json {
+        print_json(&render::run_result_json(&run));
+    } else {
+        print!("{}", render::run_result_text(&run));
+    }
+    Ok(if run.status == Status::Succeeded { 0 } else { 1 })
+}
+
+/// Waits for a run, telling the user on stderr what it is doing when the wait gets long.
+async fn wait_with_progress(hg: &Hypergraph, id: &str, limit: Option<Duration>) -> Result<RunDetail> {
+    let started = Instant::now();
+    let wait = hg.wait(id, limit);
+    tokio::pin!(wait);
+    let mut ticker = tokio::time::interval(Duration::from_secs(2));
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            run = &mut wait => return run,
+            _ = ticker.tick() => {
+                let status = hg.store.run_status(id).await?.map(|s| s.to_string()).unwrap_or_default();
+                eprintln!("waiting for run {id}: {status} ({} s)", started.elapsed().as_secs());
+            }
+        }
+    }
+}
+
+async fn runs_list(hg: &Hypergraph, args: ListArgs) -> Result<i32> {
+    let filter = RunFilter {
+        status: args.status,
+        task: args.task,
+        since: args.since,
+        meta: args.meta,
+        limit: args.limit,
+    };
+    let runs = hg.store.list_runs(&filter).await?;
+    if args.json.json {
+        print_json(&runs);
+    } else if runs.is_empty() {
+        println!("no runs match");
+    } else {
+        print!("{}", render::runs_table(&runs));
+    }
+    Ok(0)
+}
+
+async fn find_run(hg: &Hypergraph, id: &str) -> Result<RunDetail> {
+    match hg.store.run(id).await? {
+        Some(run) => Ok(run),
+        None => bail!("run `{id}` not found (`hypergraph runs list` shows recent runs)"),
+    }
+}
+
+async fn runs_show(hg: &Hypergraph, args: RunIdArgs) -> Result<i32> {
+    let run = find_run(hg, &args.id).await?;
+    if args.json.json {
+        print_json(&render::run_detail_json(&run));
+    } else {
+        print!("{}", render::run_detail_text(&run));
+    }
+    Ok(0)
+}
+
+async fn runs_logs(hg: &Hypergraph, args: RunIdArgs) -> Result<i32> {
+    find_run(hg, &args.id).await?;
+    let logs = hg.store.run_logs(&args.id).await?;
+    if args.json.json {
+        print_json(&logs);
+    } else if logs.is_empty() {
+        println!("run {} has no log lines", args.id);
+    } else {
+        print!("{}", render::logs_text(&logs));
+    }
+    Ok(0)
+}
+
+async fn worker(hg: &Hypergraph, args: WorkerArgs) -> Result<i32> {
+    let worker = Worker::new(
+        hg.clone(),
+        WorkerOptions {
+            concurrency: args.concurrency.max(1),
+            ..WorkerOptions::default()
+        },
+    );
+    if !args.json.json {
+        eprintln!(
+            "worker {} started (concurrency {}){}",
+            worker.info().id,
+            args.concurrency,
+            if args.until_idle { ", stops when idle" } else { "; Ctrl-C stops it" }
+        );
+    }
+    let stats = if args.until_idle {
+        worker.run_until_idle().await?
+    } else {
+        worker
+            .run_until(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?
+    };
+    if args.json.json {
+        print_json(&stats);
+    } else {
+        eprintln!(
+            "worker stopped: {} executed, {} succeeded, {} failed, {} discarded (stale attempts)",
+            stats.executed, stats.succeeded, stats.failed, stats.fenced
+        );
+    }
+    Ok(0)
+}
+
+fn build(args: &BuildArgs) -> Result<i32> {
+    let started = Instant::now();
+    let output = build_guest(
+        &args.dir,
+        &BuildOptions {
+            release: !args.debug,
+            ..BuildOptions::default()
+        },
+    )?;
+    let size = std::fs::metadata(&output).map(|m| m.len()).unwrap_or(0);
+    if args.json.json {
+        print_json(&json!({ "component": output, "bytes": size, "seconds": started.elapsed().as_secs_f64() }));
+    } else {
+        println!("{}", output.display());
+        if std::io::stderr().is_terminal() {
+            eprintln!(
+                "built in {:.1} s ({} KiB); deploy it with: hypergraph deploy {} --name <name>",
+                started.elapsed().as_secs_f64(),
+                size / 1024,
+                output.display()
+            );
+        }
+    }
+    Ok(0)
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected key=value, got `{s}`")),
+    }
+}
+
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("expected a size like 64MiB or 1GiB, got `{s}`"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit `{other}`; use KiB, MiB or GiB")),
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("size `{s}` is too large"))
+}
+
+fn parse_since(s: &str) -> Result<Micros, String> {
+    let to_micros = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_micros() as Micros)
+            .unwrap_or(0)
+    };
+    if let Ok(duration) = humantime::parse_duration(s) {
+        return Ok(to_micros(SystemTime::now() - duration));
+    }
+    humantime::parse_rfc3339_weak(s)
+        .map(to_micros)
+        .map_err(|_| format!("expected a duration like 10m or 2h, or an RFC 3339 time, got `{s}`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_bytes("1g"), Ok(1 << 30));
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn key_values() {
+        assert_eq!(
+            parse_key_value("env=prod=1"),
+            Ok(("env".into(), "prod=1".into()))
+        );
+        assert!(parse_key_value("=x").is_err());
+        assert!(parse_key_value("novalue").is_err());
+    }
+
+    #[test]
+    fn since() {
+        let hour_ago = parse_since("1h").unwrap();
+        let now = crate::store::now_micros();
+        assert!((now - hour_ago - 3_600_000_000).abs() < 5_000_000);
+        assert_eq!(parse_since("1970-01-01T00:00:01Z"), Ok(1_000_000));
+        assert!(parse_since("yesterday-ish").is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

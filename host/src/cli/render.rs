@@ -1,0 +1,293 @@
+//! Text and JSON renderings of what the CLI prints.
+
+use std::fmt::Write as _;
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+use crate::registry::TaskInfo;
+use crate::store::{Micros, RunDetail, RunLogLine, RunSummary, StepDetail};
+
+/// The first 12 hex digits of a digest, enough to tell components apart.
+pub fn short_digest(digest: &str) -> &str {
+    &digest[..12.min(digest.len())]
+}
+
+/// An RFC 3339 UTC time with milliseconds.
+pub fn time(micros: Micros) -> String {
+    let t = UNIX_EPOCH + Duration::from_micros(micros.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+fn opt_time(micros: Option<Micros>) -> String {
+    micros.map(time).unwrap_or_else(|| "-".into())
+}
+
+/// A duration between two timestamps, in the most readable unit.
+pub fn span(from: Option<Micros>, to: Option<Micros>) -> String {
+    match (from, to) {
+        (Some(a), Some(b)) if b >= a => human_micros(b - a),
+        _ => "-".into(),
+    }
+}
+
+fn human_micros(us: i64) -> String {
+    if us < 1_000 {
+        format!("{us} µs")
+    } else if us < 1_000_000 {
+        format!("{:.1} ms", us as f64 / 1e3)
+    } else {
+        format!("{:.2} s", us as f64 / 1e6)
+    }
+}
+
+fn micros_between(from: Option<Micros>, to: Option<Micros>) -> Option<i64> {
+    match (from, to) {
+        (Some(a), Some(b)) if b >= a => Some(b - a),
+        _ => None,
+    }
+}
+
+/// Left-aligned columns separated by two spaces; the last column is not padded.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let last = cells.len() - 1;
+        for (i, cell) in cells.iter().enumerate() {
+            if i == last {
+                out.push_str(cell);
+            } else {
+                let _ = write!(out, "{cell:<width$}  ", width = widths[i]);
+            }
+        }
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+/// `hypergraph tasks` and the task list after a deploy.
+pub fn tasks_table(tasks: &[TaskInfo]) -> String {
+    let rows: Vec<Vec<String>> = tasks
+        .iter()
+        .map(|t| {
+            vec![
+                t.name.clone(),
+                format!("v{}", t.version),
+                t.signature.clone(),
+            ]
+        })
+        .collect();
+    table(&["TASK", "VERSION", "SIGNATURE"], &rows)
+}
+
+/// `hypergraph runs list`.
+pub fn runs_table(runs: &[RunSummary]) -> String {
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.clone(),
+                r.task.clone(),
+                r.status.to_string(),
+                r.attempts.to_string(),
+                time(r.created_at),
+                span(Some(r.created_at), r.completed_at),
+            ]
+        })
+        .collect();
+    table(
+        &["RUN", "TASK", "STATUS", "ATTEMPTS", "CREATED", "DURATION"],
+        &rows,
+    )
+}
+
+fn compact(value: &Value) -> String {
+    serde_json::to_string(value).expect("JSON values serialize")
+}
+
+fn error_text(error: &Value) -> String {
+    let kind = error.get("kind").and_then(Value::as_str).unwrap_or("error");
+    let message = error
+        .get("message")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| compact(error));
+    let mut text = format!("{kind}: {message}");
+    if let Some(value) = error.get("value") {
+        let _ = write!(text, "\n  value: {}", compact(value));
+    }
+    if let Some(bt) = error.get("backtrace").and_then(Value::as_str) {
+        text.push_str("\n  wasm backtrace:");
+        for frame in bt.lines().filter(|l| !l.trim().is_empty()) {
+            let _ = write!(text, "\n    {}", frame.trim_end());
+        }
+    }
+    text
+}
+
+/// `run --wait --json`.
+pub fn run_result_json(run: &RunDetail) -> Value {
+    let step = run.steps.last();
+    json!({
+        "run_id": run.id,
+        "task": run.task,
+        "status": run.status,
+        "output": run.output,
+        "error": run.error,
+        "attempts": step.map(|s| s.attempt).unwrap_or(0),
+        "queue_us": step.and_then(|s| micros_between(Some(s.created_at), s.assigned_at)),
+        "execution_us": step.and_then(|s| micros_between(s.started_at, s.completed_at)),
+    })
+}
+
+/// `run --wait` in text: the output (or the error) and where to look next.
+pub fn run_result_text(run: &RunDetail) -> String {
+    let mut out = String::new();
+    match (&run.output, &run.error) {
+        (_, Some(error)) => {
+            let _ = writeln!(out, "run {} {}", run.id, run.status);
+            let _ = writeln!(out, "{}", error_text(error));
+            let _ = writeln!(
+                out,
+                "inspect: hypergraph runs show {0}   logs: hypergraph runs logs {0}",
+                run.id
+            );
+        }
+        (Some(output), None) => {
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(output).expect("serializes")
+            );
+        }
+        (None, None) => {
+            let _ = writeln!(out, "run {} {}", run.id, run.status);
+        }
+    }
+    out
+}
+
+fn step_json(step: &StepDetail) -> Value {
+    let mut value = serde_json::to_value(step).expect("steps serialize");
+    value["queue_us"] = json!(micros_between(Some(step.created_at), step.assigned_at));
+    value["execution_us"] = json!(micros_between(step.started_at, step.completed_at));
+    value
+}
+
+/// `runs show --json`: the stored run plus derived queue and execution times per step.
+pub fn run_detail_json(run: &RunDetail) -> Value {
+    let mut value = serde_json::to_value(run).expect("runs serialize");
+    value["steps"] = Value::Array(run.steps.iter().map(step_json).collect());
+    value["meta"] = Value::Object(
+        run.meta
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect(),
+    );
+    value
+}
+
+/// `runs show` in text.
+pub fn run_detail_text(run: &RunDetail) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "run        {}", run.id);
+    let _ = writeln!(out, "task       {}", run.task);
+    let _ = writeln!(out, "status     {}", run.status);
+    let _ = writeln!(
+        out,
+        "deployment {} v{} (component {})",
+        run.deployment, run.version, run.digest
+    );
+    let _ = writeln!(out, "created    {}", time(run.created_at));
+    let _ = writeln!(out, "completed  {}", opt_time(run.completed_at));
+    if !run.meta.is_empty() {
+        let tags: Vec<String> = run.meta.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(out, "meta       {}", tags.join(" "));
+    }
+    let _ = writeln!(out, "input      {}", compact(&run.input));
+    if let Some(output) = &run.output {
+        let _ = writeln!(out, "output     {}", compact(output));
+    }
+    if let Some(error) = &run.error {
+        let _ = writeln!(out, "error      {}", error_text(error));
+    }
+    for (i, step) in run.steps.iter().enumerate() {
+        let _ = writeln!(out, "\nstep {} {} [{}]", i + 1, step.task, step.status);
+        let _ = writeln!(
+            out,
+            "  queue time {}   execution {}   total {}",
+            span(Some(step.created_at), step.assigned_at),
+            span(step.started_at, step.completed_at),
+            span(Some(step.created_at), step.completed_at)
+        );
+        let _ = writeln!(
+            out,
+            "  created {}  assigned {}  started {}  completed {}",
+            time(step.created_at),
+            opt_time(step.assigned_at),
+            opt_time(step.started_at),
+            opt_time(step.completed_at)
+        );
+        let _ = writeln!(
+            out,
+            "  worker {}   component {}",
+            step.worker_id.as_deref().unwrap_or("-"),
+            short_digest(&step.digest)
+        );
+        let rows: Vec<Vec<String>> = step
+            .attempts
+            .iter()
+            .map(|a| {
+                vec![
+                    format!("#{}", a.attempt),
+                    a.status.to_string(),
+                    a.worker_id.clone().unwrap_or_else(|| "-".into()),
+                    span(a.started_at, a.completed_at),
+                    a.journal_entries.to_string(),
+                    a.log_lines.to_string(),
+                    a.error
+                        .as_ref()
+                        .and_then(|e| e.get("kind").and_then(Value::as_str))
+                        .unwrap_or("")
+                        .to_string(),
+                ]
+            })
+            .collect();
+        for line in table(
+            &["ATTEMPT", "STATUS", "WORKER", "EXECUTION", "JOURNAL", "LOGS", "ERROR"],
+            &rows,
+        )
+        .lines()
+        {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    out
+}
+
+/// `runs logs` in text: one line per log line, with attempt, time, stream and level.
+pub fn logs_text(logs: &[RunLogLine]) -> String {
+    let mut out = String::new();
+    for log in logs {
+        let _ = writeln!(
+            out,
+            "#{} {} {:<6} {:<5} {}",
+            log.attempt,
+            time(log.line.at),
+            log.line.stream,
+            log.line.level,
+            log.line.message
+        );
+    }
+    out
+}

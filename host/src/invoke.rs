@@ -1,0 +1,216 @@
+//! One attempt of one task: a fresh instance, a call, and everything it produced.
+//!
+//! [`invoke`] instantiates the prepared component into a new `Store` (new WASI context, journal,
+//! log sink and limits), calls the task's export with the converted parameters, and drops the store.
+//! No state survives between attempts. Every way an attempt can end (a result, an application
+//! error, a trap, a timeout, the memory cap, a stack overflow, `exit`) becomes an [`Outcome`]; the
+//! host itself never fails because of what a guest did.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use wasmtime::component::Val;
+use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
+
+use crate::capabilities::{HostState, InvocationContext};
+use crate::convert::results_to_json;
+use crate::engine::{Engine, Prepared, PreparedTask, EPOCH_TICK};
+use crate::journal::Entry;
+use crate::limits::{Limits, MemoryLimitExceeded};
+use crate::store::{now_micros, LogRecord, Micros};
+
+/// What went wrong in a failed attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The task returned the `err` case of its `result`.
+    Application,
+    /// The guest trapped (e.g. `unreachable`, a Rust panic, an out-of-bounds access).
+    Trap,
+    /// The attempt ran past its execution deadline.
+    Timeout,
+    /// The guest tried to grow memory beyond its cap.
+    MemoryLimit,
+    /// The guest exhausted its call stack.
+    StackOverflow,
+    /// The guest called `wasi:cli/exit`.
+    Exit,
+    /// The host could not run the task (instantiation or input conversion failed).
+    Host,
+}
+
+/// A failed attempt, as stored in the step's `error` column.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskError {
+    pub kind: ErrorKind,
+    pub message: String,
+    /// The wasm backtrace, innermost frame first, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backtrace: Option<String>,
+    /// The payload of an application error (the JSON of the `err` case).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
+}
+
+impl TaskError {
+    pub(crate) fn host(message: impl Into<String>) -> TaskError {
+        TaskError {
+            kind: ErrorKind::Host,
+            message: message.into(),
+            backtrace: None,
+            value: None,
+        }
+    }
+}
+
+impl std::fmt::Display for TaskError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.value {
+            Some(value) => write!(f, "{}: {}", self.message, value),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+/// The inputs of one attempt.
+pub struct Invocation<'a> {
+    pub context: InvocationContext,
+    pub params: &'a [Val],
+    pub limits: &'a Limits,
+}
+
+/// Everything one attempt produced.
+#[derive(Debug)]
+pub struct Outcome {
+    pub started_at: Micros,
+    pub completed_at: Micros,
+    /// The task's results as JSON (`null` for none), or why the attempt failed. An application
+    /// error still carries the full output in [`TaskError::value`].
+    pub result: Result<Value, TaskError>,
+    pub journal: Vec<Entry>,
+    pub logs: Vec<LogRecord>,
+}
+
+/// Runs one attempt of `task` in a fresh instance of `prepared`.
+pub async fn invoke(
+    engine: &Engine,
+    prepared: &Prepared,
+    task: &PreparedTask,
+    invocation: Invocation<'_>,
+) -> Outcome {
+    let started_at = now_micros();
+    let limits = invocation.limits;
+    let mut store = Store::new(
+        &engine.wasmtime,
+        HostState::new(invocation.context, limits),
+    );
+    store.limiter(|state| &mut state.limiter);
+    let deadline = Instant::now() + limits.timeout;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+
+    let result = call(&mut store, prepared, task, invocation.params).await;
+    let result = match result {
+        Ok(results) => Ok(results),
+        Err(error) => Err(classify(error, &store, limits, deadline)),
+    };
+    let state = store.data();
+    let logs = state.logs.finish();
+    let journal = state.journal.take();
+    drop(store);
+    Outcome {
+        started_at,
+        completed_at: now_micros(),
+        result: result.and_then(application_result),
+        journal,
+        logs,
+    }
+}
+
+async fn call(
+    store: &mut Store<HostState>,
+    prepared: &Prepared,
+    task: &PreparedTask,
+    params: &[Val],
+) -> wasmtime::Result<Vec<Val>> {
+    let instance = prepared.pre.instantiate_async(&mut *store).await?;
+    let func = instance
+        .get_func(&mut *store, task.index)
+        .ok_or_else(|| wasmtime::format_err!("export `{}` is not a function", task.export.name))?;
+    let mut results = vec![Val::Bool(false); task.export.ty.results().len()];
+    func.call_async(&mut *store, params, &mut results).await?;
+    Ok(results)
+}
+
+/// A `result` whose `err` case was returned fails the attempt as an application error.
+fn application_result(results: Vec<Val>) -> Result<Value, TaskError> {
+    let failed = matches!(results.as_slice(), [Val::Result(Err(_))]);
+    let json = results_to_json(&results);
+    if failed {
+        let value = json.get("err").cloned().unwrap_or(Value::Null);
+        return Err(TaskError {
+            kind: ErrorKind::Application,
+            message: "the task returned an error".into(),
+            backtrace: None,
+            value: Some(value),
+        });
+    }
+    Ok(json)
+}
+
+fn classify(
+    error: wasmtime::Error,
+    store: &Store<HostState>,
+    limits: &Limits,
+    deadline: Instant,
+) -> TaskError {
+    let backtrace = error
+        .downcast_ref::<WasmBacktrace>()
+        .map(|bt| bt.to_string())
+        .filter(|bt| !bt.trim().is_empty());
+    let with = |kind, message: String| TaskError {
+        kind,
+        message,
+        backtrace: backtrace.clone(),
+        value: None,
+    };
+    if let Some(hit) = &store.data().limiter.hit {
+        return with(
+            ErrorKind::MemoryLimit,
+            MemoryLimitExceeded {
+                requested: hit.requested,
+                limit: hit.limit,
+            }
+            .to_string(),
+        );
+    }
+    if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return with(
+            ErrorKind::Exit,
+            format!("the task called exit with status {}", exit.0),
+        );
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) if Instant::now() + EPOCH_TICK >= deadline => with(
+            ErrorKind::Timeout,
+            format!(
+                "the attempt exceeded its execution deadline of {} ms and was interrupted \
+                 (raise it with the deployment's timeout)",
+                limits.timeout.as_millis()
+            ),
+        ),
+        Some(Trap::StackOverflow) => with(
+            ErrorKind::StackOverflow,
+            "the guest overflowed its call stack (unbounded recursion?)".into(),
+        ),
+        Some(trap) => with(ErrorKind::Trap, format!("the guest trapped: {trap}")),
+        None => with(ErrorKind::Host, format!("{error:#}")),
+    }
+}

@@ -1,0 +1,188 @@
+//! Deployments and task names: deploy a component under a name, list tasks, resolve a task name
+//! to the component and export that run it.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _, Result};
+use serde::Serialize;
+
+use crate::convert::suggest;
+use crate::engine::{digest, Prepared};
+use crate::limits::validate_policy;
+use crate::runtime::Hypergraph;
+use crate::store::{Deployment, Policy};
+
+/// A task as listed by `hypergraph tasks`.
+#[derive(Clone, Debug, Serialize)]
+pub struct TaskInfo {
+    /// `<deployment>/<function>` or `<deployment>/<interface>.<function>`.
+    pub name: String,
+    /// The WIT signature, e.g. `func(name: string) -> string`.
+    pub signature: String,
+    pub deployment: String,
+    pub version: i64,
+    pub digest: String,
+}
+
+/// What a deploy did.
+#[derive(Clone, Debug, Serialize)]
+pub struct DeployReport {
+    pub deployment: Deployment,
+    /// False when the name already pointed at this digest and policy (nothing changed).
+    pub created: bool,
+    pub tasks: Vec<TaskInfo>,
+}
+
+/// A task name resolved to the deployment version and export that run it.
+pub struct ResolvedTask {
+    pub name: String,
+    pub deployment: Deployment,
+    pub prepared: Arc<Prepared>,
+    /// Index into `prepared.tasks`.
+    pub index: usize,
+}
+
+impl ResolvedTask {
+    /// The prepared export this task calls.
+    pub fn task(&self) -> &crate::engine::PreparedTask {
+        &self.prepared.tasks[self.index]
+    }
+}
+
+/// Checks a deployment name: letters, digits, `-`, `_` and `.`, starting with a letter or digit.
+pub fn validate_deployment_name(name: &str) -> Result<()> {
+    let valid = !name.is_empty()
+        && name.len() <= 128
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !valid {
+        bail!(
+            "invalid deployment name `{name}`: use 1 to 128 letters, digits, `-`, `_` or `.`, \
+             starting with a letter or digit"
+        );
+    }
+    Ok(())
+}
+
+fn task_infos(deployment: &Deployment, prepared: &Prepared) -> Vec<TaskInfo> {
+    prepared
+        .tasks
+        .iter()
+        .map(|t| TaskInfo {
+            name: format!("{}/{}", deployment.name, t.export.name),
+            signature: t.export.signature.clone(),
+            deployment: deployment.name.clone(),
+            version: deployment.version,
+            digest: deployment.digest.clone(),
+        })
+        .collect()
+}
+
+impl Hypergraph {
+    /// Deploys component `bytes` (binary or WAT text) under `name`: validates it (a component,
+    /// every import satisfiable, no resources in task signatures, at least one task), stores it by
+    /// digest and binds the name to it, creating a new version when the digest or policy changed.
+    pub async fn deploy(&self, name: &str, bytes: &[u8], policy: &Policy) -> Result<DeployReport> {
+        validate_deployment_name(name)?;
+        validate_policy(policy)?;
+        let digest = digest(bytes);
+        let prepared = self
+            .engine
+            .prepare(&digest, || async { Ok(bytes.to_vec()) })
+            .await?;
+        if prepared.tasks.is_empty() {
+            bail!("the component exports no functions, so it has no tasks to run");
+        }
+        self.store.put_component(&digest, bytes).await?;
+        let previous = self.store.latest_deployment(name).await?;
+        let deployment = self.store.deploy(name, &digest, policy).await?;
+        let created = previous.as_ref().map(|p| p.version) != Some(deployment.version);
+        Ok(DeployReport {
+            tasks: task_infos(&deployment, &prepared),
+            deployment,
+            created,
+        })
+    }
+
+    /// Loads (compiling or reading the compile cache as needed) the component of a deployment.
+    pub async fn prepared(&self, deployment: &Deployment) -> Result<Arc<Prepared>> {
+        let store = self.store.clone();
+        let digest = deployment.digest.clone();
+        self.engine
+            .prepare(&deployment.digest, || async move {
+                store
+                    .component(&digest)
+                    .await?
+                    .with_context(|| format!("component {digest} is missing from the store"))
+            })
+            .await
+    }
+
+    /// Every task of the newest version of every deployment, sorted by name.
+    pub async fn tasks(&self) -> Result<Vec<TaskInfo>> {
+        let mut tasks = Vec::new();
+        for deployment in self.store.deployments().await? {
+            let prepared = self.prepared(&deployment).await?;
+            tasks.extend(task_infos(&deployment, &prepared));
+        }
+        tasks.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(tasks)
+    }
+
+    /// Resolves `name` on the newest version of its deployment. Unknown names (including names
+    /// that differ only in case) fail with the closest existing names suggested.
+    pub async fn resolve(&self, name: &str) -> Result<ResolvedTask> {
+        let found = match name.split_once('/') {
+            Some((deployment, function)) => match self.store.latest_deployment(deployment).await? {
+                Some(deployment) => {
+                    let prepared = self.prepared(&deployment).await?;
+                    prepared
+                        .tasks
+                        .iter()
+                        .position(|t| t.export.name == function)
+                        .map(|index| ResolvedTask {
+                            name: name.to_string(),
+                            deployment,
+                            prepared,
+                            index,
+                        })
+                }
+                None => None,
+            },
+            None => None,
+        };
+        if let Some(found) = found {
+            return Ok(found);
+        }
+        let names: Vec<String> = self.tasks().await?.into_iter().map(|t| t.name).collect();
+        let mut message = format!("unknown task `{name}`");
+        let suggestions = suggest(name, &names);
+        if !suggestions.is_empty() {
+            let quoted: Vec<String> = suggestions.iter().map(|s| format!("`{s}`")).collect();
+            message.push_str(&format!("; did you mean {}?", quoted.join(" or ")));
+        } else if names.is_empty() {
+            message.push_str("; nothing is deployed yet (hypergraph deploy <file> --name <name>)");
+        } else if !name.contains('/') {
+            message.push_str("; task names look like `<deployment>/<function>`");
+        }
+        message.push_str(" (task names are case-sensitive; `hypergraph tasks` lists them all)");
+        bail!(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deployment_names() {
+        for ok in ["greet", "orders-v2", "a.b_c", "9lives"] {
+            validate_deployment_name(ok).unwrap();
+        }
+        for bad in ["", "-x", "a/b", "a b", "é"] {
+            assert!(validate_deployment_name(bad).is_err(), "{bad}");
+        }
+    }
+}

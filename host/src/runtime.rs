@@ -1,0 +1,45 @@
+//! [`Hypergraph`]: the handle that ties a [`Store`] to an [`Engine`].
+//!
+//! Its operations are grouped by responsibility: deploying and resolving tasks in `registry`,
+//! submitting runs and waiting for them in `scheduler`, executing steps in `worker`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Result;
+use tokio::sync::Notify;
+
+use crate::engine::{Engine, EngineOptions};
+use crate::store::Store;
+
+/// A store and an engine, shared by the CLI, workers and (later) the HTTP API of one process.
+#[derive(Clone)]
+pub struct Hypergraph {
+    pub store: Arc<dyn Store>,
+    pub engine: Arc<Engine>,
+    /// Wakes this process's workers when it submits runs (other processes are found by polling).
+    pub(crate) submitted: Arc<Notify>,
+    /// Wakes this process's waiters when its workers commit completions.
+    pub(crate) completed: Arc<Notify>,
+}
+
+impl Hypergraph {
+    /// A handle over `store` with a new engine caching compiled components in `cache_dir`.
+    pub fn new(store: Arc<dyn Store>, cache_dir: Option<PathBuf>) -> Result<Hypergraph> {
+        let engine = Engine::new(EngineOptions {
+            cache_dir,
+            ..EngineOptions::default()
+        })?;
+        Ok(Hypergraph::with_engine(store, Arc::new(engine)))
+    }
+
+    /// A handle over `store` sharing an existing engine.
+    pub fn with_engine(store: Arc<dyn Store>, engine: Arc<Engine>) -> Hypergraph {
+        Hypergraph {
+            store,
+            engine,
+            submitted: Arc::new(Notify::new()),
+            completed: Arc::new(Notify::new()),
+        }
+    }
+}

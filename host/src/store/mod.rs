@@ -1,0 +1,347 @@
+//! Durable storage: one trait, one implementation per database engine.
+//!
+//! Everything Hypergraph knows lives behind [`Store`]: components (content-addressed bytes),
+//! deployments (versioned names), runs, steps, attempts, the journal of every host call, and log
+//! lines. The CLI, the worker and (later) the HTTP API all read the same tables; there is no second
+//! trace store.
+//!
+//! Contracts every implementation keeps:
+//! - **Atomic completion.** [`Store::complete_steps`] commits each completion (status, output, error,
+//!   journal, logs, run status) in one transaction: after a crash either all of it is visible or none.
+//! - **Fencing.** A completion is applied only if the step is still `running` under the same attempt
+//!   number; a stale attempt (its lease expired and the step was claimed again) gets
+//!   [`CommitOutcome::Fenced`] and changes nothing.
+//! - **Exactly one claimant.** [`Store::claim_steps`] hands a queued step (or a running step whose
+//!   lease has expired) to exactly one caller, across threads and processes, bumping its attempt.
+//! - Timestamps are microseconds since the Unix epoch (UTC); JSON columns hold text.
+
+pub mod sqlite;
+
+use std::time::Duration;
+
+use anyhow::Result;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Microseconds since the Unix epoch, UTC.
+pub type Micros = i64;
+
+/// The current time in [`Micros`].
+pub fn now_micros() -> Micros {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as Micros)
+        .unwrap_or(0)
+}
+
+/// Per-deployment execution policy. `None` fields fall back to the host defaults.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    /// Maximum linear memory of one instance, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit_bytes: Option<u64>,
+    /// Execution deadline of one attempt, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Maximum number of log lines kept per attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_log_lines: Option<u32>,
+}
+
+/// One version of a deployment: a name bound to a component digest plus its policy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub name: String,
+    /// 1 for the first deploy of a name, incremented by each deploy of a different digest.
+    pub version: i64,
+    /// sha256 of the component bytes, lowercase hex.
+    pub digest: String,
+    pub policy: Policy,
+    pub created_at: Micros,
+}
+
+/// Status of a run or a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl Status {
+    /// All statuses, in lifecycle order.
+    pub const ALL: [Status; 5] = [
+        Status::Queued,
+        Status::Running,
+        Status::Succeeded,
+        Status::Failed,
+        Status::Cancelled,
+    ];
+
+    /// The lowercase name stored in the database and shown to users.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Running => "running",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    /// True once the status can no longer change.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Status::Succeeded | Status::Failed | Status::Cancelled)
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Status {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Status::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "unknown status `{s}`; expected one of: queued, running, succeeded, failed, cancelled"
+                )
+            })
+    }
+}
+
+/// A run to enqueue: one step executing `task` on the pinned deployment version.
+#[derive(Clone, Debug)]
+pub struct NewRun {
+    /// Run id (UUID v7 text). The single step gets its own id.
+    pub id: String,
+    pub step_id: String,
+    /// Full task name, `<deployment>/<function>` or `<deployment>/<interface>.<function>`.
+    pub task: String,
+    pub deployment: String,
+    pub version: i64,
+    pub digest: String,
+    /// Task input, already validated against the task's WIT signature.
+    pub input: Value,
+    /// Metadata tags (`--meta k=v`), keys unique.
+    pub meta: Vec<(String, String)>,
+    pub created_at: Micros,
+}
+
+/// A step handed to a worker by [`Store::claim_steps`].
+#[derive(Clone, Debug)]
+pub struct ClaimedStep {
+    pub step_id: String,
+    pub run_id: String,
+    pub task: String,
+    pub deployment: String,
+    pub version: i64,
+    pub digest: String,
+    pub input: Value,
+    /// The attempt number this claim owns (1 for the first).
+    pub attempt: u32,
+    /// The policy of the pinned deployment version.
+    pub policy: Policy,
+    pub created_at: Micros,
+    pub assigned_at: Micros,
+}
+
+/// One journaled host-call result, in call order within its attempt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalRecord {
+    /// 0-based position in the attempt's journal.
+    pub seq: u32,
+    /// Entry kind, e.g. `wall_clock.now` (see `journal::Entry`).
+    pub kind: String,
+    /// The entry's JSON payload.
+    pub data: String,
+}
+
+/// One captured log line of an attempt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRecord {
+    /// 0-based position among the attempt's kept lines.
+    pub seq: u32,
+    pub at: Micros,
+    /// `log`, `stdout` or `stderr`.
+    pub stream: String,
+    /// trace/debug/info/warn/error (stdout is `info`, stderr is `warn`).
+    pub level: String,
+    pub message: String,
+}
+
+/// The result of one attempt, committed atomically by [`Store::complete_steps`].
+#[derive(Clone, Debug)]
+pub struct Completion {
+    pub step_id: String,
+    /// The attempt that produced this result; the fence.
+    pub attempt: u32,
+    pub worker_id: String,
+    pub started_at: Micros,
+    pub completed_at: Micros,
+    /// `Succeeded` or `Failed`.
+    pub status: Status,
+    pub output: Option<Value>,
+    pub error: Option<Value>,
+    pub journal: Vec<JournalRecord>,
+    pub logs: Vec<LogRecord>,
+}
+
+/// Whether a completion was applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommitOutcome {
+    Committed,
+    /// The step is no longer running under this attempt; nothing was written.
+    Fenced,
+}
+
+/// Filter for [`Store::list_runs`]; all conditions must hold.
+#[derive(Clone, Debug, Default)]
+pub struct RunFilter {
+    pub status: Option<Status>,
+    /// Exact task name, or a deployment name (matches all its tasks).
+    pub task: Option<String>,
+    /// Only runs created at or after this time.
+    pub since: Option<Micros>,
+    /// Every tag must match.
+    pub meta: Vec<(String, String)>,
+    /// Newest first, at most this many (0 = the implementation's default, 100).
+    pub limit: u32,
+}
+
+/// A run as listed by [`Store::list_runs`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub id: String,
+    pub task: String,
+    pub status: Status,
+    pub created_at: Micros,
+    pub completed_at: Option<Micros>,
+    /// Attempts made so far, over all steps.
+    pub attempts: u32,
+}
+
+/// Everything stored about one attempt of a step, except its journal and logs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttemptDetail {
+    pub attempt: u32,
+    pub status: Status,
+    pub worker_id: Option<String>,
+    pub assigned_at: Option<Micros>,
+    pub started_at: Option<Micros>,
+    pub completed_at: Option<Micros>,
+    pub error: Option<Value>,
+    pub journal_entries: u32,
+    pub log_lines: u32,
+}
+
+/// One step of a run with its four timestamps and attempt history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepDetail {
+    pub id: String,
+    pub task: String,
+    pub status: Status,
+    /// The latest attempt number (0 while never claimed).
+    pub attempt: u32,
+    pub worker_id: Option<String>,
+    pub digest: String,
+    pub input: Value,
+    pub output: Option<Value>,
+    pub error: Option<Value>,
+    pub created_at: Micros,
+    pub assigned_at: Option<Micros>,
+    pub started_at: Option<Micros>,
+    pub completed_at: Option<Micros>,
+    pub attempts: Vec<AttemptDetail>,
+}
+
+/// A run with its steps, as shown by `runs show`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunDetail {
+    pub id: String,
+    pub task: String,
+    pub deployment: String,
+    pub version: i64,
+    pub digest: String,
+    pub status: Status,
+    pub input: Value,
+    pub output: Option<Value>,
+    pub error: Option<Value>,
+    pub meta: Vec<(String, String)>,
+    pub created_at: Micros,
+    pub completed_at: Option<Micros>,
+    pub steps: Vec<StepDetail>,
+}
+
+/// A log line with the attempt it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunLogLine {
+    pub step_id: String,
+    pub attempt: u32,
+    #[serde(flatten)]
+    pub line: LogRecord,
+}
+
+/// A worker process, registered when it starts and refreshed while it runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    pub id: String,
+    pub host: String,
+    pub pid: u32,
+    pub version: String,
+    pub started_at: Micros,
+}
+
+/// The storage contract. See the module docs for the guarantees every implementation keeps.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores component bytes under their digest; storing the same digest twice is a no-op.
+    async fn put_component(&self, digest: &str, bytes: &[u8]) -> Result<()>;
+    /// The bytes of a stored component.
+    async fn component(&self, digest: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Binds `name` to `digest`. Returns the existing latest version unchanged when it already has
+    /// this digest and policy, else creates version `latest + 1` (1 for a new name).
+    async fn deploy(&self, name: &str, digest: &str, policy: &Policy) -> Result<Deployment>;
+    /// The newest version of a deployment.
+    async fn latest_deployment(&self, name: &str) -> Result<Option<Deployment>>;
+    /// One specific version of a deployment.
+    async fn deployment_version(&self, name: &str, version: i64) -> Result<Option<Deployment>>;
+    /// The newest version of every deployment, by name.
+    async fn deployments(&self) -> Result<Vec<Deployment>>;
+
+    /// Enqueues runs (each with its single step, status `queued`) in one transaction.
+    async fn submit_runs(&self, runs: &[NewRun]) -> Result<()>;
+    /// Claims up to `max` steps for `worker_id`: queued ones first (oldest first), then running ones
+    /// whose lease expired. Each returned step is `running` with `attempt` bumped, `assigned_at` =
+    /// now and a lease until now + `lease`.
+    async fn claim_steps(&self, worker_id: &str, max: usize, lease: Duration) -> Result<Vec<ClaimedStep>>;
+    /// Extends the leases of the given (step, attempt) pairs still owned by this worker.
+    async fn renew_leases(&self, worker_id: &str, steps: &[(String, u32)], lease: Duration) -> Result<()>;
+    /// Commits completions; each one is atomic and fenced (see module docs). Outcomes are returned
+    /// in the order of `completions`.
+    async fn complete_steps(&self, completions: &[Completion]) -> Result<Vec<CommitOutcome>>;
+
+    /// Runs matching `filter`, newest first.
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>>;
+    /// One run with its steps and attempts.
+    async fn run(&self, id: &str) -> Result<Option<RunDetail>>;
+    /// The status of a run (cheap; used to wait for completion).
+    async fn run_status(&self, id: &str) -> Result<Option<Status>>;
+    /// All log lines of a run, by step, attempt and sequence.
+    async fn run_logs(&self, id: &str) -> Result<Vec<RunLogLine>>;
+    /// The journal of one attempt, in sequence order.
+    async fn journal(&self, step_id: &str, attempt: u32) -> Result<Vec<JournalRecord>>;
+
+    /// Records (or refreshes) a worker's registration and its last-seen time.
+    async fn register_worker(&self, worker: &WorkerInfo) -> Result<()>;
+}

@@ -1,0 +1,334 @@
+//! Workers: lease steps from the store, execute them in fresh instances, commit the results.
+//!
+//! A worker claims batches of steps (as many as it has free execution slots), runs each attempt on
+//! its own task, and hands completions to a single committer that writes everything finished since
+//! its last commit in one transaction (group commit). Each completion is still atomic and fenced
+//! by its attempt number in the store. Leases of in-flight steps are renewed while they run; a
+//! worker that dies simply stops renewing, and its steps are claimed again after the lease expires.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use serde::Serialize;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::capabilities::InvocationContext;
+use crate::convert::params_from_json;
+use crate::invoke::{invoke, Invocation, Outcome, TaskError};
+use crate::journal::Journal;
+use crate::limits::Limits;
+use crate::runtime::Hypergraph;
+use crate::store::{now_micros, ClaimedStep, CommitOutcome, Completion, Status, WorkerInfo};
+
+/// Most steps claimed in one query, and most completions committed in one transaction.
+const BATCH: usize = 256;
+
+/// Worker tuning.
+#[derive(Clone, Debug)]
+pub struct WorkerOptions {
+    /// Steps executed at once.
+    pub concurrency: usize,
+    /// How long a claim is valid without renewal; renewed every third of it.
+    pub lease: Duration,
+    /// Longest sleep between polls when the queue is empty (wake-ups from this process are
+    /// immediate; other processes' submissions are found by polling).
+    pub max_poll_interval: Duration,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions {
+            concurrency: 32,
+            lease: Duration::from_secs(30),
+            max_poll_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+/// What a worker did, returned when it stops.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct WorkerStats {
+    pub executed: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    /// Completions refused because a newer attempt owned the step.
+    pub fenced: u64,
+}
+
+/// When a worker stops.
+enum StopWhen<F> {
+    /// After the stop future resolves.
+    Signal(F),
+    /// As soon as there is nothing to claim and nothing in flight.
+    Idle,
+}
+
+/// A worker process's execution loop.
+pub struct Worker {
+    hg: Hypergraph,
+    info: WorkerInfo,
+    options: WorkerOptions,
+}
+
+impl Worker {
+    /// A worker with a fresh id identifying this host and process.
+    pub fn new(hg: Hypergraph, options: WorkerOptions) -> Worker {
+        let host = hostname();
+        let info = WorkerInfo {
+            id: format!("{host}/{}/{}", std::process::id(), &uuid::Uuid::now_v7().simple().to_string()[20..]),
+            host,
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at: now_micros(),
+        };
+        Worker { hg, info, options }
+    }
+
+    /// This worker's identity, as recorded with every attempt it runs.
+    pub fn info(&self) -> &WorkerInfo {
+        &self.info
+    }
+
+    /// Runs until `stop` resolves, then finishes in-flight steps, commits them and returns.
+    pub async fn run_until(&self, stop: impl Future<Output = ()>) -> Result<WorkerStats> {
+        self.run(StopWhen::Signal(stop)).await
+    }
+
+    /// Runs until no step is claimable and none is in flight.
+    pub async fn run_until_idle(&self) -> Result<WorkerStats> {
+        self.run(StopWhen::<std::future::Pending<()>>::Idle).await
+    }
+
+    async fn run<F: Future<Output = ()>>(&self, stop_when: StopWhen<F>) -> Result<WorkerStats> {
+        self.hg.store.register_worker(&self.info).await?;
+        tracing::info!(worker = %self.info.id, concurrency = self.options.concurrency, "worker started");
+        let slots = Arc::new(Semaphore::new(self.options.concurrency));
+        let in_flight: Arc<Mutex<HashSet<(String, u32)>>> = Arc::default();
+        let (done_tx, done_rx) = mpsc::unbounded_channel::<Completion>();
+        let committer = tokio::spawn(commit_loop(self.hg.clone(), done_rx));
+        let renewer = tokio::spawn(renew_loop(
+            self.hg.clone(),
+            self.info.clone(),
+            in_flight.clone(),
+            self.options.lease,
+        ));
+
+        let mut running = JoinSet::new();
+        let mut idle_poll = Duration::from_millis(1);
+        let (mut stop, idle_mode) = match stop_when {
+            StopWhen::Signal(f) => (Some(Box::pin(f)), false),
+            StopWhen::Idle => (None, true),
+        };
+        loop {
+            while running.try_join_next().is_some() {}
+            let free = slots.available_permits().min(BATCH);
+            let claimed = if free > 0 {
+                self.hg
+                    .store
+                    .claim_steps(&self.info.id, free, self.options.lease)
+                    .await?
+            } else {
+                Vec::new()
+            };
+            if claimed.is_empty() {
+                if idle_mode && running.is_empty() {
+                    break;
+                }
+                let wake = self.hg.submitted.notified();
+                let sleep = tokio::time::sleep(idle_poll);
+                let slot_freed = running.join_next();
+                tokio::select! {
+                    _ = async { stop.as_mut().unwrap().await }, if stop.is_some() => break,
+                    _ = wake => idle_poll = Duration::from_millis(1),
+                    _ = sleep => idle_poll = (idle_poll * 2).min(self.options.max_poll_interval),
+                    _ = slot_freed, if free == 0 || idle_mode => {}
+                }
+                continue;
+            }
+            idle_poll = Duration::from_millis(1);
+            for step in claimed {
+                let permit = slots.clone().acquire_owned().await?;
+                in_flight
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert((step.step_id.clone(), step.attempt));
+                let hg = self.hg.clone();
+                let worker_id = self.info.id.clone();
+                let done = done_tx.clone();
+                let in_flight = in_flight.clone();
+                running.spawn(async move {
+                    let key = (step.step_id.clone(), step.attempt);
+                    let _ = done.send(execute(&hg, &worker_id, step).await);
+                    in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+                    drop(permit);
+                });
+            }
+        }
+        while running.join_next().await.is_some() {}
+        drop(done_tx);
+        renewer.abort();
+        let stats = committer.await.context("committer task failed")??;
+        tracing::info!(worker = %self.info.id, ?stats, "worker stopped");
+        Ok(stats)
+    }
+}
+
+/// Commits completions in batches until every sender is gone.
+async fn commit_loop(
+    hg: Hypergraph,
+    mut done: mpsc::UnboundedReceiver<Completion>,
+) -> Result<WorkerStats> {
+    let mut stats = WorkerStats::default();
+    let mut batch = Vec::with_capacity(BATCH);
+    while let Some(first) = done.recv().await {
+        batch.push(first);
+        while batch.len() < BATCH {
+            match done.try_recv() {
+                Ok(completion) => batch.push(completion),
+                Err(_) => break,
+            }
+        }
+        let outcomes = hg.store.complete_steps(&batch).await?;
+        for (completion, outcome) in batch.iter().zip(outcomes) {
+            stats.executed += 1;
+            match outcome {
+                CommitOutcome::Committed if completion.status == Status::Succeeded => {
+                    stats.succeeded += 1
+                }
+                CommitOutcome::Committed => stats.failed += 1,
+                CommitOutcome::Fenced => {
+                    stats.fenced += 1;
+                    tracing::warn!(
+                        step = %completion.step_id,
+                        attempt = completion.attempt,
+                        "result discarded: a newer attempt owns this step (its lease had expired)"
+                    );
+                }
+            }
+        }
+        batch.clear();
+        hg.completed.notify_waiters();
+    }
+    Ok(stats)
+}
+
+/// Renews the leases of in-flight steps every third of the lease, and refreshes the worker row.
+async fn renew_loop(
+    hg: Hypergraph,
+    info: WorkerInfo,
+    in_flight: Arc<Mutex<HashSet<(String, u32)>>>,
+    lease: Duration,
+) {
+    let mut every = tokio::time::interval(lease / 3);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        let steps: Vec<(String, u32)> = in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        if let Err(e) = hg.store.renew_leases(&info.id, &steps, lease).await {
+            tracing::warn!("renewing leases failed: {e:#}");
+        }
+        if let Err(e) = hg.store.register_worker(&info).await {
+            tracing::warn!("worker heartbeat failed: {e:#}");
+        }
+    }
+}
+
+/// Executes one claimed step and turns the outcome into a completion. Never fails: host-side
+/// problems (a missing component, an input that no longer converts) fail the attempt instead.
+pub async fn execute(hg: &Hypergraph, worker_id: &str, step: ClaimedStep) -> Completion {
+    let outcome = match prepare_and_invoke(hg, &step).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            let now = now_micros();
+            Outcome {
+                started_at: now,
+                completed_at: now,
+                result: Err(TaskError::host(format!("{e:#}"))),
+                journal: Vec::new(),
+                logs: Vec::new(),
+            }
+        }
+    };
+    let (status, output, error) = match outcome.result {
+        Ok(output) => (Status::Succeeded, Some(output), None),
+        Err(error) => (
+            Status::Failed,
+            None,
+            Some(serde_json::to_value(&error).expect("errors serialize")),
+        ),
+    };
+    Completion {
+        step_id: step.step_id,
+        attempt: step.attempt,
+        worker_id: worker_id.to_string(),
+        started_at: outcome.started_at,
+        completed_at: outcome.completed_at,
+        status,
+        output,
+        error,
+        journal: Journal::to_records(&outcome.journal),
+        logs: outcome.logs,
+    }
+}
+
+async fn prepare_and_invoke(hg: &Hypergraph, step: &ClaimedStep) -> Result<Outcome> {
+    let store = hg.store.clone();
+    let digest = step.digest.clone();
+    let prepared = hg
+        .engine
+        .prepare(&step.digest, || async move {
+            store
+                .component(&digest)
+                .await?
+                .with_context(|| format!("component {digest} is missing from the store"))
+        })
+        .await?;
+    let function = step
+        .task
+        .split_once('/')
+        .map(|(_, f)| f)
+        .unwrap_or(&step.task);
+    let task = prepared.task(function).with_context(|| {
+        format!(
+            "component {} has no task `{function}`",
+            &step.digest[..12.min(step.digest.len())]
+        )
+    })?;
+    let params = params_from_json(&task.export.ty, &step.input)
+        .map_err(|e| anyhow::anyhow!("stored input no longer matches the task: {e}"))?;
+    let limits = Limits::from_policy(&step.policy);
+    let context = InvocationContext {
+        run_id: step.run_id.clone(),
+        task_name: step.task.clone(),
+        attempt: step.attempt,
+    };
+    Ok(invoke(
+        &hg.engine,
+        &prepared,
+        task,
+        Invocation {
+            context,
+            params: &params,
+            limits: &limits,
+        },
+    )
+    .await)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_string())
+}

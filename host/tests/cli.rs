@@ -1,0 +1,245 @@
+//! End-to-end tests that drive the real `hypergraph` binary as a user would.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use common::repo;
+use serde_json::{json, Value};
+
+struct Cli {
+    _dir: tempfile::TempDir,
+    db: PathBuf,
+}
+
+impl Cli {
+    fn new() -> Cli {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("hg.db");
+        Cli { _dir: dir, db }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hypergraph"));
+        cmd.arg("--db").arg(&self.db).args(args);
+        cmd.env_remove("HYPERGRAPH_DB").env_remove("RUST_LOG");
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("hypergraph runs")
+    }
+
+    /// Runs and expects exit code `code`; returns stdout.
+    fn expect(&self, code: i32, args: &[&str]) -> String {
+        let out = self.run(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "hypergraph {args:?}\nstdout: {stdout}\nstderr: {stderr}"
+        );
+        stdout
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        self.expect(0, args)
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let stdout = self.ok(args);
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: {e}\n{stdout}"))
+    }
+
+    fn stderr_of_failure(&self, code: i32, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(out.status.code(), Some(code), "hypergraph {args:?}");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    }
+}
+
+fn fixture(name: &str) -> String {
+    repo()
+        .join("tests/fixtures")
+        .join(name)
+        .to_string_lossy()
+        .to_string()
+}
+
+#[test]
+fn deploy_run_and_inspect_through_the_binary() {
+    let cli = Cli::new();
+    let deployed = cli.ok(&["deploy", &fixture("log-flood.wat"), "--name", "flood"]);
+    assert!(deployed.contains("deployed flood version 1"), "{deployed}");
+    assert!(deployed.contains("flood/flood") && deployed.contains("func(n: u32)"), "{deployed}");
+
+    let tasks = cli.json(&["tasks", "--json"]);
+    assert_eq!(tasks[0]["name"], "flood/flood");
+    assert_eq!(tasks[0]["signature"], "func(n: u32)");
+
+    let result = cli.json(&[
+        "run", "flood/flood", "--input", r#"{"n": 2}"#, "--meta", "env=test", "--meta", "team=a",
+        "--wait", "--json",
+    ]);
+    assert_eq!(result["status"], "succeeded");
+    assert_eq!(result["output"], Value::Null);
+    assert_eq!(result["error"], Value::Null);
+    let id = result["run_id"].as_str().unwrap().to_string();
+
+    let shown = cli.json(&["runs", "show", &id, "--json"]);
+    assert_eq!(shown["input"], json!({"n": 2}));
+    assert_eq!(shown["meta"], json!({"env": "test", "team": "a"}));
+    let step = &shown["steps"][0];
+    for ts in ["created_at", "assigned_at", "started_at", "completed_at"] {
+        assert!(step[ts].as_i64().is_some(), "{ts} missing: {step}");
+    }
+    assert!(step["worker_id"].as_str().unwrap().contains('/'));
+    assert_eq!(step["digest"].as_str().unwrap().len(), 64);
+    assert!(step["queue_us"].as_i64().is_some() && step["execution_us"].as_i64().is_some());
+    assert_eq!(step["attempts"][0]["log_lines"], 2);
+
+    let text = cli.ok(&["runs", "show", &id]);
+    for needle in ["queue time", "execution", "worker", "component", "flood/flood", "env=test"] {
+        assert!(text.contains(needle), "`{needle}` missing from:\n{text}");
+    }
+
+    let logs = cli.json(&["runs", "logs", &id, "--json"]);
+    assert_eq!(logs.as_array().unwrap().len(), 2);
+    assert_eq!(logs[0]["message"], "hello");
+    assert!(cli.ok(&["runs", "logs", &id]).contains("hello"));
+
+    let listed = cli.json(&["runs", "list", "--meta", "env=test", "--status", "succeeded", "--json"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    let none = cli.json(&["runs", "list", "--meta", "env=prod", "--json"]);
+    assert!(none.as_array().unwrap().is_empty());
+    let recent = cli.json(&["runs", "list", "--since", "1h", "--task", "flood", "--json"]);
+    assert_eq!(recent[0]["id"], id.as_str());
+    assert!(cli.ok(&["runs", "list"]).contains(&id));
+}
+
+#[test]
+fn failures_exit_non_zero_with_clear_errors() {
+    let cli = Cli::new();
+    cli.ok(&["deploy", &fixture("hostile.wat"), "--name", "hostile", "--timeout", "200ms"]);
+
+    let trap = cli.run(&["run", "hostile/trap", "--wait", "--json"]);
+    assert_eq!(trap.status.code(), Some(1));
+    let trap: Value = serde_json::from_slice(&trap.stdout).unwrap();
+    assert_eq!(trap["status"], "failed");
+    assert_eq!(trap["error"]["kind"], "trap");
+
+    let spin = cli.run(&["run", "hostile/spin", "--wait"]);
+    assert_eq!(spin.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&spin.stdout);
+    assert!(text.contains("timeout") && text.contains("200 ms"), "{text}");
+
+    let unknown = cli.stderr_of_failure(2, &["run", "hostile/Trap", "--wait"]);
+    assert!(unknown.contains("did you mean `hostile/trap`"), "{unknown}");
+    let shape = cli.stderr_of_failure(2, &["run", "hostile/ok", "--input", r#"{"x": 1}"#]);
+    assert!(shape.contains("invalid input for task `hostile/ok`"), "{shape}");
+    let json = cli.stderr_of_failure(2, &["run", "hostile/ok", "--input", "{oops"]);
+    assert!(json.contains("not valid JSON"), "{json}");
+    let missing = cli.stderr_of_failure(2, &["runs", "show", "no-such-run"]);
+    assert!(missing.contains("run `no-such-run` not found"), "{missing}");
+    let core = cli.stderr_of_failure(2, &["deploy", &fixture("core-module.wat"), "--name", "x"]);
+    assert!(core.contains("not a component"), "{core}");
+    let nofile = cli.stderr_of_failure(2, &["deploy", "/no/such/file.wasm", "--name", "x"]);
+    assert!(nofile.contains("cannot read component file"), "{nofile}");
+    let status = cli.stderr_of_failure(2, &["runs", "list", "--status", "done"]);
+    assert!(status.contains("unknown status `done`"), "{status}");
+}
+
+#[test]
+fn unusable_database_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_db = dir.path().join("notes.txt");
+    std::fs::write(&not_db, "this is not a database, just some text long enough").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hypergraph"))
+        .args(["--db", not_db.to_str().unwrap(), "tasks"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("notes.txt"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&not_db).unwrap(),
+        "this is not a database, just some text long enough",
+        "the file must be left untouched"
+    );
+}
+
+/// Two processes executing runs from one database file at once lose nothing and run nothing twice.
+#[test]
+fn two_processes_share_one_database_without_losing_runs() {
+    let cli = Cli::new();
+    cli.ok(&["deploy", &fixture("counter.wat"), "--name", "counter"]);
+    let runs = 200;
+    let mut ids = Vec::new();
+    for _ in 0..runs {
+        ids.push(cli.ok(&["run", "counter/count"]).trim().to_string());
+    }
+    // Two workers drain the queue concurrently, while two more processes submit-and-wait.
+    let spawn = |args: &[&str]| cli.cmd(args).spawn().expect("spawn");
+    let mut workers = vec![
+        spawn(&["worker", "--until-idle", "--concurrency", "4"]),
+        spawn(&["worker", "--until-idle", "--concurrency", "4"]),
+    ];
+    let waiters: Vec<_> = (0..2)
+        .map(|_| {
+            let mut cmd = cli.cmd(&["run", "counter/count", "--wait", "--json"]);
+            std::thread::spawn(move || {
+                (0..10)
+                    .map(|_| {
+                        let out = cmd.output().unwrap();
+                        assert!(out.status.success());
+                        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for w in &mut workers {
+        assert!(w.wait().unwrap().success());
+    }
+    for waiter in waiters {
+        for result in waiter.join().unwrap() {
+            assert_eq!(result["status"], "succeeded");
+            assert_eq!(result["output"], 1);
+            assert_eq!(result["attempts"], 1);
+        }
+    }
+    let all = cli.json(&["runs", "list", "--limit", "1000", "--json"]);
+    let all = all.as_array().unwrap();
+    assert_eq!(all.len(), runs + 20);
+    for run in all {
+        assert_eq!(run["status"], "succeeded", "{run}");
+        assert_eq!(run["attempts"], 1, "a run executed more than once: {run}");
+    }
+    for id in &ids {
+        assert!(all.iter().any(|r| r["id"] == id.as_str()), "run {id} lost");
+    }
+}
+
+#[test]
+fn run_without_wait_queues_for_a_worker() {
+    let cli = Cli::new();
+    cli.ok(&["deploy", &fixture("counter.wat"), "--name", "counter"]);
+    let queued = cli.json(&["run", "counter/count", "--json"]);
+    assert_eq!(queued["status"], "queued");
+    let id = queued["run_id"].as_str().unwrap();
+    assert_eq!(cli.json(&["runs", "show", id, "--json"])["status"], "queued");
+    let stats = cli.json(&["worker", "--until-idle", "--json"]);
+    assert_eq!(stats["succeeded"], 1);
+    assert_eq!(cli.json(&["runs", "show", id, "--json"])["output"], 1);
+}
+
+#[test]
+fn help_lists_every_command() {
+    let cli = Cli::new();
+    let help = cli.ok(&["--help"]);
+    for command in ["deploy", "tasks", "run", "runs", "worker", "build", "demo"] {
+        assert!(help.contains(command), "{command} missing from help");
+    }
+}

@@ -1,0 +1,79 @@
+//! Shared helpers for the host's integration tests: a real SQLite file in a temp dir, fixtures,
+//! and running submitted runs to completion with a real worker.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hypergraph::scheduler::RunRequest;
+use hypergraph::store::sqlite::SqliteStore;
+use hypergraph::store::{Policy, RunDetail};
+use hypergraph::worker::{Worker, WorkerOptions};
+use hypergraph::Hypergraph;
+use serde_json::Value;
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The bytes of `tests/fixtures/<name>`.
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(repo().join("tests/fixtures").join(name)).expect("fixture exists")
+}
+
+/// A Hypergraph over a fresh SQLite file in `dir`.
+pub async fn open(dir: &Path) -> Hypergraph {
+    let store = SqliteStore::open(&dir.join("hypergraph.db"))
+        .await
+        .expect("open store");
+    Hypergraph::new(Arc::new(store), Some(dir.join("cache"))).expect("engine")
+}
+
+/// Deploys a fixture under `name` with `policy`.
+pub async fn deploy(hg: &Hypergraph, name: &str, fixture_name: &str, policy: Policy) {
+    hg.deploy(name, &fixture(fixture_name), &policy)
+        .await
+        .unwrap_or_else(|e| panic!("deploying {fixture_name}: {e:#}"));
+}
+
+/// Runs a worker until nothing is left to do.
+pub async fn drain(hg: &Hypergraph) {
+    Worker::new(hg.clone(), WorkerOptions::default())
+        .run_until_idle()
+        .await
+        .expect("worker");
+}
+
+/// Submits one run, executes it and returns it as stored.
+pub async fn run(hg: &Hypergraph, task: &str, input: Value) -> RunDetail {
+    let id = hg
+        .submit(&RunRequest {
+            task: task.into(),
+            input,
+            meta: vec![],
+        })
+        .await
+        .unwrap_or_else(|e| panic!("submitting {task}: {e:#}"));
+    drain(hg).await;
+    hg.wait(&id, None).await.expect("run finished")
+}
+
+/// The `kind` of a stored error.
+pub fn error_kind(run: &RunDetail) -> &str {
+    run.error
+        .as_ref()
+        .and_then(|e| e.get("kind"))
+        .and_then(Value::as_str)
+        .unwrap_or("<no error>")
+}
+
+/// The `message` of a stored error.
+pub fn error_message(run: &RunDetail) -> String {
+    run.error
+        .as_ref()
+        .and_then(|e| e.get("message"))
+        .and_then(Value::as_str)
+        .unwrap_or("<no error>")
+        .to_string()
+}
