@@ -52,7 +52,9 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let store = SqliteStore::open(&dir.path().join("bench.db")).await?;
     let hg = Hypergraph::new(Arc::new(store), Some(dir.path().join("cache")))?;
-    let report = hg.deploy("counter", COUNTER.as_bytes(), &Policy::default()).await?;
+    let report = hg
+        .deploy("counter", COUNTER.as_bytes(), &Policy::default())
+        .await?;
     let prepared = hg.prepared(&report.deployment).await?;
     let task = prepared.task("count").expect("count task");
 

@@ -181,9 +181,8 @@ impl Engine {
                  component layer) or component text starting with `(component`"
             ),
         }
-        Component::new(&self.wasmtime, bytes).map_err(|e| {
-            anyhow::anyhow!("the component is invalid and cannot be compiled: {e:#}")
-        })
+        Component::new(&self.wasmtime, bytes)
+            .map_err(|e| anyhow::anyhow!("the component is invalid and cannot be compiled: {e:#}"))
     }
 
     /// Checks that every import of `component` is provided by this host. The error lists each
@@ -194,7 +193,7 @@ impl Engine {
         let missing: Vec<&str> = ty
             .imports(&self.wasmtime)
             // World-level types (records, variants, ...) are imported as types; they need nothing.
-            .filter(|(_, item)| !matches!(item, ComponentItem::Type(_)))
+            .filter(|(_, item)| !matches!(item.ty, ComponentItem::Type(_)))
             .map(|(name, _)| name)
             .filter(|name| !capabilities::provides(name))
             .collect();
@@ -290,7 +289,9 @@ impl Engine {
     fn cache_path(&self, digest: &str) -> Option<PathBuf> {
         let dir = self.cache_dir.as_ref()?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.wasmtime.precompile_compatibility_hash().hash(&mut hasher);
+        self.wasmtime
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
         Some(
             dir.join(format!("{:016x}", hasher.finish()))
                 .join(format!("{digest}.cwasm")),

@@ -101,10 +101,7 @@ pub async fn invoke(
 ) -> Outcome {
     let started_at = now_micros();
     let limits = invocation.limits;
-    let mut store = Store::new(
-        &engine.wasmtime,
-        HostState::new(invocation.context, limits),
-    );
+    let mut store = Store::new(&engine.wasmtime, HostState::new(invocation.context, limits));
     store.limiter(|state| &mut state.limiter);
     let deadline = Instant::now() + limits.timeout;
     store.set_epoch_deadline(1);

@@ -131,8 +131,14 @@ mod tests {
     #[test]
     fn kind_matches_serde_tag_for_every_variant() {
         let all = [
-            Entry::WallClockNow { seconds: 1, nanos: 2 },
-            Entry::WallClockResolution { seconds: 0, nanos: 1 },
+            Entry::WallClockNow {
+                seconds: 1,
+                nanos: 2,
+            },
+            Entry::WallClockResolution {
+                seconds: 0,
+                nanos: 1,
+            },
             Entry::MonotonicNow { nanos: 3 },
             Entry::MonotonicResolution { nanos: 1 },
             Entry::RandomBytes {

@@ -22,6 +22,7 @@ pub mod engine;
 pub mod invoke;
 pub mod journal;
 pub mod limits;
+pub mod notify;
 pub mod registry;
 pub mod runtime;
 pub mod scheduler;

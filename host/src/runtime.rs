@@ -7,9 +7,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Result;
-use tokio::sync::Notify;
+use tokio::sync::OnceCell;
 
 use crate::engine::{Engine, EngineOptions};
+use crate::notify::Signals;
+use crate::scheduler::Submitter;
 use crate::store::Store;
 
 /// A store and an engine, shared by the CLI, workers and (later) the HTTP API of one process.
@@ -17,10 +19,10 @@ use crate::store::Store;
 pub struct Hypergraph {
     pub store: Arc<dyn Store>,
     pub engine: Arc<Engine>,
-    /// Wakes this process's workers when it submits runs (other processes are found by polling).
-    pub(crate) submitted: Arc<Notify>,
-    /// Wakes this process's waiters when its workers commit completions.
-    pub(crate) completed: Arc<Notify>,
+    /// In-process wake-ups (other processes are found by polling).
+    pub(crate) signals: Arc<Signals>,
+    /// Group-commits this process's submissions; started on first use.
+    pub(crate) submitter: Arc<OnceCell<Submitter>>,
 }
 
 impl Hypergraph {
@@ -38,8 +40,8 @@ impl Hypergraph {
         Hypergraph {
             store,
             engine,
-            submitted: Arc::new(Notify::new()),
-            completed: Arc::new(Notify::new()),
+            signals: Arc::default(),
+            submitter: Arc::default(),
         }
     }
 }

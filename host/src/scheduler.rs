@@ -2,17 +2,74 @@
 //!
 //! A submission resolves the task name, converts the JSON input against the task's WIT signature
 //! (so a wrong shape fails before anything is stored or run), and enqueues the run with its single
-//! step in one transaction. Any worker on the same database may then execute it.
+//! step. Concurrent submissions from one process are group-committed: a single submitter task
+//! writes everything queued since its last transaction in one transaction, and each caller returns
+//! once its runs are durable. Any worker on the same database may then execute them.
 
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use anyhow::{bail, Context as _, Result};
 use serde_json::{Map, Value};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::convert::{params_from_json, val_to_json};
 use crate::registry::ResolvedTask;
 use crate::runtime::Hypergraph;
-use crate::store::{now_micros, NewRun, RunDetail};
+use crate::store::{now_micros, NewRun, RunDetail, Store};
+
+/// Most runs written by one group-committed submission transaction.
+const SUBMIT_BATCH: usize = 1024;
+
+/// Runs waiting to be written, and who to tell when they are.
+struct Pending {
+    runs: Vec<NewRun>,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// Handle to the task that group-commits this process's submissions.
+pub(crate) struct Submitter {
+    queue: mpsc::UnboundedSender<Pending>,
+}
+
+impl Submitter {
+    fn start(store: Arc<dyn Store>) -> Submitter {
+        let (queue, rx) = mpsc::unbounded_channel();
+        tokio::spawn(submit_loop(store, rx));
+        Submitter { queue }
+    }
+}
+
+/// Writes queued submissions, as many as are waiting (up to [`SUBMIT_BATCH`] runs) per
+/// transaction. If a combined transaction fails, each submission is retried alone so one bad
+/// submission cannot fail the others.
+async fn submit_loop(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Pending>) {
+    while let Some(first) = rx.recv().await {
+        let mut group = vec![first];
+        let mut count = group[0].runs.len();
+        while count < SUBMIT_BATCH {
+            match rx.try_recv() {
+                Ok(next) => {
+                    count += next.runs.len();
+                    group.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        let all: Vec<NewRun> = group.iter().flat_map(|p| p.runs.iter().cloned()).collect();
+        if group.len() > 1 && store.submit_runs(&all).await.is_ok() {
+            for pending in group {
+                let _ = pending.done.send(Ok(()));
+            }
+            continue;
+        }
+        for pending in group {
+            let result = store.submit_runs(&pending.runs).await;
+            let _ = pending.done.send(result.map_err(|e| format!("{e:#}")));
+        }
+    }
+}
 
 /// A run to submit.
 #[derive(Clone, Debug, Default)]
@@ -64,7 +121,11 @@ impl Hypergraph {
         let mut resolved: Option<ResolvedTask> = None;
         for request in requests {
             validate_meta(&request.meta)?;
-            if resolved.as_ref().map(|r| r.name != request.task).unwrap_or(true) {
+            if resolved
+                .as_ref()
+                .map(|r| r.name != request.task)
+                .unwrap_or(true)
+            {
                 resolved = Some(self.resolve(&request.task).await?);
             }
             let task = resolved.as_ref().expect("just resolved");
@@ -81,31 +142,60 @@ impl Hypergraph {
                 created_at: now_micros(),
             });
         }
-        self.store.submit_runs(&runs).await?;
-        self.submitted.notify_waiters();
-        Ok(runs.into_iter().map(|r| r.id).collect())
+        let ids = runs.iter().map(|r| r.id.clone()).collect();
+        let submitter = self
+            .submitter
+            .get_or_init(|| async { Submitter::start(self.store.clone()) })
+            .await;
+        let (done, written) = oneshot::channel();
+        submitter
+            .queue
+            .send(Pending { runs, done })
+            .map_err(|_| anyhow::anyhow!("the submitter stopped"))?;
+        written
+            .await
+            .context("the submitter stopped")?
+            .map_err(|e| anyhow::anyhow!("storing the runs failed: {e}"))?;
+        self.signals.submitted.notify_waiters();
+        Ok(ids)
     }
 
     /// Waits until run `id` reaches a terminal status and returns it. Completions committed by this
     /// process wake the wait at once; runs executed by other processes are found by polling.
     /// `timeout` bounds the wait.
     pub async fn wait(&self, id: &str, timeout: Option<Duration>) -> Result<RunDetail> {
+        let result = self.wait_inner(id, timeout).await;
+        self.signals.runs.forget(id);
+        result
+    }
+
+    async fn wait_inner(&self, id: &str, timeout: Option<Duration>) -> Result<RunDetail> {
         let started = Instant::now();
         let mut poll = Duration::from_millis(2);
+        let mut signalled = false;
         loop {
-            let completed = self.completed.notified();
-            let status = self
-                .store
-                .run_status(id)
-                .await?
-                .with_context(|| format!("run `{id}` not found"))?;
-            if status.is_terminal() {
-                return self
-                    .store
-                    .run(id)
-                    .await?
-                    .with_context(|| format!("run `{id}` not found"));
-            }
+            let completed = self.signals.runs.register(id);
+            // After an in-process completion signal the run is almost surely finished: read it
+            // whole at once instead of checking its status first.
+            let status = if signalled {
+                let run = self.store.run(id).await?;
+                let run = run.with_context(|| format!("run `{id}` not found"))?;
+                if run.status.is_terminal() {
+                    return Ok(run);
+                }
+                run.status
+            } else {
+                let status = self.store.run_status(id).await?;
+                let status = status.with_context(|| format!("run `{id}` not found"))?;
+                if status.is_terminal() {
+                    return self
+                        .store
+                        .run(id)
+                        .await?
+                        .with_context(|| format!("run `{id}` not found"));
+                }
+                status
+            };
             if let Some(limit) = timeout {
                 if started.elapsed() >= limit {
                     bail!(
@@ -115,10 +205,10 @@ impl Hypergraph {
                     );
                 }
             }
-            tokio::select! {
-                _ = completed => {}
-                _ = tokio::time::sleep(poll) => {}
-            }
+            signalled = tokio::select! {
+                _ = completed => true,
+                _ = tokio::time::sleep(poll) => false,
+            };
             poll = (poll * 2).min(Duration::from_millis(200));
         }
     }

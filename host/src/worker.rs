@@ -79,7 +79,11 @@ impl Worker {
     pub fn new(hg: Hypergraph, options: WorkerOptions) -> Worker {
         let host = hostname();
         let info = WorkerInfo {
-            id: format!("{host}/{}/{}", std::process::id(), &uuid::Uuid::now_v7().simple().to_string()[20..]),
+            id: format!(
+                "{host}/{}/{}",
+                std::process::id(),
+                &uuid::Uuid::now_v7().simple().to_string()[20..]
+            ),
             host,
             pid: std::process::id(),
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -108,7 +112,7 @@ impl Worker {
         tracing::info!(worker = %self.info.id, concurrency = self.options.concurrency, "worker started");
         let slots = Arc::new(Semaphore::new(self.options.concurrency));
         let in_flight: Arc<Mutex<HashSet<(String, u32)>>> = Arc::default();
-        let (done_tx, done_rx) = mpsc::unbounded_channel::<Completion>();
+        let (done_tx, done_rx) = mpsc::unbounded_channel::<(Completion, String)>();
         let committer = tokio::spawn(commit_loop(self.hg.clone(), done_rx));
         let renewer = tokio::spawn(renew_loop(
             self.hg.clone(),
@@ -125,6 +129,9 @@ impl Worker {
         };
         loop {
             while running.try_join_next().is_some() {}
+            // Created before claiming: a submission committed while the claim query runs still
+            // wakes us (tokio delivers `notify_waiters` to every `Notified` that exists).
+            let wake = self.hg.signals.submitted.notified();
             let free = slots.available_permits().min(BATCH);
             let claimed = if free > 0 {
                 self.hg
@@ -138,7 +145,6 @@ impl Worker {
                 if idle_mode && running.is_empty() {
                     break;
                 }
-                let wake = self.hg.submitted.notified();
                 let sleep = tokio::time::sleep(idle_poll);
                 let slot_freed = running.join_next();
                 tokio::select! {
@@ -162,8 +168,12 @@ impl Worker {
                 let in_flight = in_flight.clone();
                 running.spawn(async move {
                     let key = (step.step_id.clone(), step.attempt);
-                    let _ = done.send(execute(&hg, &worker_id, step).await);
-                    in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+                    let run_id = step.run_id.clone();
+                    let _ = done.send((execute(&hg, &worker_id, step).await, run_id));
+                    in_flight
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&key);
                     drop(permit);
                 });
             }
@@ -180,15 +190,20 @@ impl Worker {
 /// Commits completions in batches until every sender is gone.
 async fn commit_loop(
     hg: Hypergraph,
-    mut done: mpsc::UnboundedReceiver<Completion>,
+    mut done: mpsc::UnboundedReceiver<(Completion, String)>,
 ) -> Result<WorkerStats> {
     let mut stats = WorkerStats::default();
     let mut batch = Vec::with_capacity(BATCH);
-    while let Some(first) = done.recv().await {
-        batch.push(first);
+    let mut run_ids = Vec::with_capacity(BATCH);
+    while let Some((completion, run_id)) = done.recv().await {
+        batch.push(completion);
+        run_ids.push(run_id);
         while batch.len() < BATCH {
             match done.try_recv() {
-                Ok(completion) => batch.push(completion),
+                Ok((completion, run_id)) => {
+                    batch.push(completion);
+                    run_ids.push(run_id);
+                }
                 Err(_) => break,
             }
         }
@@ -211,7 +226,10 @@ async fn commit_loop(
             }
         }
         batch.clear();
-        hg.completed.notify_waiters();
+        hg.signals
+            .runs
+            .completed(run_ids.iter().map(String::as_str));
+        run_ids.clear();
     }
     Ok(stats)
 }

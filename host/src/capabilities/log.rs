@@ -304,7 +304,11 @@ mod tests {
         let lines = sink.finish();
         assert_eq!(lines.len(), 4);
         assert_eq!(lines[2].message, "line 2");
-        assert!(lines[3].message.contains("7 more log line(s) dropped"), "{:?}", lines[3]);
+        assert!(
+            lines[3].message.contains("7 more log line(s) dropped"),
+            "{:?}",
+            lines[3]
+        );
         let entries = journal.take();
         assert_eq!(entries.len(), 4);
         assert_eq!(entries[3], Entry::LogsDropped { count: 7 });

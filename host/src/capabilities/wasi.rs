@@ -126,8 +126,7 @@ struct RecordingMonotonicClock {
 
 impl HostMonotonicClock for RecordingMonotonicClock {
     fn resolution(&self) -> u64 {
-        self.journal
-            .record(Entry::MonotonicResolution { nanos: 1 });
+        self.journal.record(Entry::MonotonicResolution { nanos: 1 });
         1
     }
 

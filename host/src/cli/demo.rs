@@ -62,7 +62,11 @@ pub async fn run(hg: &Hypergraph, examples: Option<PathBuf>) -> Result<i32> {
         }
     }
     demos.sort_by(|a, b| a.0.cmp(&b.0));
-    anyhow::ensure!(!demos.is_empty(), "no example with a demo.json in {}", dir.display());
+    anyhow::ensure!(
+        !demos.is_empty(),
+        "no example with a demo.json in {}",
+        dir.display()
+    );
 
     println!("== building and deploying {} examples", demos.len());
     for (path, demo) in &demos {
@@ -76,7 +80,9 @@ pub async fn run(hg: &Hypergraph, examples: Option<PathBuf>) -> Result<i32> {
             .await?
             .with_context(|| format!("building {}", path.display()))?;
         let bytes = std::fs::read(&wasm)?;
-        let report = hg.deploy(&demo.deployment, &bytes, &Policy::default()).await?;
+        let report = hg
+            .deploy(&demo.deployment, &bytes, &Policy::default())
+            .await?;
         println!(
             "built {} in {:.1} s ({} KiB) -> deployed `{}` v{}",
             path.file_name().unwrap_or_default().to_string_lossy(),
@@ -100,7 +106,10 @@ pub async fn run(hg: &Hypergraph, examples: Option<PathBuf>) -> Result<i32> {
                 .collect(),
         })
         .collect();
-    println!("\n== running {} tasks, each in a fresh instance", requests.len());
+    println!(
+        "\n== running {} tasks, each in a fresh instance",
+        requests.len()
+    );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let worker = Worker::new(hg.clone(), WorkerOptions::default());
     let worker = tokio::spawn(async move {
@@ -149,7 +158,10 @@ pub async fn run(hg: &Hypergraph, examples: Option<PathBuf>) -> Result<i32> {
         })
         .await?;
     print!("{}", render::runs_table(&runs));
-    let succeeded = runs.iter().filter(|r| r.status == Status::Succeeded).count();
+    let succeeded = runs
+        .iter()
+        .filter(|r| r.status == Status::Succeeded)
+        .count();
     println!(
         "\n{succeeded} succeeded, {failed} failed (on purpose: application errors are recorded \
          like any result) in {:.1} s.",

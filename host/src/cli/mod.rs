@@ -316,7 +316,9 @@ fn read_input(input: Option<String>) -> Result<Value> {
         text
     };
     serde_json::from_str(&text).map_err(|e| {
-        anyhow::anyhow!("--input is not valid JSON ({e}); for a string, quote it: --input '\"text\"'")
+        anyhow::anyhow!(
+            "--input is not valid JSON ({e}); for a string, quote it: --input '\"text\"'"
+        )
     })
 }
 
@@ -362,11 +364,19 @@ async fn run(hg: &Hypergraph, args: RunArgs) -> Result<i32> {
     } else {
         print!("{}", render::run_result_text(&run));
     }
-    Ok(if run.status == Status::Succeeded { 0 } else { 1 })
+    Ok(if run.status == Status::Succeeded {
+        0
+    } else {
+        1
+    })
 }
 
 /// Waits for a run, telling the user on stderr what it is doing when the wait gets long.
-async fn wait_with_progress(hg: &Hypergraph, id: &str, limit: Option<Duration>) -> Result<RunDetail> {
+async fn wait_with_progress(
+    hg: &Hypergraph,
+    id: &str,
+    limit: Option<Duration>,
+) -> Result<RunDetail> {
     let started = Instant::now();
     let wait = hg.wait(id, limit);
     tokio::pin!(wait);
@@ -445,7 +455,11 @@ async fn worker(hg: &Hypergraph, args: WorkerArgs) -> Result<i32> {
             "worker {} started (concurrency {}){}",
             worker.info().id,
             args.concurrency,
-            if args.until_idle { ", stops when idle" } else { "; Ctrl-C stops it" }
+            if args.until_idle {
+                ", stops when idle"
+            } else {
+                "; Ctrl-C stops it"
+            }
         );
     }
     let stats = if args.until_idle {
@@ -479,7 +493,9 @@ fn build(args: &BuildArgs) -> Result<i32> {
     )?;
     let size = std::fs::metadata(&output).map(|m| m.len()).unwrap_or(0);
     if args.json.json {
-        print_json(&json!({ "component": output, "bytes": size, "seconds": started.elapsed().as_secs_f64() }));
+        print_json(
+            &json!({ "component": output, "bytes": size, "seconds": started.elapsed().as_secs_f64() }),
+        );
     } else {
         println!("{}", output.display());
         if std::io::stderr().is_terminal() {

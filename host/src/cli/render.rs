@@ -264,7 +264,15 @@ pub fn run_detail_text(run: &RunDetail) -> String {
             })
             .collect();
         for line in table(
-            &["ATTEMPT", "STATUS", "WORKER", "EXECUTION", "JOURNAL", "LOGS", "ERROR"],
+            &[
+                "ATTEMPT",
+                "STATUS",
+                "WORKER",
+                "EXECUTION",
+                "JOURNAL",
+                "LOGS",
+                "ERROR",
+            ],
             &rows,
         )
         .lines()

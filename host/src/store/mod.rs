@@ -324,9 +324,19 @@ pub trait Store: Send + Sync + 'static {
     /// Claims up to `max` steps for `worker_id`: queued ones first (oldest first), then running ones
     /// whose lease expired. Each returned step is `running` with `attempt` bumped, `assigned_at` =
     /// now and a lease until now + `lease`.
-    async fn claim_steps(&self, worker_id: &str, max: usize, lease: Duration) -> Result<Vec<ClaimedStep>>;
+    async fn claim_steps(
+        &self,
+        worker_id: &str,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedStep>>;
     /// Extends the leases of the given (step, attempt) pairs still owned by this worker.
-    async fn renew_leases(&self, worker_id: &str, steps: &[(String, u32)], lease: Duration) -> Result<()>;
+    async fn renew_leases(
+        &self,
+        worker_id: &str,
+        steps: &[(String, u32)],
+        lease: Duration,
+    ) -> Result<()>;
     /// Commits completions; each one is atomic and fenced (see module docs). Outcomes are returned
     /// in the order of `completions`.
     async fn complete_steps(&self, completions: &[Completion]) -> Result<Vec<CommitOutcome>>;
