@@ -73,15 +73,26 @@ fn deploy_run_and_inspect_through_the_binary() {
     let cli = Cli::new();
     let deployed = cli.ok(&["deploy", &fixture("log-flood.wat"), "--name", "flood"]);
     assert!(deployed.contains("deployed flood version 1"), "{deployed}");
-    assert!(deployed.contains("flood/flood") && deployed.contains("func(n: u32)"), "{deployed}");
+    assert!(
+        deployed.contains("flood/flood") && deployed.contains("func(n: u32)"),
+        "{deployed}"
+    );
 
     let tasks = cli.json(&["tasks", "--json"]);
     assert_eq!(tasks[0]["name"], "flood/flood");
     assert_eq!(tasks[0]["signature"], "func(n: u32)");
 
     let result = cli.json(&[
-        "run", "flood/flood", "--input", r#"{"n": 2}"#, "--meta", "env=test", "--meta", "team=a",
-        "--wait", "--json",
+        "run",
+        "flood/flood",
+        "--input",
+        r#"{"n": 2}"#,
+        "--meta",
+        "env=test",
+        "--meta",
+        "team=a",
+        "--wait",
+        "--json",
     ]);
     assert_eq!(result["status"], "succeeded");
     assert_eq!(result["output"], Value::Null);
@@ -101,7 +112,14 @@ fn deploy_run_and_inspect_through_the_binary() {
     assert_eq!(step["attempts"][0]["log_lines"], 2);
 
     let text = cli.ok(&["runs", "show", &id]);
-    for needle in ["queue time", "execution", "worker", "component", "flood/flood", "env=test"] {
+    for needle in [
+        "queue time",
+        "execution",
+        "worker",
+        "component",
+        "flood/flood",
+        "env=test",
+    ] {
         assert!(text.contains(needle), "`{needle}` missing from:\n{text}");
     }
 
@@ -110,7 +128,15 @@ fn deploy_run_and_inspect_through_the_binary() {
     assert_eq!(logs[0]["message"], "hello");
     assert!(cli.ok(&["runs", "logs", &id]).contains("hello"));
 
-    let listed = cli.json(&["runs", "list", "--meta", "env=test", "--status", "succeeded", "--json"]);
+    let listed = cli.json(&[
+        "runs",
+        "list",
+        "--meta",
+        "env=test",
+        "--status",
+        "succeeded",
+        "--json",
+    ]);
     assert_eq!(listed.as_array().unwrap().len(), 1);
     let none = cli.json(&["runs", "list", "--meta", "env=prod", "--json"]);
     assert!(none.as_array().unwrap().is_empty());
@@ -122,7 +148,14 @@ fn deploy_run_and_inspect_through_the_binary() {
 #[test]
 fn failures_exit_non_zero_with_clear_errors() {
     let cli = Cli::new();
-    cli.ok(&["deploy", &fixture("hostile.wat"), "--name", "hostile", "--timeout", "200ms"]);
+    cli.ok(&[
+        "deploy",
+        &fixture("hostile.wat"),
+        "--name",
+        "hostile",
+        "--timeout",
+        "200ms",
+    ]);
 
     let trap = cli.run(&["run", "hostile/trap", "--wait", "--json"]);
     assert_eq!(trap.status.code(), Some(1));
@@ -133,12 +166,18 @@ fn failures_exit_non_zero_with_clear_errors() {
     let spin = cli.run(&["run", "hostile/spin", "--wait"]);
     assert_eq!(spin.status.code(), Some(1));
     let text = String::from_utf8_lossy(&spin.stdout);
-    assert!(text.contains("timeout") && text.contains("200 ms"), "{text}");
+    assert!(
+        text.contains("timeout") && text.contains("200 ms"),
+        "{text}"
+    );
 
     let unknown = cli.stderr_of_failure(2, &["run", "hostile/Trap", "--wait"]);
     assert!(unknown.contains("did you mean `hostile/trap`"), "{unknown}");
     let shape = cli.stderr_of_failure(2, &["run", "hostile/ok", "--input", r#"{"x": 1}"#]);
-    assert!(shape.contains("invalid input for task `hostile/ok`"), "{shape}");
+    assert!(
+        shape.contains("invalid input for task `hostile/ok`"),
+        "{shape}"
+    );
     let json = cli.stderr_of_failure(2, &["run", "hostile/ok", "--input", "{oops"]);
     assert!(json.contains("not valid JSON"), "{json}");
     let missing = cli.stderr_of_failure(2, &["runs", "show", "no-such-run"]);
@@ -155,7 +194,11 @@ fn failures_exit_non_zero_with_clear_errors() {
 fn unusable_database_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let not_db = dir.path().join("notes.txt");
-    std::fs::write(&not_db, "this is not a database, just some text long enough").unwrap();
+    std::fs::write(
+        &not_db,
+        "this is not a database, just some text long enough",
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_hypergraph"))
         .args(["--db", not_db.to_str().unwrap(), "tasks"])
         .output()
@@ -229,7 +272,10 @@ fn run_without_wait_queues_for_a_worker() {
     let queued = cli.json(&["run", "counter/count", "--json"]);
     assert_eq!(queued["status"], "queued");
     let id = queued["run_id"].as_str().unwrap();
-    assert_eq!(cli.json(&["runs", "show", id, "--json"])["status"], "queued");
+    assert_eq!(
+        cli.json(&["runs", "show", id, "--json"])["status"],
+        "queued"
+    );
     let stats = cli.json(&["worker", "--until-idle", "--json"]);
     assert_eq!(stats["succeeded"], 1);
     assert_eq!(cli.json(&["runs", "show", id, "--json"])["output"], 1);

@@ -43,7 +43,11 @@ async fn hostile_guests_end_only_their_own_attempt() {
     let cases = [
         ("hostile/spin", "timeout", "execution deadline of 300 ms"),
         ("hostile/bomb", "memory_limit", "memory limit exceeded"),
-        ("hostile/recurse", "stack_overflow", "overflowed its call stack"),
+        (
+            "hostile/recurse",
+            "stack_overflow",
+            "overflowed its call stack",
+        ),
         ("hostile/trap", "trap", "unreachable"),
     ];
     // All at once, mixed with healthy runs, on one worker.
@@ -82,7 +86,10 @@ async fn hostile_guests_end_only_their_own_attempt() {
         .to_string();
     assert!(backtrace.contains("inner"), "backtrace: {backtrace}");
     // And the host keeps serving afterwards.
-    assert_eq!(run(&hg, "hostile/ok", json!(null)).await.output, Some(json!(7)));
+    assert_eq!(
+        run(&hg, "hostile/ok", json!(null)).await.output,
+        Some(json!(7))
+    );
 }
 
 #[tokio::test]
@@ -102,7 +109,10 @@ async fn logs_are_captured_and_capped_with_a_marker() {
     let logs = hg.store.run_logs(&big.id).await.unwrap();
     assert_eq!(logs.len(), 1001, "1000 kept lines + the marker");
     assert!(
-        logs[1000].line.message.contains("500 more log line(s) dropped"),
+        logs[1000]
+            .line
+            .message
+            .contains("500 more log line(s) dropped"),
         "{:?}",
         logs[1000]
     );
@@ -130,7 +140,10 @@ async fn deploy_rejects_what_cannot_run() {
     let core = err(hg
         .deploy("core", &fixture("core-module.wat"), &Policy::default())
         .await);
-    assert!(core.contains("core WebAssembly module, not a component"), "{core}");
+    assert!(
+        core.contains("core WebAssembly module, not a component"),
+        "{core}"
+    );
 
     let garbage = err(hg
         .deploy("garbage", b"definitely not wasm", &Policy::default())
@@ -144,13 +157,23 @@ async fn deploy_rejects_what_cannot_run() {
     let imports = err(hg
         .deploy("imports", &fixture("bad-imports.wat"), &Policy::default())
         .await);
-    assert!(imports.contains("2 interface(s) this host does not provide"), "{imports}");
+    assert!(
+        imports.contains("2 interface(s) this host does not provide"),
+        "{imports}"
+    );
     assert!(imports.contains("acme:db/query@1.0.0"), "{imports}");
-    assert!(imports.contains("wasi:http/outgoing-handler@0.2.0"), "{imports}");
+    assert!(
+        imports.contains("wasi:http/outgoing-handler@0.2.0"),
+        "{imports}"
+    );
     assert!(!imports.contains("- hypergraph:task/context"), "{imports}");
 
     let mismatch = err(hg
-        .deploy("mismatch", &fixture("wrong-import-type.wat"), &Policy::default())
+        .deploy(
+            "mismatch",
+            &fixture("wrong-import-type.wat"),
+            &Policy::default(),
+        )
         .await);
     assert!(mismatch.contains("imports do not match"), "{mismatch}");
     assert!(mismatch.contains("log"), "{mismatch}");
@@ -198,11 +221,15 @@ async fn unknown_tasks_and_wrong_inputs_fail_before_anything_runs() {
     let nothing = submit("nope", json!(null)).await.unwrap_err();
     assert!(nothing.contains("unknown task `nope`"), "{nothing}");
 
-    let shape = submit("flood/flood", json!({"n": "many"})).await.unwrap_err();
+    let shape = submit("flood/flood", json!({"n": "many"}))
+        .await
+        .unwrap_err();
     assert!(shape.contains("$.n") && shape.contains("u32"), "{shape}");
     let range = submit("flood/flood", json!({"n": -1})).await.unwrap_err();
     assert!(range.contains("u32"), "{range}");
-    let unknown = submit("flood/flood", json!({"count": 1})).await.unwrap_err();
+    let unknown = submit("flood/flood", json!({"count": 1}))
+        .await
+        .unwrap_err();
     assert!(unknown.contains("count"), "{unknown}");
 
     let runs = hg.store.list_runs(&RunFilter::default()).await.unwrap();
@@ -263,11 +290,17 @@ async fn compiled_components_are_cached_on_disk() {
     assert_eq!(cached.len(), 1, "{cached:?}");
     // A new process (new engine) runs from the cache.
     let hg = open(dir.path()).await;
-    assert_eq!(run(&hg, "counter/count", json!(null)).await.output, Some(json!(1)));
+    assert_eq!(
+        run(&hg, "counter/count", json!(null)).await.output,
+        Some(json!(1))
+    );
     // A corrupt cache entry is ignored and rewritten, not fatal.
     std::fs::write(&cached[0], b"garbage").unwrap();
     let hg = open(dir.path()).await;
-    assert_eq!(run(&hg, "counter/count", json!(null)).await.output, Some(json!(1)));
+    assert_eq!(
+        run(&hg, "counter/count", json!(null)).await.output,
+        Some(json!(1))
+    );
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
