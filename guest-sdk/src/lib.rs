@@ -14,7 +14,7 @@
 //!
 //! Clocks, random numbers, stdout and stderr need nothing from this crate: use `std::time`,
 //! `getrandom` and `println!`. The host serves them through WASI and records every value in the
-//! attempt's journal, so a run replays exactly. stdout and stderr lines become log lines too.
+//! attempt's journal, the record deterministic replay is built on. stdout and stderr lines become log lines too.
 //!
 //! # Writing a task
 //!

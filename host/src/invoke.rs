@@ -122,6 +122,14 @@ pub async fn invoke(
     let logs = state.logs.finish();
     let journal = state.journal.take();
     drop(store);
+    let result = result.map_err(|mut error| {
+        if error.kind == ErrorKind::Trap {
+            if let Some(panic) = panic_message(&logs) {
+                error.message = format!("{} ({panic})", error.message);
+            }
+        }
+        error
+    });
     Outcome {
         started_at,
         completed_at: now_micros(),
@@ -129,6 +137,23 @@ pub async fn invoke(
         journal,
         logs,
     }
+}
+
+/// The panic message a Rust guest printed to stderr before trapping: the last `panicked at` line
+/// and the message line after it.
+fn panic_message(logs: &[LogRecord]) -> Option<String> {
+    let stderr: Vec<&str> = logs
+        .iter()
+        .filter(|l| l.stream == "stderr")
+        .map(|l| l.message.as_str())
+        .collect();
+    let at = stderr.iter().rposition(|l| l.contains("panicked at"))?;
+    let mut text = stderr[at].trim().trim_end_matches(':').to_string();
+    if let Some(message) = stderr.get(at + 1) {
+        text.push_str(": ");
+        text.push_str(message.trim());
+    }
+    Some(text)
 }
 
 async fn call(
@@ -209,5 +234,41 @@ fn classify(
         ),
         Some(trap) => with(ErrorKind::Trap, format!("the guest trapped: {trap}")),
         None => with(ErrorKind::Host, format!("{error:#}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(stream: &str, message: &str) -> LogRecord {
+        LogRecord {
+            seq: 0,
+            at: 0,
+            stream: stream.into(),
+            level: "warn".into(),
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn finds_the_rust_panic_message() {
+        let logs = [
+            line("stdout", "working"),
+            line("stderr", "thread '<unnamed>' panicked at src/lib.rs:7:9:"),
+            line(
+                "stderr",
+                "index out of bounds: the len is 3 but the index is 5",
+            ),
+            line(
+                "stderr",
+                "note: run with `RUST_BACKTRACE=1` environment variable",
+            ),
+        ];
+        assert_eq!(
+            panic_message(&logs).unwrap(),
+            "thread '<unnamed>' panicked at src/lib.rs:7:9: index out of bounds: the len is 3 but the index is 5"
+        );
+        assert_eq!(panic_message(&logs[..1]), None);
     }
 }
