@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::convert::{params_from_json, val_to_json};
 use crate::registry::ResolvedTask;
 use crate::runtime::Hypergraph;
-use crate::store::{now_micros, NewRun, RunDetail, Store};
+use crate::store::{now_micros, NewRun, RunResult, Store};
 
 /// Most runs written by one group-committed submission transaction.
 const SUBMIT_BATCH: usize = 1024;
@@ -160,55 +160,42 @@ impl Hypergraph {
         Ok(ids)
     }
 
-    /// Waits until run `id` reaches a terminal status and returns it. Completions committed by this
-    /// process wake the wait at once; runs executed by other processes are found by polling.
-    /// `timeout` bounds the wait.
-    pub async fn wait(&self, id: &str, timeout: Option<Duration>) -> Result<RunDetail> {
+    /// Waits until run `id` reaches a terminal status and returns its result. Completions
+    /// committed by this process wake the wait at once; runs executed by other processes are
+    /// found by polling. `timeout` bounds the wait.
+    pub async fn wait(&self, id: &str, timeout: Option<Duration>) -> Result<RunResult> {
         let result = self.wait_inner(id, timeout).await;
         self.signals.runs.forget(id);
         result
     }
 
-    async fn wait_inner(&self, id: &str, timeout: Option<Duration>) -> Result<RunDetail> {
+    async fn wait_inner(&self, id: &str, timeout: Option<Duration>) -> Result<RunResult> {
         let started = Instant::now();
         let mut poll = Duration::from_millis(2);
-        let mut signalled = false;
         loop {
             let completed = self.signals.runs.register(id);
-            // After an in-process completion signal the run is almost surely finished: read it
-            // whole at once instead of checking its status first.
-            let status = if signalled {
-                let run = self.store.run(id).await?;
-                let run = run.with_context(|| format!("run `{id}` not found"))?;
-                if run.status.is_terminal() {
-                    return Ok(run);
-                }
-                run.status
-            } else {
-                let status = self.store.run_status(id).await?;
-                let status = status.with_context(|| format!("run `{id}` not found"))?;
-                if status.is_terminal() {
-                    return self
-                        .store
-                        .run(id)
-                        .await?
-                        .with_context(|| format!("run `{id}` not found"));
-                }
-                status
-            };
+            let run = self
+                .store
+                .run_result(id)
+                .await?
+                .with_context(|| format!("run `{id}` not found"))?;
+            if run.status.is_terminal() {
+                return Ok(run);
+            }
             if let Some(limit) = timeout {
                 if started.elapsed() >= limit {
                     bail!(
-                        "run `{id}` is still {status} after {} s; it keeps going — check it \
-                         later with `hypergraph runs show {id}`",
+                        "run `{id}` is still {} after {} s; it keeps going — check it later \
+                         with `hypergraph runs show {id}`",
+                        run.status,
                         limit.as_secs()
                     );
                 }
             }
-            signalled = tokio::select! {
-                _ = completed => true,
-                _ = tokio::time::sleep(poll) => false,
-            };
+            tokio::select! {
+                _ = completed => {}
+                _ = tokio::time::sleep(poll) => {}
+            }
             poll = (poll * 2).min(Duration::from_millis(200));
         }
     }

@@ -191,7 +191,7 @@ async fn a_rust_global_counter_sees_a_fresh_instance_every_time() {
     let ids = hg.submit_many(&requests).await.unwrap();
     drain(&hg).await;
     for id in ids {
-        assert_eq!(hg.wait(&id, None).await.unwrap().output, Some(json!(1)));
+        assert_eq!(detail(&hg, &id).await.output, Some(json!(1)));
     }
 }
 

@@ -23,7 +23,7 @@ async fn every_invocation_gets_a_fresh_instance() {
     let ids = hg.submit_many(&requests).await.unwrap();
     drain(&hg).await;
     for id in ids {
-        let run = hg.wait(&id, None).await.unwrap();
+        let run = detail(&hg, &id).await;
         assert_eq!(run.status, Status::Succeeded, "{run:?}");
         assert_eq!(run.output, Some(json!(1)), "a global survived between runs");
     }
@@ -66,7 +66,7 @@ async fn hostile_guests_end_only_their_own_attempt() {
     }
     drain(&hg).await;
     for (i, (task, kind, message)) in cases.iter().enumerate() {
-        let bad = hg.wait(&ids[2 * i], None).await.unwrap();
+        let bad = detail(&hg, &ids[2 * i]).await;
         assert_eq!(bad.status, Status::Failed, "{task}");
         assert_eq!(error_kind(&bad), *kind, "{task}: {:?}", bad.error);
         assert!(
@@ -74,12 +74,12 @@ async fn hostile_guests_end_only_their_own_attempt() {
             "{task}: {}",
             error_message(&bad)
         );
-        let ok = hg.wait(&ids[2 * i + 1], None).await.unwrap();
+        let ok = detail(&hg, &ids[2 * i + 1]).await;
         assert_eq!(ok.status, Status::Succeeded, "healthy run next to {task}");
         assert_eq!(ok.output, Some(json!(7)));
     }
     // A trap carries the wasm backtrace with the guest's function names.
-    let trap = hg.wait(&ids[6], None).await.unwrap();
+    let trap = detail(&hg, &ids[6]).await;
     let backtrace = trap.error.as_ref().unwrap()["backtrace"]
         .as_str()
         .unwrap_or_default()
@@ -262,7 +262,7 @@ async fn redeploy_creates_versions_and_runs_stay_pinned() {
     assert_eq!(v2.deployment.version, 2);
     // The run submitted against v1 still runs v1's component even though v2 has no `count`.
     drain(&hg).await;
-    let run = hg.wait(&first, None).await.unwrap();
+    let run = detail(&hg, &first).await;
     assert_eq!(run.status, Status::Succeeded);
     assert_eq!(run.version, 1);
     assert_eq!(run.output, Some(json!(1)));

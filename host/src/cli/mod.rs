@@ -20,7 +20,7 @@ use crate::builder::{build_guest, BuildOptions};
 use crate::runtime::Hypergraph;
 use crate::scheduler::RunRequest;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{Micros, Policy, RunDetail, RunFilter, Status};
+use crate::store::{Micros, Policy, RunDetail, RunFilter, RunResult, Status};
 use crate::worker::{Worker, WorkerOptions};
 
 /// Durable task runtime: every task is a WebAssembly component, every run is recorded.
@@ -376,7 +376,7 @@ async fn wait_with_progress(
     hg: &Hypergraph,
     id: &str,
     limit: Option<Duration>,
-) -> Result<RunDetail> {
+) -> Result<RunResult> {
     let started = Instant::now();
     let wait = hg.wait(id, limit);
     tokio::pin!(wait);

@@ -6,7 +6,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 use crate::registry::TaskInfo;
-use crate::store::{Micros, RunDetail, RunLogLine, RunSummary, StepDetail};
+use crate::store::{Micros, RunDetail, RunLogLine, RunResult, RunSummary, StepDetail};
 
 /// The first 12 hex digits of a digest, enough to tell components apart.
 pub fn short_digest(digest: &str) -> &str {
@@ -136,22 +136,21 @@ fn error_text(error: &Value) -> String {
 }
 
 /// `run --wait --json`.
-pub fn run_result_json(run: &RunDetail) -> Value {
-    let step = run.steps.last();
+pub fn run_result_json(run: &RunResult) -> Value {
     json!({
         "run_id": run.id,
         "task": run.task,
         "status": run.status,
         "output": run.output,
         "error": run.error,
-        "attempts": step.map(|s| s.attempt).unwrap_or(0),
-        "queue_us": step.and_then(|s| micros_between(Some(s.created_at), s.assigned_at)),
-        "execution_us": step.and_then(|s| micros_between(s.started_at, s.completed_at)),
+        "attempts": run.attempts,
+        "queue_us": run.queue_us,
+        "execution_us": run.execution_us,
     })
 }
 
 /// `run --wait` in text: the output (or the error) and where to look next.
-pub fn run_result_text(run: &RunDetail) -> String {
+pub fn run_result_text(run: &RunResult) -> String {
     let mut out = String::new();
     match (&run.output, &run.error) {
         (_, Some(error)) => {

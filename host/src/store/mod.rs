@@ -230,6 +230,25 @@ pub struct RunSummary {
     pub attempts: u32,
 }
 
+/// What a waiter needs to know about a run, read in one query: status, output or error, and the
+/// timings of its (first) step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    pub id: String,
+    pub task: String,
+    pub status: Status,
+    pub output: Option<Value>,
+    pub error: Option<Value>,
+    /// Attempts made so far, over all steps.
+    pub attempts: u32,
+    pub created_at: Micros,
+    pub completed_at: Option<Micros>,
+    /// From creation to the first step's assignment to a worker.
+    pub queue_us: Option<i64>,
+    /// The first step's latest attempt, from start to completion.
+    pub execution_us: Option<i64>,
+}
+
 /// Everything stored about one attempt of a step, except its journal and logs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AttemptDetail {
@@ -347,6 +366,8 @@ pub trait Store: Send + Sync + 'static {
     async fn run(&self, id: &str) -> Result<Option<RunDetail>>;
     /// The status of a run (cheap; used to wait for completion).
     async fn run_status(&self, id: &str) -> Result<Option<Status>>;
+    /// The outcome of a run in one query (what `run --wait` prints).
+    async fn run_result(&self, id: &str) -> Result<Option<RunResult>>;
     /// All log lines of a run, by step, attempt and sequence.
     async fn run_logs(&self, id: &str) -> Result<Vec<RunLogLine>>;
     /// The journal of one attempt, in sequence order.

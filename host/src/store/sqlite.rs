@@ -52,8 +52,8 @@ use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
 
 use super::{
     now_micros, AttemptDetail, ClaimedStep, CommitOutcome, Completion, Deployment, JournalRecord,
-    LogRecord, Micros, NewRun, Policy, RunDetail, RunFilter, RunLogLine, RunSummary, Status,
-    StepDetail, Store, WorkerInfo,
+    LogRecord, Micros, NewRun, Policy, RunDetail, RunFilter, RunLogLine, RunResult, RunSummary,
+    Status, StepDetail, Store, WorkerInfo,
 };
 
 /// How long a statement waits for another process's write lock before failing with
@@ -903,6 +903,44 @@ impl Store for SqliteStore {
         // Read-only: ending the transaction without commit releases the snapshot.
         let _ = tx.rollback().await;
         detail
+    }
+
+    async fn run_result(&self, id: &str) -> Result<Option<RunResult>> {
+        let row = sqlx::query(
+            "SELECT r.id, r.task, r.status, r.output, r.error, r.created_at, r.completed_at, \
+             (SELECT COALESCE(SUM(attempt), 0) FROM steps WHERE run_id = r.id), \
+             s.assigned_at, s.started_at, s.completed_at \
+             FROM runs r LEFT JOIN steps s ON s.id = \
+             (SELECT id FROM steps WHERE run_id = r.id ORDER BY created_at, id LIMIT 1) \
+             WHERE r.id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await
+        .with_context(|| format!("cannot read run {id}"))?;
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        let created_at: Micros = r.try_get(5)?;
+        let assigned_at: Option<Micros> = r.try_get(8)?;
+        let started_at: Option<Micros> = r.try_get(9)?;
+        let step_completed_at: Option<Micros> = r.try_get(10)?;
+        let span = |from: Option<Micros>, to: Option<Micros>| match (from, to) {
+            (Some(a), Some(b)) if b >= a => Some(b - a),
+            _ => None,
+        };
+        Ok(Some(RunResult {
+            id: r.try_get(0)?,
+            task: r.try_get(1)?,
+            status: status_of(r.try_get(2)?)?,
+            output: opt_json(r.try_get(3)?)?,
+            error: opt_json(r.try_get(4)?)?,
+            created_at,
+            completed_at: r.try_get(6)?,
+            attempts: u32_of(r.try_get(7)?)?,
+            queue_us: span(Some(created_at), assigned_at),
+            execution_us: span(started_at, step_completed_at),
+        }))
     }
 
     async fn run_status(&self, id: &str) -> Result<Option<Status>> {

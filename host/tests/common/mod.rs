@@ -45,6 +45,16 @@ pub async fn drain(hg: &Hypergraph) {
         .expect("worker");
 }
 
+/// Waits for run `id` and returns everything stored about it.
+pub async fn detail(hg: &Hypergraph, id: &str) -> RunDetail {
+    hg.wait(id, None).await.expect("run finished");
+    hg.store
+        .run(id)
+        .await
+        .expect("read run")
+        .expect("run exists")
+}
+
 /// Submits one run, executes it and returns it as stored.
 pub async fn run(hg: &Hypergraph, task: &str, input: Value) -> RunDetail {
     let id = hg
@@ -56,7 +66,7 @@ pub async fn run(hg: &Hypergraph, task: &str, input: Value) -> RunDetail {
         .await
         .unwrap_or_else(|e| panic!("submitting {task}: {e:#}"));
     drain(hg).await;
-    hg.wait(&id, None).await.expect("run finished")
+    detail(hg, &id).await
 }
 
 /// The `kind` of a stored error.
