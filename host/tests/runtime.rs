@@ -135,7 +135,7 @@ async fn logs_are_captured_and_capped_with_a_marker() {
 async fn deploy_rejects_what_cannot_run() {
     let dir = tempfile::tempdir().unwrap();
     let hg = open(dir.path()).await;
-    let err = |r: anyhow::Result<_>| format!("{:#}", r.err().expect("deploy must fail"));
+    let err = |r: anyhow::Result<_>| format!("{:#}", r.expect_err("deploy must fail"));
 
     let core = err(hg
         .deploy("core", &fixture("core-module.wat"), &Policy::default())

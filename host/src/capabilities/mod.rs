@@ -5,9 +5,9 @@
 //! the wasmtime `Store` data of one instance; it is built fresh for every attempt and dropped with
 //! the store, so nothing a guest does survives its invocation.
 //!
-//! - [`wasi`]: WASI 0.2 with nothing ambient; journaled clocks, random and insecure seed.
-//! - [`log`]: `hypergraph:task/log` plus stdout/stderr capture into capped log lines.
-//! - [`context`]: `hypergraph:task/context`.
+//! - [`wasi`] serves WASI 0.2 with nothing ambient; journaled clocks, random and insecure seed.
+//! - [`log`] serves `hypergraph:task/log` plus stdout/stderr capture into capped log lines.
+//! - [`context`] serves `hypergraph:task/context`.
 
 pub mod context;
 pub mod log;
