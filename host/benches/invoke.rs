@@ -164,15 +164,7 @@ async fn durable_closed_loop(
     runs: usize,
     clients: usize,
 ) -> anyhow::Result<(f64, Duration, Duration)> {
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let worker = Worker::new(hg.clone(), WorkerOptions::default());
-    let worker = tokio::spawn(async move {
-        worker
-            .run_until(async {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
+    let worker = Worker::new(hg.clone(), WorkerOptions::default()).spawn();
     let start = Instant::now();
     let per_client = runs / clients;
     let mut handles = Vec::new();
@@ -200,8 +192,7 @@ async fn durable_closed_loop(
         latencies.extend(handle.await??);
     }
     let elapsed = start.elapsed();
-    let _ = stop_tx.send(());
-    worker.await??;
+    worker.stop().await?;
     latencies.sort();
     Ok((
         latencies.len() as f64 / elapsed.as_secs_f64(),

@@ -102,6 +102,18 @@ impl Worker {
         self.run(StopWhen::Signal(stop)).await
     }
 
+    /// Runs this worker on its own task until [`WorkerHandle::stop`].
+    pub fn spawn(self) -> WorkerHandle {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            self.run_until(async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        WorkerHandle { stop, task }
+    }
+
     /// Runs until no step is claimable and none is in flight.
     pub async fn run_until_idle(&self) -> Result<WorkerStats> {
         self.run(StopWhen::<std::future::Pending<()>>::Idle).await
@@ -184,6 +196,20 @@ impl Worker {
         let stats = committer.await.context("committer task failed")??;
         tracing::info!(worker = %self.info.id, ?stats, "worker stopped");
         Ok(stats)
+    }
+}
+
+/// A worker running on its own task in this process (for `run --wait`, the demo, embedders).
+pub struct WorkerHandle {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<WorkerStats>>,
+}
+
+impl WorkerHandle {
+    /// Stops claiming, lets in-flight steps finish, commits them and returns what was done.
+    pub async fn stop(self) -> Result<WorkerStats> {
+        let _ = self.stop.send(());
+        self.task.await.context("the worker task panicked")?
     }
 }
 

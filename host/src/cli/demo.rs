@@ -110,15 +110,7 @@ pub async fn run(hg: &Hypergraph, examples: Option<PathBuf>) -> Result<i32> {
         "\n== running {} tasks, each in a fresh instance",
         requests.len()
     );
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let worker = Worker::new(hg.clone(), WorkerOptions::default());
-    let worker = tokio::spawn(async move {
-        worker
-            .run_until(async {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
+    let worker = Worker::new(hg.clone(), WorkerOptions::default()).spawn();
     let mut ids = Vec::new();
     for request in &requests {
         ids.push(hg.submit(request).await?);
@@ -145,8 +137,7 @@ pub async fn run(hg: &Hypergraph, examples: Option<PathBuf>) -> Result<i32> {
             result
         );
     }
-    let _ = stop_tx.send(());
-    worker.await??;
+    worker.stop().await?;
 
     println!("\n== the runs, as recorded in the database");
     let runs = hg

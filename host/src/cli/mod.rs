@@ -342,22 +342,13 @@ async fn run(hg: &Hypergraph, args: RunArgs) -> Result<i32> {
         return Ok(0);
     }
 
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let worker = Worker::new(hg.clone(), WorkerOptions::default());
-    let worker = tokio::spawn(async move {
-        worker
-            .run_until(async {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
+    let worker = Worker::new(hg.clone(), WorkerOptions::default()).spawn();
     let waited = async {
         let id = hg.submit(&request).await?;
         wait_with_progress(hg, &id, args.wait_timeout).await
     }
     .await;
-    let _ = stop_tx.send(());
-    worker.await.context("the embedded worker panicked")??;
+    worker.stop().await?;
     let run = waited?;
     if args.json.json {
         print_json(&render::run_result_json(&run));
