@@ -45,8 +45,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
 
@@ -400,61 +400,51 @@ impl Store for SqliteStore {
                 }
             }
             let rows: Vec<(&NewRun, &String)> = runs.iter().zip(&inputs).collect();
-            for chunk in chunks(&rows) {
-                let sql = values_sql(
-                    "INSERT INTO runs (id, task, deployment, version, digest, input, status, created_at) VALUES ",
-                    "(?, ?, ?, ?, ?, ?, 'queued', ?)",
-                    chunk.len(),
-                );
-                let mut q = sqlx::query(&sql);
-                for (r, input) in chunk {
-                    q = q
+            insert_rows(
+                &mut tx,
+                "INSERT INTO runs (id, task, deployment, version, digest, input, status, created_at) VALUES ",
+                "(?, ?, ?, ?, ?, ?, 'queued', ?)",
+                &rows,
+                |q, (r, input)| {
+                    q.bind(&r.id)
+                        .bind(&r.task)
+                        .bind(&r.deployment)
+                        .bind(r.version)
+                        .bind(&r.digest)
+                        .bind(input.as_str())
+                        .bind(r.created_at)
+                },
+            )
+            .await?;
+            insert_rows(
+                &mut tx,
+                "INSERT INTO steps (id, run_id, task, deployment, version, digest, input, status, attempt, created_at) VALUES ",
+                "(?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?)",
+                &rows,
+                |q, (r, input)| {
+                    q.bind(&r.step_id)
                         .bind(&r.id)
                         .bind(&r.task)
                         .bind(&r.deployment)
                         .bind(r.version)
                         .bind(&r.digest)
                         .bind(input.as_str())
-                        .bind(r.created_at);
-                }
-                q.execute(&mut *tx).await?;
-            }
-            for chunk in chunks(&rows) {
-                let sql = values_sql(
-                    "INSERT INTO steps (id, run_id, task, deployment, version, digest, input, status, attempt, created_at) VALUES ",
-                    "(?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?)",
-                    chunk.len(),
-                );
-                let mut q = sqlx::query(&sql);
-                for (r, input) in chunk {
-                    q = q
-                        .bind(&r.step_id)
-                        .bind(&r.id)
-                        .bind(&r.task)
-                        .bind(&r.deployment)
-                        .bind(r.version)
-                        .bind(&r.digest)
-                        .bind(input.as_str())
-                        .bind(r.created_at);
-                }
-                q.execute(&mut *tx).await?;
-            }
+                        .bind(r.created_at)
+                },
+            )
+            .await?;
             let meta: Vec<(&str, &str, &str)> = runs
                 .iter()
                 .flat_map(|r| r.meta.iter().map(|(k, v)| (r.id.as_str(), k.as_str(), v.as_str())))
                 .collect();
-            for chunk in chunks(&meta) {
-                let sql = values_sql(
-                    "INSERT INTO run_meta (run_id, key, value) VALUES ",
-                    "(?, ?, ?)",
-                    chunk.len(),
-                );
-                let mut q = sqlx::query(&sql);
-                for (run, k, v) in chunk {
-                    q = q.bind(*run).bind(*k).bind(*v);
-                }
-                q.execute(&mut *tx).await?;
-            }
+            insert_rows(
+                &mut tx,
+                "INSERT INTO run_meta (run_id, key, value) VALUES ",
+                "(?, ?, ?)",
+                &meta,
+                |q, (run, k, v)| q.bind(*run).bind(*k).bind(*v),
+            )
+            .await?;
             Ok(())
         }
         .await
@@ -536,26 +526,21 @@ impl Store for SqliteStore {
             }
 
             let ids: Vec<&str> = claimed.iter().map(|s| s.step_id.as_str()).collect();
-            for chunk in chunks(&ids) {
-                let list = placeholders(chunk.len());
-                let attempts = format!(
-                    "INSERT INTO attempts (step_id, attempt, status, worker_id, assigned_at) \
-                     SELECT id, attempt, 'running', worker_id, assigned_at FROM steps \
-                     WHERE id IN ({list})"
-                );
-                // The run of a claimed step is queued or already running (a reclaim).
-                let runs = format!(
-                    "UPDATE runs SET status = 'running' \
-                     WHERE id IN (SELECT run_id FROM steps WHERE id IN ({list}))"
-                );
-                for sql in [attempts, runs] {
-                    let mut q = sqlx::query(&sql);
-                    for id in chunk {
-                        q = q.bind(*id);
-                    }
-                    q.execute(&mut *tx).await?;
-                }
-            }
+            execute_for_ids(&mut tx, &ids, |list| {
+                [
+                    format!(
+                        "INSERT INTO attempts (step_id, attempt, status, worker_id, assigned_at) \
+                         SELECT id, attempt, 'running', worker_id, assigned_at FROM steps \
+                         WHERE id IN ({list})"
+                    ),
+                    // The run of a claimed step is queued or already running (a reclaim).
+                    format!(
+                        "UPDATE runs SET status = 'running' \
+                         WHERE id IN (SELECT run_id FROM steps WHERE id IN ({list}))"
+                    ),
+                ]
+            })
+            .await?;
             for step in &mut claimed {
                 step.policy = self.policy(&mut tx, &step.deployment, step.version).await?;
             }
@@ -649,28 +634,23 @@ impl Store for SqliteStore {
                         ids.push(&e.c.step_id);
                     }
                 }
-                for chunk in chunks(&ids) {
-                    let list = placeholders(chunk.len());
-                    // The attempt and (a run having a single step) the run mirror the step.
-                    let attempts = format!(
-                        "UPDATE attempts SET status = s.status, worker_id = s.worker_id, \
-                         started_at = s.started_at, completed_at = s.completed_at, error = s.error \
-                         FROM steps s WHERE s.id = attempts.step_id AND s.attempt = attempts.attempt \
-                         AND s.id IN ({list})"
-                    );
-                    let runs = format!(
-                        "UPDATE runs SET status = s.status, output = s.output, error = s.error, \
-                         completed_at = s.completed_at FROM steps s \
-                         WHERE s.run_id = runs.id AND s.id IN ({list})"
-                    );
-                    for sql in [attempts, runs] {
-                        let mut q = sqlx::query(&sql);
-                        for id in chunk {
-                            q = q.bind(*id);
-                        }
-                        q.execute(&mut *tx).await?;
-                    }
-                }
+                // The attempt and (a run having a single step) the run mirror the step.
+                execute_for_ids(&mut tx, &ids, |list| {
+                    [
+                        format!(
+                            "UPDATE attempts SET status = s.status, worker_id = s.worker_id, \
+                             started_at = s.started_at, completed_at = s.completed_at, error = s.error \
+                             FROM steps s WHERE s.id = attempts.step_id AND s.attempt = attempts.attempt \
+                             AND s.id IN ({list})"
+                        ),
+                        format!(
+                            "UPDATE runs SET status = s.status, output = s.output, error = s.error, \
+                             completed_at = s.completed_at FROM steps s \
+                             WHERE s.run_id = runs.id AND s.id IN ({list})"
+                        ),
+                    ]
+                })
+                .await?;
                 start = end;
             }
 
@@ -678,46 +658,40 @@ impl Store for SqliteStore {
                 .iter()
                 .flat_map(|e| e.c.journal.iter().map(|j| (e.c, j)))
                 .collect();
-            for chunk in chunks(&journal) {
-                let sql = values_sql(
-                    "INSERT INTO journal (step_id, attempt, seq, kind, data) VALUES ",
-                    "(?, ?, ?, ?, ?)",
-                    chunk.len(),
-                );
-                let mut q = sqlx::query(&sql);
-                for (c, j) in chunk {
-                    q = q
-                        .bind(&c.step_id)
+            insert_rows(
+                &mut tx,
+                "INSERT INTO journal (step_id, attempt, seq, kind, data) VALUES ",
+                "(?, ?, ?, ?, ?)",
+                &journal,
+                |q, (c, j)| {
+                    q.bind(&c.step_id)
                         .bind(i64::from(c.attempt))
                         .bind(i64::from(j.seq))
                         .bind(&j.kind)
-                        .bind(&j.data);
-                }
-                q.execute(&mut *tx).await?;
-            }
+                        .bind(&j.data)
+                },
+            )
+            .await?;
             let logs: Vec<(&Completion, &LogRecord)> = committed
                 .iter()
                 .flat_map(|e| e.c.logs.iter().map(|l| (e.c, l)))
                 .collect();
-            for chunk in chunks(&logs) {
-                let sql = values_sql(
-                    "INSERT INTO logs (step_id, attempt, seq, at, stream, level, message) VALUES ",
-                    "(?, ?, ?, ?, ?, ?, ?)",
-                    chunk.len(),
-                );
-                let mut q = sqlx::query(&sql);
-                for (c, l) in chunk {
-                    q = q
-                        .bind(&c.step_id)
+            insert_rows(
+                &mut tx,
+                "INSERT INTO logs (step_id, attempt, seq, at, stream, level, message) VALUES ",
+                "(?, ?, ?, ?, ?, ?, ?)",
+                &logs,
+                |q, (c, l)| {
+                    q.bind(&c.step_id)
                         .bind(i64::from(c.attempt))
                         .bind(i64::from(l.seq))
                         .bind(l.at)
                         .bind(&l.stream)
                         .bind(&l.level)
-                        .bind(&l.message);
-                }
-                q.execute(&mut *tx).await?;
-            }
+                        .bind(&l.message)
+                },
+            )
+            .await?;
             anyhow::Ok(())
         }
         .await
@@ -1099,6 +1073,48 @@ fn chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
 }
 
 /// `prefix` followed by `rows` copies of `row`, comma-separated.
+/// A query on the SQLite driver, as the binding closures of [`insert_rows`] see it.
+type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>;
+
+/// Inserts `rows` with multi-row `prefix row, row, ...` statements (chunked to stay under SQLite's
+/// bound-parameter limit), binding each row's values with `bind`.
+async fn insert_rows<T>(
+    conn: &mut SqliteConnection,
+    prefix: &str,
+    row: &str,
+    rows: &[T],
+    bind: impl for<'q> Fn(SqliteQuery<'q>, &'q T) -> SqliteQuery<'q>,
+) -> Result<()> {
+    for chunk in chunks(rows) {
+        let sql = values_sql(prefix, row, chunk.len());
+        let mut q = sqlx::query(&sql);
+        for item in chunk {
+            q = bind(q, item);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Runs the statements `sql(list)` for each chunk of `ids`, where `list` is the chunk's `?, ?, ...`
+/// placeholder list and every statement binds exactly the chunk's ids.
+async fn execute_for_ids<const N: usize>(
+    conn: &mut SqliteConnection,
+    ids: &[&str],
+    sql: impl Fn(&str) -> [String; N],
+) -> Result<()> {
+    for chunk in chunks(ids) {
+        for statement in sql(&placeholders(chunk.len())) {
+            let mut q = sqlx::query(&statement);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(&mut *conn).await?;
+        }
+    }
+    Ok(())
+}
+
 fn values_sql(prefix: &str, row: &str, rows: usize) -> String {
     let mut sql = String::with_capacity(prefix.len() + rows * (row.len() + 2));
     sql.push_str(prefix);
