@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use hypergraph::capabilities::InvocationContext;
 use hypergraph::invoke::{invoke, Invocation};
+use hypergraph::journal::Journal;
 use hypergraph::limits::Limits;
 use hypergraph::scheduler::RunRequest;
 use hypergraph::store::sqlite::SqliteStore;
@@ -97,6 +98,7 @@ async fn main() -> anyhow::Result<()> {
                     },
                     params: &[],
                     limits: &limits,
+                    journal: Journal::recording(),
                 },
             )
             .await;

@@ -16,7 +16,7 @@ use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
 use crate::capabilities::{HostState, InvocationContext};
 use crate::convert::results_to_json;
 use crate::engine::{Engine, Prepared, PreparedTask, EPOCH_TICK};
-use crate::journal::Entry;
+use crate::journal::{Divergence, Entry, Journal};
 use crate::limits::{Limits, MemoryLimitExceeded};
 use crate::store::{now_micros, LogRecord, Micros};
 
@@ -78,6 +78,8 @@ pub struct Invocation<'a> {
     pub context: InvocationContext,
     pub params: &'a [Val],
     pub limits: &'a Limits,
+    /// [`Journal::recording`] for a live attempt, [`Journal::replaying`] to replay one.
+    pub journal: Journal,
 }
 
 /// Everything one attempt produced.
@@ -90,6 +92,8 @@ pub struct Outcome {
     pub result: Result<Value, TaskError>,
     pub journal: Vec<Entry>,
     pub logs: Vec<LogRecord>,
+    /// When replaying: the first divergence from the recorded journal.
+    pub divergence: Option<Divergence>,
 }
 
 /// Runs one attempt of `task` in a fresh instance of `prepared`.
@@ -101,7 +105,10 @@ pub async fn invoke(
 ) -> Outcome {
     let started_at = now_micros();
     let limits = invocation.limits;
-    let mut store = Store::new(&engine.wasmtime, HostState::new(invocation.context, limits));
+    let mut store = Store::new(
+        &engine.wasmtime,
+        HostState::new(invocation.context, limits, invocation.journal.clone()),
+    );
     store.limiter(|state| &mut state.limiter);
     let deadline = Instant::now() + limits.timeout;
     store.set_epoch_deadline(1);
@@ -120,6 +127,7 @@ pub async fn invoke(
     };
     let state = store.data();
     let logs = state.logs.finish();
+    let divergence = state.journal.divergence();
     let journal = state.journal.take();
     drop(store);
     let result = result.map_err(|mut error| {
@@ -136,6 +144,7 @@ pub async fn invoke(
         result: result.and_then(application_result),
         journal,
         logs,
+        divergence,
     }
 }
 

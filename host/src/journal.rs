@@ -78,26 +78,184 @@ impl Entry {
     }
 }
 
+/// A host call as the guest makes it: what a journal entry must answer during replay. Inputs
+/// carry their arguments; outputs (log lines) are the whole entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind")]
+pub enum Call {
+    #[serde(rename = "wall_clock.now")]
+    WallClockNow,
+    #[serde(rename = "wall_clock.resolution")]
+    WallClockResolution,
+    #[serde(rename = "monotonic_clock.now")]
+    MonotonicNow,
+    #[serde(rename = "monotonic_clock.resolution")]
+    MonotonicResolution,
+    #[serde(rename = "random.bytes")]
+    RandomBytes { secure: bool, len: usize },
+    #[serde(rename = "random.insecure_seed")]
+    InsecureSeed,
+    /// An output the guest emitted; replay requires the identical entry.
+    #[serde(rename = "output")]
+    Output { entry: Entry },
+}
+
+impl Entry {
+    /// True when this recorded entry is the answer to `call`.
+    pub fn answers(&self, call: &Call) -> bool {
+        match (self, call) {
+            (Entry::WallClockNow { .. }, Call::WallClockNow)
+            | (Entry::WallClockResolution { .. }, Call::WallClockResolution)
+            | (Entry::MonotonicNow { .. }, Call::MonotonicNow)
+            | (Entry::MonotonicResolution { .. }, Call::MonotonicResolution)
+            | (Entry::InsecureSeed { .. }, Call::InsecureSeed) => true,
+            (Entry::RandomBytes { secure, hex }, Call::RandomBytes { secure: s, len }) => {
+                secure == s && hex.len() == 2 * len
+            }
+            (entry, Call::Output { entry: emitted }) => entry == emitted,
+            _ => false,
+        }
+    }
+}
+
+/// The first point where a replayed attempt did something other than what its journal recorded.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Divergence {
+    /// Position in the journal, or `None` when the calls matched but the result differs.
+    pub seq: Option<u32>,
+    /// What the recording holds there: the journal entry, `{"kind": "end"}` when the recorded
+    /// attempt ended there, or the recorded result.
+    pub expected: serde_json::Value,
+    /// What the replay did instead, in the same shapes (a call is its kind and arguments).
+    pub actual: serde_json::Value,
+}
+
+impl std::fmt::Display for Divergence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.seq {
+            Some(seq) => write!(f, "diverged at journal entry {seq}: ")?,
+            None => write!(f, "diverged in the result: ")?,
+        }
+        write!(f, "expected {}, got {}", self.expected, self.actual)
+    }
+}
+
+fn end_marker() -> serde_json::Value {
+    serde_json::json!({ "kind": "end" })
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Entries recorded (record mode) or consumed (replay mode), in order.
+    entries: Vec<Entry>,
+    /// Present in replay mode.
+    replay: Option<Replay>,
+}
+
+#[derive(Debug)]
+struct Replay {
+    expected: Vec<Entry>,
+    divergence: Option<Divergence>,
+}
+
 /// The journal of the attempt being executed, shared by every capability of one instance.
+///
+/// In **record** mode (the default) every host call takes its live value and appends it. In
+/// **replay** mode every host call is answered from the recorded entries, in order, and nothing
+/// live is consulted; the first call that the next entry does not answer is kept as the
+/// [`Divergence`], after which calls are answered with deterministic stand-ins (zeros) so the guest
+/// can run to its end without touching the outside world.
 ///
 /// Cloning is cheap and yields a handle to the same journal. Appends are serialized by a mutex
 /// that is only ever contended by the guest's own (single-threaded) host calls.
 #[derive(Clone, Debug, Default)]
 pub struct Journal {
-    entries: Arc<Mutex<Vec<Entry>>>,
+    state: Arc<Mutex<State>>,
 }
 
 impl Journal {
-    /// Appends `entry` and returns its sequence number.
-    pub fn record(&self, entry: Entry) -> u32 {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.push(entry);
-        (entries.len() - 1) as u32
+    /// A journal that records live values.
+    pub fn recording() -> Journal {
+        Journal::default()
     }
 
-    /// Number of entries recorded so far.
+    /// A journal that answers calls from `expected`, a recorded attempt's entries in order.
+    pub fn replaying(expected: Vec<Entry>) -> Journal {
+        Journal {
+            state: Arc::new(Mutex::new(State {
+                entries: Vec::new(),
+                replay: Some(Replay {
+                    expected,
+                    divergence: None,
+                }),
+            })),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Answers an input call: the live value from `live` when recording, the recorded entry when
+    /// replaying. `None` means the replay has diverged; the caller substitutes a stand-in value.
+    pub fn answer(&self, call: Call, live: impl FnOnce() -> Entry) -> Option<Entry> {
+        let mut state = self.lock();
+        let seq = state.entries.len();
+        let Some(replay) = state.replay.as_mut() else {
+            let entry = live();
+            state.entries.push(entry.clone());
+            return Some(entry);
+        };
+        if replay.divergence.is_some() {
+            return None;
+        }
+        match replay.expected.get(seq) {
+            Some(expected) if expected.answers(&call) => {
+                let entry = expected.clone();
+                state.entries.push(entry.clone());
+                Some(entry)
+            }
+            expected => {
+                let expected = expected
+                    .map(|e| serde_json::to_value(e).expect("entries serialize"))
+                    .unwrap_or_else(end_marker);
+                let actual = match &call {
+                    Call::Output { entry } => serde_json::to_value(entry),
+                    call => serde_json::to_value(call),
+                }
+                .expect("calls serialize");
+                replay.divergence = Some(Divergence {
+                    seq: Some(seq as u32),
+                    expected,
+                    actual,
+                });
+                None
+            }
+        }
+    }
+
+    /// Records an output (a log line): appended when recording, checked against the next entry
+    /// when replaying.
+    pub fn emit(&self, entry: Entry) {
+        self.answer(
+            Call::Output {
+                entry: entry.clone(),
+            },
+            || entry,
+        );
+    }
+
+    /// Appends `entry` unconditionally (record mode) and returns its sequence number. Prefer
+    /// [`Journal::answer`] and [`Journal::emit`] in capabilities, which also replay.
+    pub fn record(&self, entry: Entry) -> u32 {
+        let mut state = self.lock();
+        state.entries.push(entry);
+        (state.entries.len() - 1) as u32
+    }
+
+    /// Number of entries recorded (or consumed) so far.
     pub fn len(&self) -> usize {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.lock().entries.len()
     }
 
     /// True when nothing has been recorded.
@@ -107,7 +265,23 @@ impl Journal {
 
     /// Takes the recorded entries, leaving the journal empty.
     pub fn take(&self) -> Vec<Entry> {
-        std::mem::take(&mut *self.entries.lock().unwrap_or_else(|e| e.into_inner()))
+        std::mem::take(&mut self.lock().entries)
+    }
+
+    /// In replay mode: the first divergence, including an attempt that ended before consuming
+    /// every recorded entry. `None` when recording or when the replay matched so far.
+    pub fn divergence(&self) -> Option<Divergence> {
+        let state = self.lock();
+        let replay = state.replay.as_ref()?;
+        if let Some(divergence) = &replay.divergence {
+            return Some(divergence.clone());
+        }
+        let seq = state.entries.len();
+        replay.expected.get(seq).map(|expected| Divergence {
+            seq: Some(seq as u32),
+            expected: serde_json::to_value(expected).expect("entries serialize"),
+            actual: end_marker(),
+        })
     }
 
     /// Converts entries into storable records, numbered in order.
@@ -179,6 +353,104 @@ mod tests {
             .map(|r| Entry::from_record(r).unwrap())
             .collect();
         assert_eq!(back[0], Entry::MonotonicNow { nanos: 10 });
+    }
+
+    #[test]
+    fn replay_answers_in_order_and_reports_the_first_divergence() {
+        let recorded = vec![
+            Entry::WallClockNow {
+                seconds: 5,
+                nanos: 6,
+            },
+            Entry::RandomBytes {
+                secure: true,
+                hex: "0102".into(),
+            },
+            Entry::Log {
+                stream: "log".into(),
+                level: "info".into(),
+                message: "hi".into(),
+            },
+        ];
+        let live = || panic!("replay must not consult live values");
+
+        // Identical calls: every answer comes from the recording, nothing diverges.
+        let journal = Journal::replaying(recorded.clone());
+        assert_eq!(
+            journal.answer(Call::WallClockNow, live),
+            Some(recorded[0].clone())
+        );
+        assert_eq!(
+            journal.answer(
+                Call::RandomBytes {
+                    secure: true,
+                    len: 2
+                },
+                live
+            ),
+            Some(recorded[1].clone())
+        );
+        journal.emit(recorded[2].clone());
+        assert_eq!(journal.divergence(), None);
+
+        // A different call at entry 1.
+        let journal = Journal::replaying(recorded.clone());
+        journal.answer(Call::WallClockNow, live);
+        assert_eq!(journal.answer(Call::MonotonicNow, live), None);
+        let d = journal.divergence().unwrap();
+        assert_eq!(d.seq, Some(1));
+        assert_eq!(d.expected["kind"], "random.bytes");
+        assert_eq!(d.actual["kind"], "monotonic_clock.now");
+        // After a divergence every call gets a stand-in, and the first divergence is kept.
+        assert_eq!(journal.answer(Call::WallClockNow, live), None);
+        assert_eq!(journal.divergence().unwrap().seq, Some(1));
+
+        // Same call, different arguments (8 random bytes instead of 2).
+        let journal = Journal::replaying(recorded.clone());
+        journal.answer(Call::WallClockNow, live);
+        assert_eq!(
+            journal.answer(
+                Call::RandomBytes {
+                    secure: true,
+                    len: 8
+                },
+                live
+            ),
+            None
+        );
+        assert_eq!(journal.divergence().unwrap().actual["len"], 8);
+
+        // A different log line.
+        let journal = Journal::replaying(recorded.clone());
+        journal.answer(Call::WallClockNow, live);
+        journal.answer(
+            Call::RandomBytes {
+                secure: true,
+                len: 2,
+            },
+            live,
+        );
+        journal.emit(Entry::Log {
+            stream: "log".into(),
+            level: "info".into(),
+            message: "bye".into(),
+        });
+        let d = journal.divergence().unwrap();
+        assert_eq!(
+            (d.seq, d.actual["message"].as_str()),
+            (Some(2), Some("bye"))
+        );
+
+        // The attempt ended early.
+        let journal = Journal::replaying(recorded.clone());
+        journal.answer(Call::WallClockNow, live);
+        let d = journal.divergence().unwrap();
+        assert_eq!((d.seq, d.actual["kind"].as_str()), (Some(1), Some("end")));
+
+        // The attempt made more calls than were recorded.
+        let journal = Journal::replaying(vec![]);
+        assert_eq!(journal.answer(Call::InsecureSeed, live), None);
+        assert_eq!(journal.divergence().unwrap().expected["kind"], "end");
     }
 
     #[test]

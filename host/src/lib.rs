@@ -11,10 +11,12 @@
 //! - [`convert`]: JSON ↔ WIT values, signatures and task naming;
 //! - [`store`]: the storage trait and its SQLite implementation;
 //! - [`registry`], [`scheduler`], [`worker`]: deploy and resolve, submit and wait, execute;
+//! - [`replay`], [`bundle`]: deterministic replay and portable replay bundles;
 //! - [`builder`]: building Rust guest crates into components;
 //! - [`cli`]: the `hypergraph` command line.
 
 pub mod builder;
+pub mod bundle;
 pub mod capabilities;
 pub mod cli;
 pub mod convert;
@@ -24,6 +26,7 @@ pub mod journal;
 pub mod limits;
 pub mod notify;
 pub mod registry;
+pub mod replay;
 pub mod runtime;
 pub mod scheduler;
 pub mod store;

@@ -299,6 +299,7 @@ pub async fn execute(hg: &Hypergraph, worker_id: &str, step: ClaimedStep) -> Com
                 result: Err(TaskError::host(format!("{e:#}"))),
                 journal: Vec::new(),
                 logs: Vec::new(),
+                divergence: None,
             }
         }
     };
@@ -363,6 +364,7 @@ async fn prepare_and_invoke(hg: &Hypergraph, step: &ClaimedStep) -> Result<Outco
             context,
             params: &params,
             limits: &limits,
+            journal: Journal::recording(),
         },
     )
     .await)

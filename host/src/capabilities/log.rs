@@ -113,7 +113,7 @@ impl LogSink {
         }
         if buffer.dropped > 0 {
             let count = buffer.dropped;
-            buffer.journal.record(Entry::LogsDropped { count });
+            buffer.journal.emit(Entry::LogsDropped { count });
             let seq = buffer.lines.len() as u32;
             let message = format!(
                 "[hypergraph] {count} more log line(s) dropped: the cap is {} lines per attempt \
@@ -138,7 +138,7 @@ impl LogBuffer {
             self.dropped += 1;
             return;
         }
-        self.journal.record(Entry::Log {
+        self.journal.emit(Entry::Log {
             stream: stream.to_string(),
             level: level.to_string(),
             message: message.to_string(),

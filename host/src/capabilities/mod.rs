@@ -48,10 +48,10 @@ pub struct HostState {
 }
 
 impl HostState {
-    /// Builds the state for one attempt: a journal, capped log capture and a WASI context whose
-    /// only sources of outside values are the journaled clocks and random generators.
-    pub fn new(context: InvocationContext, limits: &Limits) -> HostState {
-        let journal = Journal::default();
+    /// Builds the state for one attempt: capped log capture and a WASI context whose only sources
+    /// of outside values are the clocks and random generators answered by `journal` (recording
+    /// live values, or replaying recorded ones).
+    pub fn new(context: InvocationContext, limits: &Limits, journal: Journal) -> HostState {
         let logs = log::LogSink::new(limits.max_log_lines, journal.clone());
         let wasi = wasi::build_ctx(&journal, &logs);
         HostState {

@@ -16,7 +16,7 @@ use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder};
 
 use super::log::{LogSink, StdStream};
 use super::HostState;
-use crate::journal::{Entry, Journal};
+use crate::journal::{Call, Entry, Journal};
 
 /// The `wasi:random/insecure-seed` instance this host serves (shadowing wasmtime-wasi's).
 const INSECURE_SEED_INSTANCE: &str = "wasi:random/insecure-seed@0.2.12";
@@ -83,10 +83,18 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
     linker.instance(INSECURE_SEED_INSTANCE)?.func_wrap(
         "insecure-seed",
         |store: wasmtime::StoreContextMut<'_, HostState>, (): ()| {
-            let seed: u128 = rand::random();
-            let (hi, lo) = ((seed >> 64) as u64, seed as u64);
-            store.data().journal.record(Entry::InsecureSeed { hi, lo });
-            Ok::<_, wasmtime::Error>(((hi, lo),))
+            let answer = store.data().journal.answer(Call::InsecureSeed, || {
+                let seed: u128 = rand::random();
+                Entry::InsecureSeed {
+                    hi: (seed >> 64) as u64,
+                    lo: seed as u64,
+                }
+            });
+            let seed = match answer {
+                Some(Entry::InsecureSeed { hi, lo }) => (hi, lo),
+                _ => (0, 0),
+            };
+            Ok::<_, wasmtime::Error>((seed,))
         },
     )?;
     linker.allow_shadowing(false);
@@ -99,23 +107,32 @@ struct RecordingWallClock {
 
 impl HostWallClock for RecordingWallClock {
     fn resolution(&self) -> Duration {
-        let resolution = Duration::from_nanos(1);
-        self.journal.record(Entry::WallClockResolution {
-            seconds: resolution.as_secs(),
-            nanos: resolution.subsec_nanos(),
-        });
-        resolution
+        let answer =
+            self.journal
+                .answer(Call::WallClockResolution, || Entry::WallClockResolution {
+                    seconds: 0,
+                    nanos: 1,
+                });
+        match answer {
+            Some(Entry::WallClockResolution { seconds, nanos }) => Duration::new(seconds, nanos),
+            _ => Duration::from_nanos(1),
+        }
     }
 
     fn now(&self) -> Duration {
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
-        self.journal.record(Entry::WallClockNow {
-            seconds: now.as_secs(),
-            nanos: now.subsec_nanos(),
+        let answer = self.journal.answer(Call::WallClockNow, || {
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default();
+            Entry::WallClockNow {
+                seconds: now.as_secs(),
+                nanos: now.subsec_nanos(),
+            }
         });
-        now
+        match answer {
+            Some(Entry::WallClockNow { seconds, nanos }) => Duration::new(seconds, nanos),
+            _ => Duration::ZERO,
+        }
     }
 }
 
@@ -126,14 +143,28 @@ struct RecordingMonotonicClock {
 
 impl HostMonotonicClock for RecordingMonotonicClock {
     fn resolution(&self) -> u64 {
-        self.journal.record(Entry::MonotonicResolution { nanos: 1 });
-        1
+        let answer =
+            self.journal
+                .answer(Call::MonotonicResolution, || Entry::MonotonicResolution {
+                    nanos: 1,
+                });
+        match answer {
+            Some(Entry::MonotonicResolution { nanos }) => nanos,
+            _ => 1,
+        }
     }
 
     fn now(&self) -> u64 {
-        let nanos = self.initial.elapsed().as_nanos() as u64;
-        self.journal.record(Entry::MonotonicNow { nanos });
-        nanos
+        let initial = self.initial;
+        let answer = self
+            .journal
+            .answer(Call::MonotonicNow, || Entry::MonotonicNow {
+                nanos: initial.elapsed().as_nanos() as u64,
+            });
+        match answer {
+            Some(Entry::MonotonicNow { nanos }) => nanos,
+            _ => 0,
+        }
     }
 }
 
@@ -155,14 +186,27 @@ impl RecordingRng {
     }
 
     fn draw(&mut self, dst: &mut [u8]) {
-        let rng = self
-            .inner
-            .get_or_insert_with(|| rand::rngs::StdRng::from_rng(&mut rand::rng()));
-        rand::Rng::fill_bytes(rng, dst);
-        self.journal.record(Entry::RandomBytes {
+        let call = Call::RandomBytes {
             secure: self.secure,
-            hex: hex::encode(&*dst),
+            len: dst.len(),
+        };
+        let (secure, inner) = (self.secure, &mut self.inner);
+        let answer = self.journal.answer(call, || {
+            let rng = inner.get_or_insert_with(|| rand::rngs::StdRng::from_rng(&mut rand::rng()));
+            let mut bytes = vec![0; dst.len()];
+            rand::Rng::fill_bytes(rng, &mut bytes);
+            Entry::RandomBytes {
+                secure,
+                hex: hex::encode(bytes),
+            }
         });
+        match answer.and_then(|entry| match entry {
+            Entry::RandomBytes { hex, .. } => hex::decode(hex).ok(),
+            _ => None,
+        }) {
+            Some(bytes) if bytes.len() == dst.len() => dst.copy_from_slice(&bytes),
+            _ => dst.fill(0),
+        }
     }
 }
 

@@ -1,0 +1,1 @@
+//! Portable replay bundles (being written).

@@ -1,0 +1,322 @@
+//! Deterministic replay: re-execute recorded attempts against their journals.
+//!
+//! A [`RecordedRun`] holds everything needed to re-execute a run without the database or the
+//! outside world: each step's input and, per attempt, the journal, logs and result. [`replay`] runs
+//! every recorded attempt in a fresh instance of a component (the pinned one, or another version to
+//! check an upgrade) with a [`Journal::replaying`] journal: every host call is answered from the
+//! recording, nothing live is consulted, and the attempt is **identical** when the guest made the
+//! same calls with the same arguments in the same order and produced the same result; otherwise the
+//! report holds the first [`Divergence`].
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context as _, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::capabilities::InvocationContext;
+use crate::convert::params_from_json;
+use crate::engine::{Engine, Prepared};
+use crate::invoke::{invoke, Invocation, TaskError};
+use crate::journal::{Divergence, Entry, Journal};
+use crate::limits::Limits;
+use crate::store::{JournalRecord, LogRecord, Micros, Policy, Status, Store};
+
+/// Everything recorded about a run, as needed to replay it anywhere.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecordedRun {
+    pub run_id: String,
+    /// Full task name, `<deployment>/<function>`.
+    pub task: String,
+    pub deployment: String,
+    pub version: i64,
+    /// The digest of the component the run is pinned to.
+    pub digest: String,
+    /// The policy of the pinned deployment version (its limits apply to the replay too).
+    pub policy: Policy,
+    pub status: Status,
+    pub input: Value,
+    pub output: Option<Value>,
+    pub error: Option<Value>,
+    pub meta: Vec<(String, String)>,
+    pub created_at: Micros,
+    pub steps: Vec<RecordedStep>,
+}
+
+/// One step of a recorded run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecordedStep {
+    pub step_id: String,
+    pub task: String,
+    pub input: Value,
+    pub attempts: Vec<RecordedAttempt>,
+}
+
+/// One attempt of a recorded step: its journal, its logs and how it ended.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecordedAttempt {
+    pub attempt: u32,
+    pub status: Status,
+    /// The task's result (only for the attempt that succeeded).
+    pub output: Option<Value>,
+    pub error: Option<Value>,
+    pub journal: Vec<JournalRecord>,
+    pub logs: Vec<LogRecord>,
+}
+
+impl RecordedAttempt {
+    /// An attempt that never committed (its worker died and the lease expired) has no journal
+    /// to replay.
+    fn lost(&self) -> bool {
+        self.error
+            .as_ref()
+            .and_then(|e| e.get("kind"))
+            .and_then(Value::as_str)
+            == Some("lease_expired")
+    }
+}
+
+/// What replaying one attempt found.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Verdict {
+    Identical,
+    Diverged { divergence: Divergence },
+    /// Not replayable (e.g. the attempt never committed, or the run is still queued).
+    Skipped { reason: String },
+}
+
+/// The replay of one attempt.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttemptReplay {
+    pub step_id: String,
+    pub attempt: u32,
+    #[serde(flatten)]
+    pub verdict: Verdict,
+}
+
+/// The replay of a whole run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReplayReport {
+    pub run_id: String,
+    pub task: String,
+    /// The digest of the component the replay ran (the pinned one unless another was given).
+    pub digest: String,
+    pub attempts: Vec<AttemptReplay>,
+}
+
+impl ReplayReport {
+    /// The first attempt that diverged, if any.
+    pub fn first_divergence(&self) -> Option<&AttemptReplay> {
+        self.attempts
+            .iter()
+            .find(|a| matches!(a.verdict, Verdict::Diverged { .. }))
+    }
+
+    /// True when no attempt diverged.
+    pub fn identical(&self) -> bool {
+        self.first_divergence().is_none()
+    }
+
+    /// Number of attempts actually replayed (not skipped).
+    pub fn replayed(&self) -> usize {
+        self.attempts
+            .iter()
+            .filter(|a| !matches!(a.verdict, Verdict::Skipped { .. }))
+            .count()
+    }
+}
+
+/// Loads everything recorded about run `id` from `store`.
+pub async fn load(store: &dyn Store, id: &str) -> Result<RecordedRun> {
+    let run = store
+        .run(id)
+        .await?
+        .with_context(|| format!("run `{id}` not found"))?;
+    let policy = store
+        .deployment_version(&run.deployment, run.version)
+        .await?
+        .map(|d| d.policy)
+        .unwrap_or_default();
+    let mut logs: BTreeMap<(String, u32), Vec<LogRecord>> = BTreeMap::new();
+    for line in store.run_logs(id).await? {
+        logs.entry((line.step_id, line.attempt))
+            .or_default()
+            .push(line.line);
+    }
+    let mut steps = Vec::new();
+    for step in &run.steps {
+        let mut attempts = Vec::new();
+        for a in &step.attempts {
+            if !a.status.is_terminal() {
+                continue;
+            }
+            let last = a.attempt == step.attempt;
+            attempts.push(RecordedAttempt {
+                attempt: a.attempt,
+                status: a.status,
+                output: if last && a.status == Status::Succeeded {
+                    step.output.clone()
+                } else {
+                    None
+                },
+                error: a.error.clone(),
+                journal: store.journal(&step.id, a.attempt).await?,
+                logs: logs
+                    .remove(&(step.id.clone(), a.attempt))
+                    .unwrap_or_default(),
+            });
+        }
+        steps.push(RecordedStep {
+            step_id: step.id.clone(),
+            task: step.task.clone(),
+            input: step.input.clone(),
+            attempts,
+        });
+    }
+    Ok(RecordedRun {
+        run_id: run.id,
+        task: run.task,
+        deployment: run.deployment,
+        version: run.version,
+        digest: run.digest,
+        policy,
+        status: run.status,
+        input: run.input,
+        output: run.output,
+        error: run.error,
+        meta: run.meta,
+        created_at: run.created_at,
+        steps,
+    })
+}
+
+/// Replays every recorded attempt of `run` in fresh instances of `prepared`.
+pub async fn replay(engine: &Engine, prepared: &Prepared, run: &RecordedRun) -> Result<ReplayReport> {
+    let mut attempts = Vec::new();
+    for step in &run.steps {
+        for attempt in &step.attempts {
+            let verdict = if attempt.lost() {
+                Verdict::Skipped {
+                    reason: "the attempt never committed (its lease expired)".into(),
+                }
+            } else {
+                replay_attempt(engine, prepared, run, step, attempt).await?
+            };
+            attempts.push(AttemptReplay {
+                step_id: step.step_id.clone(),
+                attempt: attempt.attempt,
+                verdict,
+            });
+        }
+    }
+    if attempts.is_empty() {
+        attempts.push(AttemptReplay {
+            step_id: String::new(),
+            attempt: 0,
+            verdict: Verdict::Skipped {
+                reason: format!("the run is {} and has no completed attempt", run.status),
+            },
+        });
+    }
+    Ok(ReplayReport {
+        run_id: run.run_id.clone(),
+        task: run.task.clone(),
+        digest: prepared.digest.clone(),
+        attempts,
+    })
+}
+
+fn diverged(expected: Value, actual: Value) -> Verdict {
+    Verdict::Diverged {
+        divergence: Divergence {
+            seq: None,
+            expected,
+            actual,
+        },
+    }
+}
+
+async fn replay_attempt(
+    engine: &Engine,
+    prepared: &Prepared,
+    run: &RecordedRun,
+    step: &RecordedStep,
+    attempt: &RecordedAttempt,
+) -> Result<Verdict> {
+    let function = step.task.split_once('/').map(|(_, f)| f).unwrap_or(&step.task);
+    let Some(task) = prepared.task(function) else {
+        return Ok(diverged(
+            json!({ "task": function }),
+            json!({ "missing": format!("the component has no task `{function}`") }),
+        ));
+    };
+    let params = match params_from_json(&task.export.ty, &step.input) {
+        Ok(params) => params,
+        Err(e) => {
+            return Ok(diverged(
+                json!({ "input": step.input }),
+                json!({ "rejected": format!("the recorded input does not fit the task's signature: {e}") }),
+            ))
+        }
+    };
+    let entries = attempt
+        .journal
+        .iter()
+        .map(Entry::from_record)
+        .collect::<Result<Vec<_>>>()?;
+    let outcome = invoke(
+        engine,
+        prepared,
+        task,
+        Invocation {
+            context: InvocationContext {
+                run_id: run.run_id.clone(),
+                task_name: step.task.clone(),
+                attempt: attempt.attempt,
+            },
+            params: &params,
+            limits: &Limits::from_policy(&run.policy),
+            journal: Journal::replaying(entries),
+        },
+    )
+    .await;
+    if let Some(divergence) = outcome.divergence {
+        return Ok(Verdict::Diverged { divergence });
+    }
+    let expected = recorded_result(attempt);
+    let actual = replayed_result(&outcome.result);
+    Ok(if expected == actual {
+        Verdict::Identical
+    } else {
+        diverged(expected, actual)
+    })
+}
+
+/// The comparable result of a recorded attempt: `{"output": ...}` or `{"error": {kind, message,
+/// value}}` (backtraces are left out: they name code locations, not behaviour).
+fn recorded_result(attempt: &RecordedAttempt) -> Value {
+    match (&attempt.status, &attempt.error) {
+        (Status::Succeeded, _) => json!({ "output": attempt.output }),
+        (_, Some(error)) => json!({ "error": {
+            "kind": error.get("kind"),
+            "message": error.get("message"),
+            "value": error.get("value"),
+        }}),
+        (status, None) => json!({ "status": status }),
+    }
+}
+
+fn replayed_result(result: &std::result::Result<Value, TaskError>) -> Value {
+    match result {
+        Ok(output) => json!({ "output": output }),
+        Err(error) => {
+            let error = serde_json::to_value(error).expect("errors serialize");
+            json!({ "error": {
+                "kind": error.get("kind"),
+                "message": error.get("message"),
+                "value": error.get("value"),
+            }})
+        }
+    }
+}
