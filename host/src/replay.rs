@@ -81,9 +81,13 @@ impl RecordedAttempt {
 #[serde(tag = "verdict", rename_all = "snake_case")]
 pub enum Verdict {
     Identical,
-    Diverged { divergence: Divergence },
+    Diverged {
+        divergence: Divergence,
+    },
     /// Not replayable (e.g. the attempt never committed, or the run is still queued).
-    Skipped { reason: String },
+    Skipped {
+        reason: String,
+    },
 }
 
 /// The replay of one attempt.
@@ -192,7 +196,11 @@ pub async fn load(store: &dyn Store, id: &str) -> Result<RecordedRun> {
 }
 
 /// Replays every recorded attempt of `run` in fresh instances of `prepared`.
-pub async fn replay(engine: &Engine, prepared: &Prepared, run: &RecordedRun) -> Result<ReplayReport> {
+pub async fn replay(
+    engine: &Engine,
+    prepared: &Prepared,
+    run: &RecordedRun,
+) -> Result<ReplayReport> {
     let mut attempts = Vec::new();
     for step in &run.steps {
         for attempt in &step.attempts {
@@ -244,7 +252,11 @@ async fn replay_attempt(
     step: &RecordedStep,
     attempt: &RecordedAttempt,
 ) -> Result<Verdict> {
-    let function = step.task.split_once('/').map(|(_, f)| f).unwrap_or(&step.task);
+    let function = step
+        .task
+        .split_once('/')
+        .map(|(_, f)| f)
+        .unwrap_or(&step.task);
     let Some(task) = prepared.task(function) else {
         return Ok(diverged(
             json!({ "task": function }),
@@ -318,5 +330,136 @@ fn replayed_result(result: &std::result::Result<Value, TaskError>) -> Value {
                 "value": error.get("value"),
             }})
         }
+    }
+}
+
+/// Which component a replay runs.
+#[derive(Clone, Debug)]
+pub enum ReplayWith {
+    /// The component the run is pinned to.
+    Pinned,
+    /// Another version of the run's deployment.
+    Version(i64),
+    /// Any component (e.g. a candidate upgrade), as bytes.
+    Component(Vec<u8>),
+}
+
+/// The result of checking a candidate component against past runs of a deployment.
+#[derive(Clone, Debug, Serialize)]
+pub struct UpgradeReport {
+    pub deployment: String,
+    /// Digest of the candidate component.
+    pub digest: String,
+    pub identical: usize,
+    pub diverged: usize,
+    /// Runs with nothing to replay (still queued, or only lost attempts).
+    pub skipped: usize,
+    pub runs: Vec<ReplayReport>,
+}
+
+impl crate::runtime::Hypergraph {
+    /// Loads (compiling if needed) the component to replay with.
+    async fn replay_component(
+        &self,
+        run: &RecordedRun,
+        with: &ReplayWith,
+    ) -> Result<std::sync::Arc<Prepared>> {
+        match with {
+            ReplayWith::Pinned => {
+                let store = self.store.clone();
+                let digest = run.digest.clone();
+                self.engine
+                    .prepare(&run.digest, || async move {
+                        store.component(&digest).await?.with_context(|| {
+                            format!("component {digest} is missing from the store")
+                        })
+                    })
+                    .await
+            }
+            ReplayWith::Version(version) => {
+                let deployment = self
+                    .store
+                    .deployment_version(&run.deployment, *version)
+                    .await?
+                    .with_context(|| {
+                        format!("deployment `{}` has no version {version}", run.deployment)
+                    })?;
+                self.prepared(&deployment).await
+            }
+            ReplayWith::Component(bytes) => {
+                let digest = crate::engine::digest(bytes);
+                self.engine
+                    .prepare(&digest, || async { Ok(bytes.clone()) })
+                    .await
+                    .context("the replacement component cannot be used")
+            }
+        }
+    }
+
+    /// Replays every recorded attempt of run `id` against its journal, on the pinned component or
+    /// `with` another one. Nothing live is consulted and nothing is written.
+    pub async fn replay_run(&self, id: &str, with: &ReplayWith) -> Result<ReplayReport> {
+        let run = load(self.store.as_ref(), id).await?;
+        let prepared = self.replay_component(&run, with).await?;
+        replay(&self.engine, &prepared, &run).await
+    }
+
+    /// Replays the newest `last` runs of `deployment` (and every in-flight one) against the
+    /// candidate component `bytes`: the deploy gate. Nothing is written.
+    pub async fn check_upgrade(
+        &self,
+        deployment: &str,
+        bytes: &[u8],
+        last: u32,
+    ) -> Result<UpgradeReport> {
+        if self.store.latest_deployment(deployment).await?.is_none() {
+            anyhow::bail!("unknown deployment `{deployment}`");
+        }
+        let digest = crate::engine::digest(bytes);
+        let prepared = self
+            .engine
+            .prepare(&digest, || async { Ok(bytes.to_vec()) })
+            .await
+            .context("the candidate component cannot be used")?;
+        let mut filter = crate::store::RunFilter {
+            task: Some(deployment.to_string()),
+            limit: last.max(1),
+            ..Default::default()
+        };
+        let mut ids: Vec<String> = self
+            .store
+            .list_runs(&filter)
+            .await?
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        filter.status = Some(Status::Running);
+        filter.limit = 10_000;
+        for run in self.store.list_runs(&filter).await? {
+            if !ids.contains(&run.id) {
+                ids.push(run.id);
+            }
+        }
+        let mut report = UpgradeReport {
+            deployment: deployment.to_string(),
+            digest,
+            identical: 0,
+            diverged: 0,
+            skipped: 0,
+            runs: Vec::new(),
+        };
+        for id in ids {
+            let run = load(self.store.as_ref(), &id).await?;
+            let replayed = replay(&self.engine, &prepared, &run).await?;
+            if !replayed.identical() {
+                report.diverged += 1;
+            } else if replayed.replayed() == 0 {
+                report.skipped += 1;
+            } else {
+                report.identical += 1;
+            }
+            report.runs.push(replayed);
+        }
+        Ok(report)
     }
 }

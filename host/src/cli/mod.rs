@@ -17,6 +17,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
 use crate::builder::{build_guest, BuildOptions};
+use crate::replay::ReplayWith;
 use crate::runtime::Hypergraph;
 use crate::scheduler::RunRequest;
 use crate::store::sqlite::SqliteStore;
@@ -56,6 +57,9 @@ enum Command {
     Runs(RunsCommand),
     /// Execute queued runs until stopped (Ctrl-C) or, with --until-idle, until none is left.
     Worker(WorkerArgs),
+    /// Replay the newest runs of a deployment against a candidate component: the deploy gate.
+    /// Exits 1 when any run diverges.
+    CheckUpgrade(CheckUpgradeArgs),
     /// Build a Rust guest crate into a component.
     Build(BuildArgs),
     /// Build, deploy and run the examples on the embedded SQLite database, then show the runs.
@@ -118,6 +122,36 @@ enum RunsCommand {
     Show(RunIdArgs),
     /// Print a run's captured log lines.
     Logs(RunIdArgs),
+    /// Re-execute a run against its journal (no clock, randomness or network is consulted) and
+    /// report `identical` or the first divergence. Exits 1 when it diverges.
+    Replay(ReplayArgs),
+}
+
+#[derive(Args, Debug)]
+struct ReplayArgs {
+    /// The run id.
+    id: String,
+    /// Replay against this component file instead of the pinned one.
+    #[arg(long, conflicts_with = "version")]
+    component: Option<PathBuf>,
+    /// Replay against this version of the run's deployment instead of the pinned one.
+    #[arg(long)]
+    version: Option<i64>,
+    #[command(flatten)]
+    json: JsonFlag,
+}
+
+#[derive(Args, Debug)]
+struct CheckUpgradeArgs {
+    /// The deployment whose runs to replay.
+    deployment: String,
+    /// The candidate component file (.wasm or .wat).
+    component: PathBuf,
+    /// How many of the newest runs to replay (in-flight runs are always included).
+    #[arg(long, default_value_t = 20)]
+    last: u32,
+    #[command(flatten)]
+    json: JsonFlag,
 }
 
 #[derive(Args, Debug)]
@@ -245,6 +279,8 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Runs(RunsCommand::List(args)) => runs_list(&hg, args).await,
         Command::Runs(RunsCommand::Show(args)) => runs_show(&hg, args).await,
         Command::Runs(RunsCommand::Logs(args)) => runs_logs(&hg, args).await,
+        Command::Runs(RunsCommand::Replay(args)) => runs_replay(&hg, args).await,
+        Command::CheckUpgrade(args) => check_upgrade(&hg, args).await,
         Command::Worker(args) => worker(&hg, args).await,
         Command::Demo(args) => demo::run(&hg, args.examples).await,
         Command::Build(_) => unreachable!("handled above"),
@@ -431,6 +467,38 @@ async fn runs_logs(hg: &Hypergraph, args: RunIdArgs) -> Result<i32> {
         print!("{}", render::logs_text(&logs));
     }
     Ok(0)
+}
+
+fn read_component(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read component file `{}`", path.display()))
+}
+
+async fn runs_replay(hg: &Hypergraph, args: ReplayArgs) -> Result<i32> {
+    let with = match (&args.component, args.version) {
+        (Some(path), _) => ReplayWith::Component(read_component(path)?),
+        (None, Some(version)) => ReplayWith::Version(version),
+        (None, None) => ReplayWith::Pinned,
+    };
+    let report = hg.replay_run(&args.id, &with).await?;
+    if args.json.json {
+        print_json(&report);
+    } else {
+        print!("{}", render::replay_text(&report));
+    }
+    Ok(if report.identical() { 0 } else { 1 })
+}
+
+async fn check_upgrade(hg: &Hypergraph, args: CheckUpgradeArgs) -> Result<i32> {
+    let bytes = read_component(&args.component)?;
+    let report = hg
+        .check_upgrade(&args.deployment, &bytes, args.last)
+        .await?;
+    if args.json.json {
+        print_json(&report);
+    } else {
+        print!("{}", render::upgrade_text(&report));
+    }
+    Ok(if report.diverged == 0 { 0 } else { 1 })
 }
 
 async fn worker(hg: &Hypergraph, args: WorkerArgs) -> Result<i32> {

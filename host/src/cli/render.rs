@@ -6,6 +6,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 use crate::registry::TaskInfo;
+use crate::replay::{AttemptReplay, ReplayReport, UpgradeReport, Verdict};
 use crate::store::{Micros, RunDetail, RunLogLine, RunResult, RunSummary, StepDetail};
 
 /// The first 12 hex digits of a digest, enough to tell components apart.
@@ -296,5 +297,88 @@ pub fn logs_text(logs: &[RunLogLine]) -> String {
             log.line.message
         );
     }
+    out
+}
+
+fn verdict_text(out: &mut String, replay: &AttemptReplay) {
+    match &replay.verdict {
+        Verdict::Identical => {
+            let _ = writeln!(out, "  attempt #{}: identical", replay.attempt);
+        }
+        Verdict::Skipped { reason } => {
+            let _ = writeln!(out, "  attempt #{}: skipped ({reason})", replay.attempt);
+        }
+        Verdict::Diverged { divergence } => {
+            let place = match divergence.seq {
+                Some(seq) => format!("at journal entry {seq}"),
+                None => "in its result".to_string(),
+            };
+            let _ = writeln!(out, "  attempt #{}: diverged {place}", replay.attempt);
+            let _ = writeln!(out, "    recorded: {}", compact(&divergence.expected));
+            let _ = writeln!(out, "    replayed: {}", compact(&divergence.actual));
+        }
+    }
+}
+
+/// `runs replay` in text: one line per attempt, then the verdict.
+pub fn replay_text(report: &ReplayReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "run {} ({}) replayed on component {}",
+        report.run_id,
+        report.task,
+        short_digest(&report.digest)
+    );
+    for attempt in &report.attempts {
+        verdict_text(&mut out, attempt);
+    }
+    let verdict = if !report.identical() {
+        "diverged"
+    } else if report.replayed() == 0 {
+        "nothing to replay"
+    } else {
+        "identical"
+    };
+    let _ = writeln!(out, "{verdict}");
+    out
+}
+
+/// `check-upgrade` in text: each run's verdict, then the summary.
+pub fn upgrade_text(report: &UpgradeReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "checking component {} against {} run(s) of `{}`",
+        short_digest(&report.digest),
+        report.runs.len(),
+        report.deployment
+    );
+    for run in &report.runs {
+        match run.first_divergence() {
+            None if run.replayed() == 0 => {
+                let _ = writeln!(out, "{}  skipped  {}", run.run_id, run.task);
+            }
+            None => {
+                let _ = writeln!(out, "{}  identical  {}", run.run_id, run.task);
+            }
+            Some(attempt) => {
+                let _ = writeln!(out, "{}  DIVERGED  {}", run.run_id, run.task);
+                verdict_text(&mut out, attempt);
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{} identical, {} diverged, {} skipped{}",
+        report.identical,
+        report.diverged,
+        report.skipped,
+        if report.diverged > 0 {
+            ": the upgrade changes behaviour"
+        } else {
+            ""
+        }
+    );
     out
 }
