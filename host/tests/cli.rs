@@ -282,10 +282,62 @@ fn run_without_wait_queues_for_a_worker() {
 }
 
 #[test]
+fn replay_and_check_upgrade_through_the_binary() {
+    let cli = Cli::new();
+    cli.ok(&["deploy", &fixture("log-flood.wat"), "--name", "flood"]);
+    let run = cli.json(&["run", "flood/flood", "--input", "2", "--wait", "--json"]);
+    let id = run["run_id"].as_str().unwrap();
+
+    let same = cli.ok(&["runs", "replay", id]);
+    assert!(same.trim_end().ends_with("identical"), "{same}");
+    let json = cli.json(&["runs", "replay", id, "--json"]);
+    assert_eq!(json["attempts"][0]["verdict"], "identical");
+
+    let breaking = fixture("log-flood-breaking.wat");
+    let diverged = cli.expect(1, &["runs", "replay", id, "--component", &breaking]);
+    assert!(
+        diverged.contains("diverged at journal entry 0"),
+        "{diverged}"
+    );
+    assert!(
+        diverged.contains("hullo") && diverged.contains("hello"),
+        "{diverged}"
+    );
+
+    let gate = cli.ok(&[
+        "check-upgrade",
+        "flood",
+        &fixture("log-flood-compatible.wat"),
+    ]);
+    assert!(gate.contains("1 identical, 0 diverged"), "{gate}");
+    let caught = cli.expect(1, &["check-upgrade", "flood", &breaking]);
+    assert!(
+        caught.contains("DIVERGED") && caught.contains("0 identical, 1 diverged"),
+        "{caught}"
+    );
+    let summary = cli.run(&["check-upgrade", "flood", &breaking, "--json"]);
+    assert_eq!(summary.status.code(), Some(1));
+    let summary: Value = serde_json::from_slice(&summary.stdout).unwrap();
+    assert_eq!(summary["diverged"], 1);
+
+    let missing = cli.stderr_of_failure(2, &["runs", "replay", "no-such-run"]);
+    assert!(missing.contains("run `no-such-run` not found"), "{missing}");
+}
+
+#[test]
 fn help_lists_every_command() {
     let cli = Cli::new();
     let help = cli.ok(&["--help"]);
-    for command in ["deploy", "tasks", "run", "runs", "worker", "build", "demo"] {
+    for command in [
+        "deploy",
+        "tasks",
+        "run",
+        "runs",
+        "worker",
+        "check-upgrade",
+        "build",
+        "demo",
+    ] {
         assert!(help.contains(command), "{command} missing from help");
     }
 }
