@@ -65,6 +65,8 @@ pub struct BuildOptions {
     pub release: bool,
     /// Cargo target directory. `None`: `$HYPERGRAPH_GUEST_TARGET_DIR`, else cargo's default.
     pub target_dir: Option<PathBuf>,
+    /// Cargo features of the guest crate to enable (`--features`).
+    pub features: Vec<String>,
 }
 
 impl Default for BuildOptions {
@@ -72,6 +74,7 @@ impl Default for BuildOptions {
         BuildOptions {
             release: true,
             target_dir: None,
+            features: Vec::new(),
         }
     }
 }
@@ -127,6 +130,7 @@ pub fn build_guest(crate_dir: &Path, opts: &BuildOptions) -> Result<PathBuf> {
     let inv = cargo_build_invocation(
         &toolchain,
         opts.release,
+        &opts.features,
         &target_dir,
         &guest.selector,
         std::env::var_os("RUSTFLAGS").as_deref(),
@@ -535,6 +539,7 @@ fn parse_metadata(metadata: &serde_json::Value, manifest: &Path) -> Result<Guest
 fn cargo_build_invocation(
     toolchain: &Toolchain,
     release: bool,
+    features: &[String],
     target_dir: &Path,
     selector: &TargetSelector,
     env_rustflags: Option<&OsStr>,
@@ -550,6 +555,10 @@ fn cargo_build_invocation(
     ];
     if release {
         args.push("--release".into());
+    }
+    if !features.is_empty() {
+        args.push("--features".into());
+        args.push(features.join(",").into());
     }
     match selector {
         TargetSelector::Lib => args.push("--lib".into()),
@@ -875,6 +884,7 @@ mod tests {
         let inv = cargo_build_invocation(
             &Toolchain::Rustup,
             true,
+            &[],
             Path::new("/t"),
             &TargetSelector::Lib,
             None,
@@ -903,6 +913,7 @@ mod tests {
         let inv = cargo_build_invocation(
             &debian("/root/.cargo/bin/wasm-component-ld"),
             false,
+            &[],
             Path::new("/t"),
             &TargetSelector::Bin("x".into()),
             None,
@@ -936,10 +947,33 @@ mod tests {
     }
 
     #[test]
+    fn features_are_passed_to_cargo() {
+        let inv = cargo_build_invocation(
+            &Toolchain::Rustup,
+            true,
+            &["a".into(), "b".into()],
+            Path::new("/t"),
+            &TargetSelector::Lib,
+            None,
+            None,
+        );
+        let args: Vec<String> = inv
+            .args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            args.windows(2).any(|w| w == ["--features", "a,b"]),
+            "{args:?}"
+        );
+    }
+
+    #[test]
     fn debian_invocation_keeps_user_rustflags() {
         let inv = cargo_build_invocation(
             &debian("/ld"),
             true,
+            &[],
             Path::new("/t"),
             &TargetSelector::Lib,
             Some(OsStr::new("-C  opt-level=z")),

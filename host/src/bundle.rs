@@ -70,7 +70,7 @@ pub struct Bundle {
 
 impl Bundle {
     /// A bundle of `run` and its `component`, stamped with the current time and this
-    /// hypergraph's version. Does not check that `component` matches `run.digest` ([`write`]
+    /// hypergraph's version. Does not check that `component` matches `run.digest` ([`write()`]
     /// does).
     pub fn new(run: RecordedRun, component: Vec<u8>, signature: String) -> Bundle {
         Bundle {
@@ -484,8 +484,8 @@ mod tests {
                         },
                         JournalRecord {
                             seq: 1,
-                            kind: "random.get_random_bytes".into(),
-                            data: r#"{"bytes":[1,2,3,255]}"#.into(),
+                            kind: "random.bytes".into(),
+                            data: r#"{"secure":true,"hex":"010203ff"}"#.into(),
                         },
                     ],
                     logs: vec![

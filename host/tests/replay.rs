@@ -18,8 +18,15 @@ fn divergence(report: &hypergraph::replay::ReplayReport) -> Divergence {
 }
 
 fn built(crate_dir: &str) -> Vec<u8> {
+    built_with(crate_dir, &[])
+}
+
+fn built_with(crate_dir: &str, features: &[&str]) -> Vec<u8> {
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     let options = BuildOptions {
         target_dir: Some(repo().join("target/guests")),
+        features: features.iter().map(|f| f.to_string()).collect(),
         ..BuildOptions::default()
     };
     std::fs::read(build_guest(&repo().join(crate_dir), &options).expect("guest builds")).unwrap()
@@ -202,4 +209,28 @@ async fn check_upgrade_passes_compatible_and_catches_breaking_changes() {
         format!("{garbage:#}").contains("not a WebAssembly component"),
         "{garbage:#}"
     );
+}
+
+#[tokio::test]
+async fn check_upgrade_gates_a_real_rust_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let hg = open(dir.path()).await;
+    hg.deploy("greet", &built("examples/greet"), &Policy::default())
+        .await
+        .unwrap();
+    for name in ["Ada", "Grace"] {
+        run(&hg, "greet/greet", json!(name)).await;
+    }
+    let refactor = built_with("examples/greet", &["compatible-refactor"]);
+    let breaking = built_with("examples/greet", &["breaking-change"]);
+    assert_ne!(refactor, breaking);
+
+    let ok = hg.check_upgrade("greet", &refactor, 20).await.unwrap();
+    assert_eq!((ok.identical, ok.diverged), (2, 0), "{ok:?}");
+    let caught = hg.check_upgrade("greet", &breaking, 20).await.unwrap();
+    assert_eq!((caught.identical, caught.diverged), (0, 2), "{caught:?}");
+    let d = divergence(&caught.runs[0]);
+    assert_eq!(d.seq, Some(0));
+    assert_eq!(d.expected["kind"], "log");
+    assert_eq!(d.actual["kind"], "wall_clock.now");
 }

@@ -21,12 +21,16 @@ impl Guest for Greeter {
     fn greet(name: String) -> String {
         let name = name.trim();
         let name = if name.is_empty() { "world" } else { name };
+        #[cfg(feature = "breaking-change")]
+        let salutation = time_of_day_salutation();
+        #[cfg(not(feature = "breaking-change"))]
+        let salutation = "Hello";
         hypergraph_guest::info!(
             "greeting {name} (task {}, attempt {})",
             hypergraph_guest::context::task_name(),
             hypergraph_guest::context::attempt()
         );
-        let greeting = format!("Hello, {name}!");
+        let greeting = compose(salutation, name);
         println!("{greeting}");
         greeting
     }
@@ -37,6 +41,36 @@ impl Guest for Greeter {
             hypergraph_guest::log::warn("shout called with times = 0");
         }
         format!("{}{}", text.to_uppercase(), "!".repeat(usize::from(times)))
+    }
+}
+
+/// `"<salutation>, <name>!"`.
+#[cfg(not(feature = "compatible-refactor"))]
+fn compose(salutation: &str, name: &str) -> String {
+    format!("{salutation}, {name}!")
+}
+
+/// The same text built another way: a refactor that changes no behaviour.
+#[cfg(feature = "compatible-refactor")]
+fn compose(salutation: &str, name: &str) -> String {
+    let mut greeting = String::with_capacity(salutation.len() + name.len() + 3);
+    for part in [salutation, ", ", name, "!"] {
+        greeting.push_str(part);
+    }
+    greeting
+}
+
+/// "Good morning" before noon (UTC), "Good afternoon" until 18:00, else "Good evening".
+#[cfg(feature = "breaking-change")]
+fn time_of_day_salutation() -> &'static str {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    match (seconds % 86_400) / 3_600 {
+        0..=11 => "Good morning",
+        12..=17 => "Good afternoon",
+        _ => "Good evening",
     }
 }
 

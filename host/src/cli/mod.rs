@@ -202,6 +202,9 @@ struct BuildArgs {
     /// Debug build instead of release.
     #[arg(long)]
     debug: bool,
+    /// Cargo features of the guest crate to enable (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',')]
+    features: Vec<String>,
     #[command(flatten)]
     json: JsonFlag,
 }
@@ -547,6 +550,7 @@ fn build(args: &BuildArgs) -> Result<i32> {
         &args.dir,
         &BuildOptions {
             release: !args.debug,
+            features: args.features.clone(),
             ..BuildOptions::default()
         },
     )?;
