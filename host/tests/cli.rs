@@ -325,6 +325,72 @@ fn replay_and_check_upgrade_through_the_binary() {
 }
 
 #[test]
+fn a_bundle_replays_identically_on_a_machine_without_the_database() {
+    let source = Cli::new();
+    source.ok(&["deploy", &fixture("hostile.wat"), "--name", "hostile"]);
+    source.ok(&["deploy", &fixture("log-flood.wat"), "--name", "flood"]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut bundles = Vec::new();
+    for (task, input) in [("flood/flood", "3"), ("hostile/trap", "null")] {
+        let run = source.run(&["run", task, "--input", input, "--wait", "--json"]);
+        let run: Value = serde_json::from_slice(&run.stdout).unwrap();
+        let id = run["run_id"].as_str().unwrap().to_string();
+        let path = dir.path().join(format!("{id}.hgbundle"));
+        source.ok(&["runs", "export", &id, "-o", path.to_str().unwrap()]);
+        bundles.push(path);
+    }
+
+    // Elsewhere: no database, no cache, an empty home.
+    let home = tempfile::tempdir().unwrap();
+    let replay = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_hypergraph"))
+            .args(args)
+            .env_remove("HYPERGRAPH_DB")
+            .env_remove("XDG_DATA_HOME")
+            .env("HOME", home.path())
+            .output()
+            .unwrap()
+    };
+    for bundle in &bundles {
+        let out = replay(&["replay", bundle.to_str().unwrap()]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        assert!(text.trim_end().ends_with("identical"), "{text}");
+    }
+    let breaking = fixture("log-flood-breaking.wat");
+    let out = replay(&[
+        "replay",
+        bundles[0].to_str().unwrap(),
+        "--component",
+        &breaking,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+
+    // Damaged bundles are refused with a clear error and leave nothing behind.
+    let good = std::fs::read(&bundles[0]).unwrap();
+    let damaged = dir.path().join("damaged.hgbundle");
+    let mut flipped = good.clone();
+    let last = flipped.len() - 10;
+    flipped[last] ^= 0x20;
+    for (bytes, message) in [
+        (good[..good.len() / 2].to_vec(), "truncated"),
+        (flipped, "corrupted"),
+        (b"hello".to_vec(), "not a hypergraph bundle"),
+    ] {
+        std::fs::write(&damaged, &bytes).unwrap();
+        let out = replay(&["replay", damaged.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(message), "{message}: {stderr}");
+    }
+    assert_eq!(
+        std::fs::read_dir(home.path()).unwrap().count(),
+        0,
+        "replaying a bundle must create no database or cache"
+    );
+}
+
+#[test]
 fn help_lists_every_command() {
     let cli = Cli::new();
     let help = cli.ok(&["--help"]);

@@ -59,7 +59,8 @@ async fn clock_and_random_runs_replay_identically_without_live_values() {
             nanos: 0,
         }
     };
-    journal[1] = hypergraph::journal::Journal::to_records(&[replacement.clone()]).remove(0);
+    journal[1] =
+        hypergraph::journal::Journal::to_records(std::slice::from_ref(&replacement)).remove(0);
     journal[1].seq = 1;
     let prepared = hg
         .prepared(

@@ -17,7 +17,9 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
 use crate::builder::{build_guest, BuildOptions};
-use crate::replay::ReplayWith;
+use crate::bundle::{self, Bundle};
+use crate::engine::{Engine, EngineOptions};
+use crate::replay::{self, ReplayWith};
 use crate::runtime::Hypergraph;
 use crate::scheduler::RunRequest;
 use crate::store::sqlite::SqliteStore;
@@ -57,6 +59,9 @@ enum Command {
     Runs(RunsCommand),
     /// Execute queued runs until stopped (Ctrl-C) or, with --until-idle, until none is left.
     Worker(WorkerArgs),
+    /// Replay a bundle written by `runs export`, offline, on any machine: no database is opened or
+    /// created. Exits 1 when it diverges.
+    Replay(BundleArgs),
     /// Replay the newest runs of a deployment against a candidate component: the deploy gate.
     /// Exits 1 when any run diverges.
     CheckUpgrade(CheckUpgradeArgs),
@@ -125,6 +130,31 @@ enum RunsCommand {
     /// Re-execute a run against its journal (no clock, randomness or network is consulted) and
     /// report `identical` or the first divergence. Exits 1 when it diverges.
     Replay(ReplayArgs),
+    /// Write a self-contained replay bundle of a run: component, task signature, inputs,
+    /// journals, outputs, errors, logs and metadata, versioned and checksummed.
+    Export(ExportArgs),
+}
+
+#[derive(Args, Debug)]
+struct ExportArgs {
+    /// The run id.
+    id: String,
+    /// The bundle file to write [default: <run id>.hgbundle].
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    json: JsonFlag,
+}
+
+#[derive(Args, Debug)]
+struct BundleArgs {
+    /// The bundle file.
+    bundle: PathBuf,
+    /// Replay against this component file instead of the one in the bundle.
+    #[arg(long)]
+    component: Option<PathBuf>,
+    #[command(flatten)]
+    json: JsonFlag,
 }
 
 #[derive(Args, Debug)]
@@ -271,8 +301,10 @@ async fn open(cli_db: &Option<PathBuf>, cache_dir: &Option<PathBuf>) -> Result<H
 }
 
 async fn dispatch(cli: Cli) -> Result<i32> {
-    if let Command::Build(args) = &cli.command {
-        return build(args);
+    match &cli.command {
+        Command::Build(args) => return build(args),
+        Command::Replay(args) => return replay_bundle(&cli.cache_dir, args).await,
+        _ => {}
     }
     let hg = open(&cli.db, &cli.cache_dir).await?;
     match cli.command {
@@ -283,10 +315,11 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Runs(RunsCommand::Show(args)) => runs_show(&hg, args).await,
         Command::Runs(RunsCommand::Logs(args)) => runs_logs(&hg, args).await,
         Command::Runs(RunsCommand::Replay(args)) => runs_replay(&hg, args).await,
+        Command::Runs(RunsCommand::Export(args)) => runs_export(&hg, args).await,
         Command::CheckUpgrade(args) => check_upgrade(&hg, args).await,
         Command::Worker(args) => worker(&hg, args).await,
         Command::Demo(args) => demo::run(&hg, args.examples).await,
-        Command::Build(_) => unreachable!("handled above"),
+        Command::Build(_) | Command::Replay(_) => unreachable!("handled above"),
     }
 }
 
@@ -483,6 +516,76 @@ async fn runs_replay(hg: &Hypergraph, args: ReplayArgs) -> Result<i32> {
         (None, None) => ReplayWith::Pinned,
     };
     let report = hg.replay_run(&args.id, &with).await?;
+    if args.json.json {
+        print_json(&report);
+    } else {
+        print!("{}", render::replay_text(&report));
+    }
+    Ok(if report.identical() { 0 } else { 1 })
+}
+
+async fn runs_export(hg: &Hypergraph, args: ExportArgs) -> Result<i32> {
+    let run = replay::load(hg.store.as_ref(), &args.id).await?;
+    let component = hg
+        .store
+        .component(&run.digest)
+        .await?
+        .with_context(|| format!("component {} is missing from the store", run.digest))?;
+    let store = hg.store.clone();
+    let digest = run.digest.clone();
+    let prepared = hg
+        .engine
+        .prepare(&run.digest, || async move {
+            store
+                .component(&digest)
+                .await?
+                .with_context(|| format!("component {digest} is missing from the store"))
+        })
+        .await?;
+    let function = run
+        .task
+        .split_once('/')
+        .map(|(_, f)| f)
+        .unwrap_or(&run.task);
+    let signature = prepared
+        .task(function)
+        .map(|t| t.export.signature.clone())
+        .unwrap_or_default();
+    let path = args
+        .output
+        .unwrap_or_else(|| PathBuf::from(format!("{}.hgbundle", run.run_id)));
+    let bundle = Bundle::new(run, component, signature);
+    bundle::write(&bundle, &path)?;
+    let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    if args.json.json {
+        print_json(&json!({ "bundle": path, "bytes": bytes, "run_id": bundle.run.run_id }));
+    } else {
+        println!(
+            "wrote {} ({} KiB): run {} with its component, journals and logs",
+            path.display(),
+            bytes / 1024,
+            bundle.run.run_id
+        );
+    }
+    Ok(0)
+}
+
+/// Replays a bundle with an engine of its own: no database is opened, nothing is written.
+async fn replay_bundle(cache_dir: &Option<PathBuf>, args: &BundleArgs) -> Result<i32> {
+    let bundle = bundle::read(&args.bundle)?;
+    let engine = Engine::new(EngineOptions {
+        cache_dir: cache_dir.clone(),
+        ..EngineOptions::default()
+    })?;
+    let component = match &args.component {
+        Some(path) => read_component(path)?,
+        None => bundle.component.clone(),
+    };
+    let digest = crate::engine::digest(&component);
+    let prepared = engine
+        .prepare(&digest, || async { Ok(component.clone()) })
+        .await?;
+    let report = replay::replay(&engine, &prepared, &bundle.run).await?;
     if args.json.json {
         print_json(&report);
     } else {
