@@ -105,6 +105,7 @@ pub mod bindings {
                 world sdk {
                     import hypergraph:task/log@0.1.0;
                     import hypergraph:task/context@0.1.0;
+                    import hypergraph:task/kv@0.1.0;
                 }
             ",
             // Relative to this crate's manifest: the host's WIT packages and their WASI deps.
@@ -116,13 +117,52 @@ pub mod bindings {
             with: {
                 "hypergraph:task/log@0.1.0": generate,
                 "hypergraph:task/context@0.1.0": generate,
+                "hypergraph:task/kv@0.1.0": generate,
             },
             runtime_path: "crate::wit_bindgen::rt",
         });
     }
 
     pub use generated::hypergraph::task::context;
+    pub use generated::hypergraph::task::kv;
     pub use generated::hypergraph::task::log;
+}
+
+/// Durable key-value storage, scoped to the deployment the task runs in.
+///
+/// Reads are recorded in the attempt's journal (a replay sees the same values without touching the
+/// store). Writes are buffered: this attempt's later reads see them at once, other runs only once
+/// the attempt succeeds; a failed attempt leaves no partial writes.
+pub mod kv {
+    /// The bytes stored under `key`, if any.
+    pub fn get(key: &str) -> Option<Vec<u8>> {
+        crate::bindings::kv::get(key)
+    }
+
+    /// Stores `value` under `key` (at most 1 MiB; keys at most 512 bytes).
+    pub fn set(key: &str, value: &[u8]) {
+        crate::bindings::kv::set(key, value)
+    }
+
+    /// Removes `key`.
+    pub fn delete(key: &str) {
+        crate::bindings::kv::delete(key)
+    }
+
+    /// The keys starting with `prefix`, in byte order (at most 10,000).
+    pub fn list_keys(prefix: &str) -> Vec<String> {
+        crate::bindings::kv::list_keys(prefix)
+    }
+
+    /// The value under `key` as UTF-8 text (`None` when missing or not UTF-8).
+    pub fn get_string(key: &str) -> Option<String> {
+        get(key).and_then(|bytes| String::from_utf8(bytes).ok())
+    }
+
+    /// Stores `value` as UTF-8 text.
+    pub fn set_string(key: &str, value: &str) {
+        set(key, value.as_bytes())
+    }
 }
 
 /// Log lines of the current attempt.

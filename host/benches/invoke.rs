@@ -99,6 +99,7 @@ async fn main() -> anyhow::Result<()> {
                     params: &[],
                     limits: &limits,
                     journal: Journal::recording(),
+                    kv: None,
                 },
             )
             .await;

@@ -86,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
                         params: &[Val::U32(CALLS)],
                         limits: &limits,
                         journal: Journal::recording(),
+                        kv: None,
                     },
                 )
                 .await;

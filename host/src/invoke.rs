@@ -13,6 +13,7 @@ use serde_json::Value;
 use wasmtime::component::Val;
 use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
 
+use crate::capabilities::kv::{KvBackend, KvState};
 use crate::capabilities::{HostState, InvocationContext};
 use crate::convert::results_to_json;
 use crate::engine::{Engine, Prepared, PreparedTask, EPOCH_TICK};
@@ -80,6 +81,8 @@ pub struct Invocation<'a> {
     pub limits: &'a Limits,
     /// [`Journal::recording`] for a live attempt, [`Journal::replaying`] to replay one.
     pub journal: Journal,
+    /// Where key-value reads go when recording (`None` in replay: the journal answers).
+    pub kv: Option<KvBackend>,
 }
 
 /// Everything one attempt produced.
@@ -94,6 +97,8 @@ pub struct Outcome {
     pub logs: Vec<LogRecord>,
     /// When replaying: the first divergence from the recorded journal.
     pub divergence: Option<Divergence>,
+    /// The attempt's buffered key-value writes (`None` deletes), to commit if it succeeded.
+    pub kv_writes: Vec<(String, Option<Vec<u8>>)>,
 }
 
 /// Runs one attempt of `task` in a fresh instance of `prepared`.
@@ -107,7 +112,12 @@ pub async fn invoke(
     let limits = invocation.limits;
     let mut store = Store::new(
         &engine.wasmtime,
-        HostState::new(invocation.context, limits, invocation.journal.clone()),
+        HostState::new(
+            invocation.context,
+            limits,
+            invocation.journal.clone(),
+            KvState::new(invocation.kv),
+        ),
     );
     store.limiter(|state| &mut state.limiter);
     let deadline = Instant::now() + limits.timeout;
@@ -125,6 +135,7 @@ pub async fn invoke(
         Ok(results) => Ok(results),
         Err(error) => Err(classify(error, &store, limits, deadline)),
     };
+    let kv_writes = store.data_mut().kv.take_writes();
     let state = store.data();
     let logs = state.logs.finish();
     let divergence = state.journal.divergence();
@@ -145,6 +156,7 @@ pub async fn invoke(
         journal,
         logs,
         divergence,
+        kv_writes,
     }
 }
 

@@ -49,6 +49,18 @@ pub enum Entry {
     /// Lines the guest emitted beyond the per-attempt log cap; they are counted, not kept.
     #[serde(rename = "log.dropped")]
     LogsDropped { count: u64 },
+    /// `hypergraph:task/kv.get`: the value the guest saw (hex), including its own buffered writes.
+    #[serde(rename = "kv.get")]
+    KvGet { key: String, value: Option<String> },
+    /// `hypergraph:task/kv.list-keys`: the keys the guest saw.
+    #[serde(rename = "kv.list_keys")]
+    KvListKeys { prefix: String, keys: Vec<String> },
+    /// `hypergraph:task/kv.set` (an output): the key and the value written (hex).
+    #[serde(rename = "kv.set")]
+    KvSet { key: String, value: String },
+    /// `hypergraph:task/kv.delete` (an output).
+    #[serde(rename = "kv.delete")]
+    KvDelete { key: String },
 }
 
 impl Entry {
@@ -63,6 +75,10 @@ impl Entry {
             Entry::InsecureSeed { .. } => "random.insecure_seed",
             Entry::Log { .. } => "log",
             Entry::LogsDropped { .. } => "log.dropped",
+            Entry::KvGet { .. } => "kv.get",
+            Entry::KvListKeys { .. } => "kv.list_keys",
+            Entry::KvSet { .. } => "kv.set",
+            Entry::KvDelete { .. } => "kv.delete",
         }
     }
 
@@ -95,6 +111,10 @@ pub enum Call {
     RandomBytes { secure: bool, len: usize },
     #[serde(rename = "random.insecure_seed")]
     InsecureSeed,
+    #[serde(rename = "kv.get")]
+    KvGet { key: String },
+    #[serde(rename = "kv.list_keys")]
+    KvListKeys { prefix: String },
     /// An output the guest emitted; replay requires the identical entry.
     #[serde(rename = "output")]
     Output { entry: Entry },
@@ -112,6 +132,8 @@ impl Entry {
             (Entry::RandomBytes { secure, hex }, Call::RandomBytes { secure: s, len }) => {
                 secure == s && hex.len() == 2 * len
             }
+            (Entry::KvGet { key, .. }, Call::KvGet { key: k }) => key == k,
+            (Entry::KvListKeys { prefix, .. }, Call::KvListKeys { prefix: p }) => prefix == p,
             (entry, Call::Output { entry: emitted }) => entry == emitted,
             _ => false,
         }
@@ -194,6 +216,11 @@ impl Journal {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// True in replay mode.
+    pub fn is_replaying(&self) -> bool {
+        self.lock().replay.is_some()
     }
 
     /// Answers an input call: the live value from `live` when recording, the recorded entry when
@@ -326,6 +353,19 @@ mod tests {
                 message: "hi".into(),
             },
             Entry::LogsDropped { count: 4 },
+            Entry::KvGet {
+                key: "k".into(),
+                value: None,
+            },
+            Entry::KvListKeys {
+                prefix: "p".into(),
+                keys: vec![],
+            },
+            Entry::KvSet {
+                key: "k".into(),
+                value: "00".into(),
+            },
+            Entry::KvDelete { key: "k".into() },
         ];
         for entry in all {
             let json: serde_json::Value = serde_json::to_value(&entry).unwrap();

@@ -290,6 +290,7 @@ async fn replay_attempt(
             params: &params,
             limits: &Limits::from_policy(&run.policy),
             journal: Journal::replaying(entries),
+            kv: None,
         },
     )
     .await;

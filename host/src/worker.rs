@@ -16,13 +16,16 @@ use serde::Serialize;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::capabilities::kv::KvBackend;
 use crate::capabilities::InvocationContext;
 use crate::convert::params_from_json;
 use crate::invoke::{invoke, Invocation, Outcome, TaskError};
 use crate::journal::Journal;
 use crate::limits::Limits;
 use crate::runtime::Hypergraph;
-use crate::store::{now_micros, ClaimedStep, CommitOutcome, Completion, Status, WorkerInfo};
+use crate::store::{
+    now_micros, ClaimedStep, CommitOutcome, Completion, KvWrite, Status, WorkerInfo,
+};
 
 /// Most steps claimed in one query, and most completions committed in one transaction.
 const BATCH: usize = 256;
@@ -300,8 +303,23 @@ pub async fn execute(hg: &Hypergraph, worker_id: &str, step: ClaimedStep) -> Com
                 journal: Vec::new(),
                 logs: Vec::new(),
                 divergence: None,
+                kv_writes: Vec::new(),
             }
         }
+    };
+    let kv_writes = if outcome.result.is_ok() {
+        let scope = kv_scope(&step.deployment);
+        outcome
+            .kv_writes
+            .into_iter()
+            .map(|(key, value)| KvWrite {
+                scope: scope.clone(),
+                key,
+                value,
+            })
+            .collect()
+    } else {
+        Vec::new()
     };
     let (status, output, error) = match outcome.result {
         Ok(output) => (Status::Succeeded, Some(output), None),
@@ -322,6 +340,7 @@ pub async fn execute(hg: &Hypergraph, worker_id: &str, step: ClaimedStep) -> Com
         error,
         journal: Journal::to_records(&outcome.journal),
         logs: outcome.logs,
+        kv_writes,
     }
 }
 
@@ -365,9 +384,19 @@ async fn prepare_and_invoke(hg: &Hypergraph, step: &ClaimedStep) -> Result<Outco
             params: &params,
             limits: &limits,
             journal: Journal::recording(),
+            kv: Some(KvBackend {
+                store: hg.store.clone(),
+                scope: kv_scope(&step.deployment),
+            }),
         },
     )
     .await)
+}
+
+/// The key-value namespace of a deployment: `<tenant>/<deployment>` (one tenant, `default`, until
+/// tenants exist).
+pub fn kv_scope(deployment: &str) -> String {
+    format!("default/{deployment}")
 }
 
 fn hostname() -> String {

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use hypergraph::store::sqlite::SqliteStore;
 use hypergraph::store::{
-    now_micros, ClaimedStep, CommitOutcome, Completion, JournalRecord, LogRecord, NewRun, Policy,
-    RunFilter, Status, Store, WorkerInfo,
+    now_micros, ClaimedStep, CommitOutcome, Completion, JournalRecord, KvWrite, LogRecord, NewRun,
+    Policy, RunFilter, Status, Store, WorkerInfo,
 };
 use serde_json::json;
 
@@ -83,7 +83,72 @@ fn completion(step: &ClaimedStep, journal: usize, logs: usize) -> Completion {
                 message: format!("line {i}"),
             })
             .collect(),
+        kv_writes: Vec::new(),
     }
+}
+
+fn kv_write(key: &str, value: Option<&str>) -> KvWrite {
+    KvWrite {
+        scope: "default/t".into(),
+        key: key.into(),
+        value: value.map(|v| v.as_bytes().to_vec()),
+    }
+}
+
+#[tokio::test]
+async fn kv_writes_land_only_with_a_committed_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with(dir.path(), &["t"]).await;
+    let runs: Vec<NewRun> = (0..4)
+        .map(|i| new_run("t/f", now_micros() + i, &[]))
+        .collect();
+    store.submit_runs(&runs).await.unwrap();
+    let steps = store.claim_steps("w1", 4, HOUR).await.unwrap();
+
+    let mut ok = completion(&steps[0], 0, 0);
+    ok.kv_writes = vec![kv_write("a/1", Some("one")), kv_write("a/2", Some("two"))];
+    let mut failed = completion(&steps[1], 0, 0);
+    failed.status = Status::Failed;
+    failed.output = None;
+    failed.error = Some(json!({ "kind": "trap", "message": "x" }));
+    failed.kv_writes = vec![kv_write("a/3", Some("never"))];
+    let mut later = completion(&steps[2], 0, 0);
+    later.kv_writes = vec![kv_write("a/2", Some("TWO")), kv_write("a/1", None)];
+    store.complete_steps(&[ok, failed, later]).await.unwrap();
+
+    assert_eq!(store.kv_get("default/t", "a/1").await.unwrap(), None);
+    assert_eq!(
+        store.kv_get("default/t", "a/2").await.unwrap(),
+        Some(b"TWO".to_vec())
+    );
+    assert_eq!(
+        store.kv_get("default/t", "a/3").await.unwrap(),
+        None,
+        "failed attempt"
+    );
+    assert_eq!(
+        store.kv_get("default/other", "a/2").await.unwrap(),
+        None,
+        "scoped"
+    );
+    assert_eq!(
+        store.kv_list("default/t", "a/", 100).await.unwrap(),
+        vec!["a/2"]
+    );
+
+    // A fenced (stale) completion writes nothing either.
+    let mut stale = completion(&steps[3], 0, 0);
+    stale.attempt += 1;
+    stale.kv_writes = vec![kv_write("b", Some("stale"))];
+    assert_eq!(
+        store.complete_steps(&[stale]).await.unwrap(),
+        vec![CommitOutcome::Fenced]
+    );
+    assert_eq!(store.kv_get("default/t", "b").await.unwrap(), None);
+    assert_eq!(
+        store.kv_list("default/t", "", 100).await.unwrap(),
+        vec!["a/2"]
+    );
 }
 
 #[tokio::test]

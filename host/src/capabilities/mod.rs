@@ -8,8 +8,10 @@
 //! - [`wasi`] serves WASI 0.2 with nothing ambient; journaled clocks, random and insecure seed.
 //! - [`log`] serves `hypergraph:task/log` plus stdout/stderr capture into capped log lines.
 //! - [`context`] serves `hypergraph:task/context`.
+//! - [`kv`] serves `hypergraph:task/kv`: journaled reads, writes buffered until the attempt commits.
 
 pub mod context;
+pub mod kv;
 pub mod log;
 pub mod wasi;
 
@@ -26,6 +28,12 @@ pub(crate) mod bindings {
         world: "hypergraph:task/task",
         with: { "wasi": wasmtime_wasi::p2::bindings },
         require_store_data_send: true,
+        imports: {
+            "hypergraph:task/kv.get": async | trappable,
+            "hypergraph:task/kv.set": async | trappable,
+            "hypergraph:task/kv.delete": async | trappable,
+            "hypergraph:task/kv.list-keys": async | trappable,
+        },
     });
 }
 
@@ -45,13 +53,19 @@ pub struct HostState {
     pub(crate) logs: log::LogSink,
     pub(crate) limiter: InstanceLimiter,
     pub(crate) journal: Journal,
+    pub(crate) kv: kv::KvState,
 }
 
 impl HostState {
     /// Builds the state for one attempt: capped log capture and a WASI context whose only sources
     /// of outside values are the clocks and random generators answered by `journal` (recording
     /// live values, or replaying recorded ones).
-    pub fn new(context: InvocationContext, limits: &Limits, journal: Journal) -> HostState {
+    pub fn new(
+        context: InvocationContext,
+        limits: &Limits,
+        journal: Journal,
+        kv: kv::KvState,
+    ) -> HostState {
         let logs = log::LogSink::new(limits.max_log_lines, journal.clone());
         let wasi = wasi::build_ctx(&journal, &logs);
         HostState {
@@ -61,6 +75,7 @@ impl HostState {
             logs,
             limiter: InstanceLimiter::new(limits.memory_bytes),
             journal,
+            kv,
         }
     }
 }
@@ -81,6 +96,7 @@ pub fn provided_interfaces() -> impl Iterator<Item = &'static str> {
         .iter()
         .chain(log::INTERFACES)
         .chain(context::INTERFACES)
+        .chain(kv::INTERFACES)
         .copied()
 }
 
@@ -126,6 +142,7 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
     wasi::add_to_linker(linker)?;
     log::add_to_linker(linker)?;
     context::add_to_linker(linker)?;
+    kv::add_to_linker(linker)?;
     Ok(())
 }
 

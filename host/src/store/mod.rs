@@ -7,7 +7,8 @@
 //!
 //! Contracts every implementation keeps:
 //! - **Atomic completion.** [`Store::complete_steps`] commits each completion (status, output, error,
-//!   journal, logs, run status) in one transaction: after a crash either all of it is visible or none.
+//!   journal, logs, key-value writes, run status) in one transaction: after a crash either all of
+//!   it is visible or none. Key-value writes of a failed attempt are never applied.
 //! - **Fencing.** A completion is applied only if the step is still `running` under the same attempt
 //!   number; a stale attempt (its lease expired and the step was claimed again) gets
 //!   [`CommitOutcome::Fenced`] and changes nothing.
@@ -179,6 +180,15 @@ pub struct LogRecord {
     pub message: String,
 }
 
+/// One buffered key-value write of an attempt (`value: None` deletes the key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvWrite {
+    /// `<tenant>/<deployment>`.
+    pub scope: String,
+    pub key: String,
+    pub value: Option<Vec<u8>>,
+}
+
 /// The result of one attempt, committed atomically by [`Store::complete_steps`].
 #[derive(Clone, Debug)]
 pub struct Completion {
@@ -194,6 +204,9 @@ pub struct Completion {
     pub error: Option<Value>,
     pub journal: Vec<JournalRecord>,
     pub logs: Vec<LogRecord>,
+    /// The attempt's key-value writes, in order; applied only when `status` is `Succeeded` and
+    /// the completion is committed, in the same transaction.
+    pub kv_writes: Vec<KvWrite>,
 }
 
 /// Whether a completion was applied.
@@ -372,6 +385,11 @@ pub trait Store: Send + Sync + 'static {
     async fn run_logs(&self, id: &str) -> Result<Vec<RunLogLine>>;
     /// The journal of one attempt, in sequence order.
     async fn journal(&self, step_id: &str, attempt: u32) -> Result<Vec<JournalRecord>>;
+
+    /// The value stored under `key` in `scope`.
+    async fn kv_get(&self, scope: &str, key: &str) -> Result<Option<Vec<u8>>>;
+    /// The keys of `scope` starting with `prefix`, in byte order, at most `limit`.
+    async fn kv_list(&self, scope: &str, prefix: &str, limit: u32) -> Result<Vec<String>>;
 
     /// Records (or refreshes) a worker's registration and its last-seen time.
     async fn register_worker(&self, worker: &WorkerInfo) -> Result<()>;

@@ -692,6 +692,27 @@ impl Store for SqliteStore {
                 },
             )
             .await?;
+            // Key-value writes of successful attempts, in completion order (later wins).
+            let now = now_micros();
+            for e in committed.iter().filter(|e| e.c.status == Status::Succeeded) {
+                for write in &e.c.kv_writes {
+                    let query = match &write.value {
+                        Some(value) => sqlx::query(
+                            "INSERT INTO kv (scope, key, value, updated_at) VALUES (?, ?, ?, ?) \
+                             ON CONFLICT (scope, key) DO UPDATE \
+                             SET value = excluded.value, updated_at = excluded.updated_at",
+                        )
+                        .bind(&write.scope)
+                        .bind(&write.key)
+                        .bind(value.as_slice())
+                        .bind(now),
+                        None => sqlx::query("DELETE FROM kv WHERE scope = ? AND key = ?")
+                            .bind(&write.scope)
+                            .bind(&write.key),
+                    };
+                    query.execute(&mut *tx).await?;
+                }
+            }
             anyhow::Ok(())
         }
         .await
@@ -915,6 +936,35 @@ impl Store for SqliteStore {
             queue_us: span(Some(created_at), assigned_at),
             execution_us: span(started_at, step_completed_at),
         }))
+    }
+
+    async fn kv_get(&self, scope: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        sqlx::query("SELECT value FROM kv WHERE scope = ? AND key = ?")
+            .bind(scope)
+            .bind(key)
+            .fetch_optional(&self.reader)
+            .await
+            .with_context(|| format!("cannot read key `{key}`"))?
+            .map(|row| row.try_get::<Vec<u8>, _>(0).map_err(Into::into))
+            .transpose()
+    }
+
+    async fn kv_list(&self, scope: &str, prefix: &str, limit: u32) -> Result<Vec<String>> {
+        sqlx::query(
+            "SELECT key FROM kv WHERE scope = ? AND key >= ? AND substr(key, 1, ?) = ? \
+             ORDER BY key LIMIT ?",
+        )
+        .bind(scope)
+        .bind(prefix)
+        .bind(prefix.chars().count() as i64)
+        .bind(prefix)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .with_context(|| format!("cannot list keys with prefix `{prefix}`"))?
+        .iter()
+        .map(|row| row.try_get::<String, _>(0).map_err(Into::into))
+        .collect()
     }
 
     async fn run_status(&self, id: &str) -> Result<Option<Status>> {
