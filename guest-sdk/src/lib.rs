@@ -43,6 +43,7 @@
 //!     with: {
 //!         "hypergraph:task/log@0.1.0": hypergraph_guest::bindings::log,
 //!         "hypergraph:task/context@0.1.0": hypergraph_guest::bindings::context,
+//!         "hypergraph:task/kv@0.1.0": hypergraph_guest::bindings::kv,
 //!     },
 //!     // WASI bindings are generated too but unused: std already talks to WASI, and unused imports
 //!     // are dropped from the component.

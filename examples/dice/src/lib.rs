@@ -13,6 +13,7 @@ hypergraph_guest::wit_bindgen::generate!({
     with: {
         "hypergraph:task/log@0.1.0": hypergraph_guest::bindings::log,
         "hypergraph:task/context@0.1.0": hypergraph_guest::bindings::context,
+        "hypergraph:task/kv@0.1.0": hypergraph_guest::bindings::kv,
     },
     generate_all,
     runtime_path: "hypergraph_guest::wit_bindgen::rt",

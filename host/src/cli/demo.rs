@@ -165,6 +165,8 @@ pub async fn run(hg: &Hypergraph, examples: Option<PathBuf>) -> Result<i32> {
          hypergraph run greet/greet --input '{{\"name\": \"you\"}}' --wait\n  \
          hypergraph runs show {first}\n  \
          hypergraph runs logs {first}\n  \
+         hypergraph runs replay {first}          # re-execute it against its journal: identical\n  \
+         hypergraph runs export {first} -o run.hgbundle && hypergraph replay run.hgbundle\n  \
          hypergraph runs list --status failed --meta source=demo\n  \
          hypergraph run greet/Greet --wait          # a typo gets suggestions\n  \
          hypergraph run greet/greet --input '{{\"name\": 42}}' --wait   # a wrong shape fails before running"
