@@ -49,6 +49,12 @@ impl ResolvedTask {
     }
 }
 
+/// The function part of a task name: `greet` for `hello/greet`, `pricing.quote` for
+/// `orders/pricing.quote`.
+pub fn function_of(task: &str) -> &str {
+    task.split_once('/').map(|(_, f)| f).unwrap_or(task)
+}
+
 /// Checks a deployment name: letters, digits, `-`, `_` and `.`, starting with a letter or digit.
 pub fn validate_deployment_name(name: &str) -> Result<()> {
     let valid = !name.is_empty()
@@ -111,16 +117,22 @@ impl Hypergraph {
 
     /// Loads (compiling or reading the compile cache as needed) the component of a deployment.
     pub async fn prepared(&self, deployment: &Deployment) -> Result<Arc<Prepared>> {
-        let store = self.store.clone();
-        let digest = deployment.digest.clone();
+        self.prepared_digest(&deployment.digest).await
+    }
+
+    /// Loads the stored component with `digest`, compiling or reading the compile cache as needed.
+    pub async fn prepared_digest(&self, digest: &str) -> Result<Arc<Prepared>> {
         self.engine
-            .prepare(&deployment.digest, || async move {
-                store
-                    .component(&digest)
-                    .await?
-                    .with_context(|| format!("component {digest} is missing from the store"))
-            })
+            .prepare(digest, || self.component_bytes(digest))
             .await
+    }
+
+    /// The bytes of the stored component with `digest`.
+    pub async fn component_bytes(&self, digest: &str) -> Result<Vec<u8>> {
+        self.store
+            .component(digest)
+            .await?
+            .with_context(|| format!("component {digest} is missing from the store"))
     }
 
     /// Every task of the newest version of every deployment, sorted by name.
@@ -178,6 +190,13 @@ impl Hypergraph {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn function_names() {
+        assert_eq!(function_of("hello/greet"), "greet");
+        assert_eq!(function_of("orders/pricing.quote"), "pricing.quote");
+        assert_eq!(function_of("bare"), "bare");
+    }
 
     #[test]
     fn deployment_names() {

@@ -20,6 +20,7 @@ use crate::engine::{Engine, Prepared};
 use crate::invoke::{invoke, Invocation, TaskError};
 use crate::journal::{Divergence, Entry, Journal};
 use crate::limits::Limits;
+use crate::registry::function_of;
 use crate::store::{JournalRecord, LogRecord, Micros, Policy, Status, Store};
 
 /// Everything recorded about a run, as needed to replay it anywhere.
@@ -252,11 +253,7 @@ async fn replay_attempt(
     step: &RecordedStep,
     attempt: &RecordedAttempt,
 ) -> Result<Verdict> {
-    let function = step
-        .task
-        .split_once('/')
-        .map(|(_, f)| f)
-        .unwrap_or(&step.task);
+    let function = function_of(&step.task);
     let Some(task) = prepared.task(function) else {
         return Ok(diverged(
             json!({ "task": function }),
@@ -366,17 +363,7 @@ impl crate::runtime::Hypergraph {
         with: &ReplayWith,
     ) -> Result<std::sync::Arc<Prepared>> {
         match with {
-            ReplayWith::Pinned => {
-                let store = self.store.clone();
-                let digest = run.digest.clone();
-                self.engine
-                    .prepare(&run.digest, || async move {
-                        store.component(&digest).await?.with_context(|| {
-                            format!("component {digest} is missing from the store")
-                        })
-                    })
-                    .await
-            }
+            ReplayWith::Pinned => self.prepared_digest(&run.digest).await,
             ReplayWith::Version(version) => {
                 let deployment = self
                     .store

@@ -22,6 +22,7 @@ use crate::convert::params_from_json;
 use crate::invoke::{invoke, Invocation, Outcome, TaskError};
 use crate::journal::Journal;
 use crate::limits::Limits;
+use crate::registry::function_of;
 use crate::runtime::Hypergraph;
 use crate::store::{
     now_micros, ClaimedStep, CommitOutcome, Completion, KvWrite, Status, WorkerInfo,
@@ -345,22 +346,8 @@ pub async fn execute(hg: &Hypergraph, worker_id: &str, step: ClaimedStep) -> Com
 }
 
 async fn prepare_and_invoke(hg: &Hypergraph, step: &ClaimedStep) -> Result<Outcome> {
-    let store = hg.store.clone();
-    let digest = step.digest.clone();
-    let prepared = hg
-        .engine
-        .prepare(&step.digest, || async move {
-            store
-                .component(&digest)
-                .await?
-                .with_context(|| format!("component {digest} is missing from the store"))
-        })
-        .await?;
-    let function = step
-        .task
-        .split_once('/')
-        .map(|(_, f)| f)
-        .unwrap_or(&step.task);
+    let prepared = hg.prepared_digest(&step.digest).await?;
+    let function = function_of(&step.task);
     let task = prepared.task(function).with_context(|| {
         format!(
             "component {} has no task `{function}`",

@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use crate::builder::{build_guest, BuildOptions};
 use crate::bundle::{self, Bundle};
 use crate::engine::{Engine, EngineOptions};
+use crate::registry::function_of;
 use crate::replay::{self, ReplayWith};
 use crate::runtime::Hypergraph;
 use crate::scheduler::RunRequest;
@@ -526,27 +527,9 @@ async fn runs_replay(hg: &Hypergraph, args: ReplayArgs) -> Result<i32> {
 
 async fn runs_export(hg: &Hypergraph, args: ExportArgs) -> Result<i32> {
     let run = replay::load(hg.store.as_ref(), &args.id).await?;
-    let component = hg
-        .store
-        .component(&run.digest)
-        .await?
-        .with_context(|| format!("component {} is missing from the store", run.digest))?;
-    let store = hg.store.clone();
-    let digest = run.digest.clone();
-    let prepared = hg
-        .engine
-        .prepare(&run.digest, || async move {
-            store
-                .component(&digest)
-                .await?
-                .with_context(|| format!("component {digest} is missing from the store"))
-        })
-        .await?;
-    let function = run
-        .task
-        .split_once('/')
-        .map(|(_, f)| f)
-        .unwrap_or(&run.task);
+    let component = hg.component_bytes(&run.digest).await?;
+    let prepared = hg.prepared_digest(&run.digest).await?;
+    let function = function_of(&run.task);
     let signature = prepared
         .task(function)
         .map(|t| t.export.signature.clone())
