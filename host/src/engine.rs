@@ -236,6 +236,12 @@ impl Engine {
         Ok(cache.entry(digest.to_string()).or_insert(prepared).clone())
     }
 
+    /// [`Engine::prepare`] for component bytes at hand: digests them and prepares them.
+    pub async fn prepare_bytes(&self, bytes: &[u8]) -> Result<Arc<Prepared>> {
+        self.prepare(&digest(bytes), || async { Ok(bytes.to_vec()) })
+            .await
+    }
+
     fn cached(&self, digest: &str) -> Option<Arc<Prepared>> {
         self.prepared
             .lock()

@@ -15,7 +15,7 @@ use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
 
 use crate::capabilities::kv::{KvBackend, KvState};
 use crate::capabilities::{HostState, InvocationContext};
-use crate::convert::results_to_json;
+use crate::convert::{results_buffer, results_to_json};
 use crate::engine::{Engine, Prepared, PreparedTask, EPOCH_TICK};
 use crate::journal::{Divergence, Entry, Journal};
 use crate::limits::{Limits, MemoryLimitExceeded};
@@ -187,7 +187,7 @@ async fn call(
     let func = instance
         .get_func(&mut *store, task.index)
         .ok_or_else(|| wasmtime::format_err!("export `{}` is not a function", task.export.name))?;
-    let mut results = vec![Val::Bool(false); task.export.ty.results().len()];
+    let mut results = results_buffer(&task.export.ty);
     func.call_async(&mut *store, params, &mut results).await?;
     Ok(results)
 }

@@ -272,24 +272,6 @@ impl Journal {
         );
     }
 
-    /// Appends `entry` unconditionally (record mode) and returns its sequence number. Prefer
-    /// [`Journal::answer`] and [`Journal::emit`] in capabilities, which also replay.
-    pub fn record(&self, entry: Entry) -> u32 {
-        let mut state = self.lock();
-        state.entries.push(entry);
-        (state.entries.len() - 1) as u32
-    }
-
-    /// Number of entries recorded (or consumed) so far.
-    pub fn len(&self) -> usize {
-        self.lock().entries.len()
-    }
-
-    /// True when nothing has been recorded.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Takes the recorded entries, leaving the journal empty.
     pub fn take(&self) -> Vec<Entry> {
         std::mem::take(&mut self.lock().entries)
@@ -375,17 +357,20 @@ mod tests {
 
     #[test]
     fn records_round_trip_in_order() {
-        let journal = Journal::default();
-        assert_eq!(journal.record(Entry::MonotonicNow { nanos: 10 }), 0);
-        assert_eq!(
-            journal.record(Entry::RandomBytes {
+        let journal = Journal::recording();
+        journal.answer(Call::MonotonicNow, || Entry::MonotonicNow { nanos: 10 });
+        journal.answer(
+            Call::RandomBytes {
                 secure: false,
-                hex: "abcd".into()
-            }),
-            1
+                len: 2,
+            },
+            || Entry::RandomBytes {
+                secure: false,
+                hex: "abcd".into(),
+            },
         );
         let records = Journal::to_records(&journal.take());
-        assert!(journal.is_empty());
+        assert!(journal.take().is_empty());
         assert_eq!(records[1].seq, 1);
         assert_eq!(records[1].kind, "random.bytes");
         let back: Vec<Entry> = records

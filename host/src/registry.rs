@@ -7,7 +7,7 @@ use anyhow::{bail, Context as _, Result};
 use serde::Serialize;
 
 use crate::convert::suggest;
-use crate::engine::{digest, Prepared};
+use crate::engine::Prepared;
 use crate::limits::validate_policy;
 use crate::runtime::Hypergraph;
 use crate::store::{Deployment, Policy};
@@ -96,17 +96,14 @@ impl Hypergraph {
     pub async fn deploy(&self, name: &str, bytes: &[u8], policy: &Policy) -> Result<DeployReport> {
         validate_deployment_name(name)?;
         validate_policy(policy)?;
-        let digest = digest(bytes);
-        let prepared = self
-            .engine
-            .prepare(&digest, || async { Ok(bytes.to_vec()) })
-            .await?;
+        let prepared = self.engine.prepare_bytes(bytes).await?;
+        let digest = &prepared.digest;
         if prepared.tasks.is_empty() {
             bail!("the component exports no functions, so it has no tasks to run");
         }
-        self.store.put_component(&digest, bytes).await?;
+        self.store.put_component(digest, bytes).await?;
         let previous = self.store.latest_deployment(name).await?;
-        let deployment = self.store.deploy(name, &digest, policy).await?;
+        let deployment = self.store.deploy(name, digest, policy).await?;
         let created = previous.as_ref().map(|p| p.version) != Some(deployment.version);
         Ok(DeployReport {
             tasks: task_infos(&deployment, &prepared),

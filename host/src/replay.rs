@@ -374,13 +374,11 @@ impl crate::runtime::Hypergraph {
                     })?;
                 self.prepared(&deployment).await
             }
-            ReplayWith::Component(bytes) => {
-                let digest = crate::engine::digest(bytes);
-                self.engine
-                    .prepare(&digest, || async { Ok(bytes.clone()) })
-                    .await
-                    .context("the replacement component cannot be used")
-            }
+            ReplayWith::Component(bytes) => self
+                .engine
+                .prepare_bytes(bytes)
+                .await
+                .context("the replacement component cannot be used"),
         }
     }
 
@@ -403,10 +401,9 @@ impl crate::runtime::Hypergraph {
         if self.store.latest_deployment(deployment).await?.is_none() {
             anyhow::bail!("unknown deployment `{deployment}`");
         }
-        let digest = crate::engine::digest(bytes);
         let prepared = self
             .engine
-            .prepare(&digest, || async { Ok(bytes.to_vec()) })
+            .prepare_bytes(bytes)
             .await
             .context("the candidate component cannot be used")?;
         let mut filter = crate::store::RunFilter {
@@ -430,7 +427,7 @@ impl crate::runtime::Hypergraph {
         }
         let mut report = UpgradeReport {
             deployment: deployment.to_string(),
-            digest,
+            digest: prepared.digest.clone(),
             identical: 0,
             diverged: 0,
             skipped: 0,

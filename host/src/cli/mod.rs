@@ -564,10 +564,7 @@ async fn replay_bundle(cache_dir: &Option<PathBuf>, args: &BundleArgs) -> Result
         Some(path) => read_component(path)?,
         None => bundle.component.clone(),
     };
-    let digest = crate::engine::digest(&component);
-    let prepared = engine
-        .prepare(&digest, || async { Ok(component.clone()) })
-        .await?;
+    let prepared = engine.prepare_bytes(&component).await?;
     let report = replay::replay(&engine, &prepared, &bundle.run).await?;
     if args.json.json {
         print_json(&report);
