@@ -87,6 +87,8 @@ async fn main() -> anyhow::Result<()> {
                         limits: &limits,
                         journal: Journal::recording(),
                         kv: None,
+                        workflow: None,
+                        cancel: None,
                     },
                 )
                 .await;

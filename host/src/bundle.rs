@@ -30,7 +30,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::engine::digest;
+use crate::registry::function_of;
 use crate::replay::RecordedRun;
+use crate::runtime::Hypergraph;
 use crate::store::{now_micros, Micros};
 
 /// The bundle format version this hypergraph writes, and the only one it reads.
@@ -80,6 +82,21 @@ impl Bundle {
             exported_at: now_micros(),
             hypergraph_version: env!("CARGO_PKG_VERSION").to_string(),
         }
+    }
+}
+
+impl Hypergraph {
+    /// The bundle of run `id`: everything stored about it plus its pinned component's bytes and
+    /// its task's signature.
+    pub async fn export_run(&self, id: &str) -> Result<Bundle> {
+        let run = crate::replay::load(self.store.as_ref(), id).await?;
+        let component = self.component_bytes(&run.digest).await?;
+        let prepared = self.prepared_digest(&run.digest).await?;
+        let signature = prepared
+            .task(function_of(&run.task))
+            .map(|t| t.export.signature.clone())
+            .unwrap_or_default();
+        Ok(Bundle::new(run, component, signature))
     }
 }
 
@@ -457,6 +474,11 @@ mod tests {
                 memory_limit_bytes: Some(64 << 20),
                 timeout_ms: Some(5_000),
                 max_log_lines: None,
+                http_allow: vec!["api.example.com".into()],
+                retry: crate::retry::RetryPolicy {
+                    max_attempts: Some(3),
+                    ..Default::default()
+                },
             },
             status: Status::Succeeded,
             input: json!({ "name": "ada", "tags": ["a", "é", "\u{1f600}"] }),

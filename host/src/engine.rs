@@ -206,9 +206,9 @@ impl Engine {
                 message.push_str(&format!("\n  - {name}"));
             }
             message.push_str(
-                "\nA task may import hypergraph:task/* and WASI 0.2 (wasi:cli, wasi:clocks, \
-                 wasi:io, wasi:random, wasi:filesystem, wasi:sockets); other capabilities are not \
-                 available yet.",
+                "\nA task may import hypergraph:task/*, hypergraph:workflow/* and WASI 0.2 \
+                 (wasi:cli, wasi:clocks, wasi:io, wasi:random, wasi:filesystem, wasi:sockets, \
+                 wasi:http/outgoing-handler); other capabilities are not available yet.",
             );
             bail!(message)
         }

@@ -6,6 +6,8 @@
 //! error, a trap, a timeout, the memory cap, a stack overflow, `exit`) becomes an [`Outcome`]; the
 //! host itself never fails because of what a guest did.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -14,11 +16,13 @@ use wasmtime::component::Val;
 use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
 
 use crate::capabilities::kv::{KvBackend, KvState};
+use crate::capabilities::workflow::{NewChild, Wait, WorkflowState};
 use crate::capabilities::{HostState, InvocationContext};
 use crate::convert::{results_buffer, results_to_json};
 use crate::engine::{Engine, Prepared, PreparedTask, EPOCH_TICK};
 use crate::journal::{Divergence, Entry, Journal};
 use crate::limits::{Limits, MemoryLimitExceeded};
+use crate::runtime::Hypergraph;
 use crate::store::{now_micros, LogRecord, Micros};
 
 /// What went wrong in a failed attempt.
@@ -39,6 +43,8 @@ pub enum ErrorKind {
     Exit,
     /// The host could not run the task (instantiation or input conversion failed).
     Host,
+    /// The step was cancelled (`runs cancel`) while the attempt ran.
+    Cancelled,
 }
 
 /// A failed attempt, as stored in the step's `error` column.
@@ -74,6 +80,9 @@ impl std::fmt::Display for TaskError {
     }
 }
 
+/// How often an attempt blocked in a host call checks for cancellation and its deadline.
+const CANCEL_CHECK: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// The inputs of one attempt.
 pub struct Invocation<'a> {
     pub context: InvocationContext,
@@ -83,6 +92,10 @@ pub struct Invocation<'a> {
     pub journal: Journal,
     /// Where key-value reads go when recording (`None` in replay: the journal answers).
     pub kv: Option<KvBackend>,
+    /// Where live workflow calls go (`None` in replay: the journal answers).
+    pub workflow: Option<Hypergraph>,
+    /// Interrupts the attempt (at the next epoch tick) once set: the step was cancelled.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 /// Everything one attempt produced.
@@ -99,6 +112,10 @@ pub struct Outcome {
     pub divergence: Option<Divergence>,
     /// The attempt's buffered key-value writes (`None` deletes), to commit if it succeeded.
     pub kv_writes: Vec<(String, Option<Vec<u8>>)>,
+    /// Children a workflow started in this activation.
+    pub children: Vec<NewChild>,
+    /// Set when a workflow suspended: what it waits for. `result` is then meaningless.
+    pub wait: Option<Wait>,
 }
 
 /// Runs one attempt of `task` in a fresh instance of `prepared`.
@@ -117,25 +134,61 @@ pub async fn invoke(
             limits,
             invocation.journal.clone(),
             KvState::new(invocation.kv),
+            WorkflowState::new(invocation.workflow),
         ),
     );
     store.limiter(|state| &mut state.limiter);
     let deadline = Instant::now() + limits.timeout;
+    let cancel = invocation.cancel.clone();
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
-        if Instant::now() >= deadline {
+        let cancelled = cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed));
+        if cancelled || Instant::now() >= deadline {
             Ok(UpdateDeadline::Interrupt)
         } else {
             Ok(UpdateDeadline::Yield(1))
         }
     });
 
-    let result = call(&mut store, prepared, task, invocation.params).await;
+    // Epoch interruption stops running wasm; this stops a guest blocked in a host call (a
+    // sleep, an HTTP request) too, by dropping the call at the deadline or on cancellation.
+    let cancelled = || {
+        invocation
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+    };
+    let blocked_too_long = async {
+        let mut every = tokio::time::interval(CANCEL_CHECK);
+        loop {
+            every.tick().await;
+            if cancelled() || Instant::now() >= deadline + EPOCH_TICK * 10 {
+                return;
+            }
+        }
+    };
+    let result = tokio::select! {
+        result = call(&mut store, prepared, task, invocation.params) => Some(result),
+        () = blocked_too_long => None,
+    };
     let result = match result {
-        Ok(results) => Ok(results),
-        Err(error) => Err(classify(error, &store, limits, deadline)),
+        Some(Ok(results)) => Ok(results),
+        _ if cancelled() => Err(TaskError {
+            kind: ErrorKind::Cancelled,
+            message: "the step was cancelled while the attempt ran".into(),
+            backtrace: None,
+            value: None,
+        }),
+        Some(Err(error)) => Err(classify(error, &store, limits, deadline)),
+        None => Err(TaskError {
+            kind: ErrorKind::Timeout,
+            message: timeout_message(limits),
+            backtrace: None,
+            value: None,
+        }),
     };
     let kv_writes = store.data_mut().kv.take_writes();
+    let (children, wait) = store.data_mut().workflow.take();
     let state = store.data();
     let logs = state.logs.finish();
     let divergence = state.journal.divergence();
@@ -157,6 +210,8 @@ pub async fn invoke(
         logs,
         divergence,
         kv_writes,
+        children,
+        wait,
     }
 }
 
@@ -190,6 +245,14 @@ async fn call(
     let mut results = results_buffer(&task.export.ty);
     func.call_async(&mut *store, params, &mut results).await?;
     Ok(results)
+}
+
+fn timeout_message(limits: &Limits) -> String {
+    format!(
+        "the attempt exceeded its execution deadline of {} ms and was interrupted \
+         (raise it with the deployment's timeout)",
+        limits.timeout.as_millis()
+    )
 }
 
 /// A `result` whose `err` case was returned fails the attempt as an application error.
@@ -241,14 +304,9 @@ fn classify(
         );
     }
     match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) if Instant::now() + EPOCH_TICK >= deadline => with(
-            ErrorKind::Timeout,
-            format!(
-                "the attempt exceeded its execution deadline of {} ms and was interrupted \
-                 (raise it with the deployment's timeout)",
-                limits.timeout.as_millis()
-            ),
-        ),
+        Some(Trap::Interrupt) if Instant::now() + EPOCH_TICK >= deadline => {
+            with(ErrorKind::Timeout, timeout_message(limits))
+        }
         Some(Trap::StackOverflow) => with(
             ErrorKind::StackOverflow,
             "the guest overflowed its call stack (unbounded recursion?)".into(),

@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::JournalRecord;
+use crate::capabilities::http::{HttpOutcome, HttpRequest};
+use crate::capabilities::workflow::ChildResult;
+use crate::store::{JournalRecord, Micros};
 
 /// One journaled host call. The serde tag (`kind`) is stored in its own column so journals can be
 /// queried by kind; the whole entry is stored as JSON.
@@ -61,6 +63,48 @@ pub enum Entry {
     /// `hypergraph:task/kv.delete` (an output).
     #[serde(rename = "kv.delete")]
     KvDelete { key: String },
+    /// `wasi:http/outgoing-handler.handle`: the request the guest sent and what came back.
+    #[serde(rename = "http.request")]
+    Http {
+        request: HttpRequest,
+        outcome: HttpOutcome,
+    },
+    /// `hypergraph:workflow/workflow.start`: the child's position and step id, or why it was not
+    /// started.
+    #[serde(rename = "workflow.start")]
+    WorkflowStart {
+        task: String,
+        input: String,
+        child: Option<u32>,
+        step_id: Option<String>,
+        error: Option<String>,
+    },
+    /// `join` (and the join of `call`): the children's results, in the order asked.
+    #[serde(rename = "workflow.join")]
+    WorkflowJoin {
+        children: Vec<u32>,
+        results: Vec<ChildResult>,
+    },
+    /// `sleep` began: the timer runs until `until` (microseconds since the Unix epoch).
+    #[serde(rename = "workflow.sleep")]
+    WorkflowSleep { millis: u64, until: Micros },
+    /// The timer of the preceding `workflow.sleep` fired.
+    #[serde(rename = "workflow.timer_fired")]
+    WorkflowTimerFired,
+    /// `wait-event` began: events with a sequence number above `after` count.
+    #[serde(rename = "workflow.wait_event")]
+    WorkflowWaitEvent {
+        name: String,
+        timeout_millis: Option<u64>,
+        after: i64,
+        deadline: Option<Micros>,
+    },
+    /// The wait ended: the event's payload, or none when the timeout passed first.
+    #[serde(rename = "workflow.event")]
+    WorkflowEvent {
+        name: String,
+        payload: Option<String>,
+    },
 }
 
 impl Entry {
@@ -79,6 +123,13 @@ impl Entry {
             Entry::KvListKeys { .. } => "kv.list_keys",
             Entry::KvSet { .. } => "kv.set",
             Entry::KvDelete { .. } => "kv.delete",
+            Entry::Http { .. } => "http.request",
+            Entry::WorkflowStart { .. } => "workflow.start",
+            Entry::WorkflowJoin { .. } => "workflow.join",
+            Entry::WorkflowSleep { .. } => "workflow.sleep",
+            Entry::WorkflowTimerFired => "workflow.timer_fired",
+            Entry::WorkflowWaitEvent { .. } => "workflow.wait_event",
+            Entry::WorkflowEvent { .. } => "workflow.event",
         }
     }
 
@@ -115,6 +166,29 @@ pub enum Call {
     KvGet { key: String },
     #[serde(rename = "kv.list_keys")]
     KvListKeys { prefix: String },
+    /// An HTTP request as the guest hands it over; its body is compared when it has been written
+    /// (see [`Deferred::complete`]).
+    #[serde(rename = "http.request")]
+    Http {
+        method: String,
+        uri: String,
+        headers: Vec<(String, String)>,
+    },
+    #[serde(rename = "workflow.start")]
+    WorkflowStart { task: String, input: String },
+    #[serde(rename = "workflow.join")]
+    WorkflowJoin { children: Vec<u32> },
+    #[serde(rename = "workflow.sleep")]
+    WorkflowSleep { millis: u64 },
+    #[serde(rename = "workflow.timer_fired")]
+    WorkflowTimerFired,
+    #[serde(rename = "workflow.wait_event")]
+    WorkflowWaitEvent {
+        name: String,
+        timeout_millis: Option<u64>,
+    },
+    #[serde(rename = "workflow.event")]
+    WorkflowEvent { name: String },
     /// An output the guest emitted; replay requires the identical entry.
     #[serde(rename = "output")]
     Output { entry: Entry },
@@ -134,6 +208,35 @@ impl Entry {
             }
             (Entry::KvGet { key, .. }, Call::KvGet { key: k }) => key == k,
             (Entry::KvListKeys { prefix, .. }, Call::KvListKeys { prefix: p }) => prefix == p,
+            (
+                Entry::Http { request, .. },
+                Call::Http {
+                    method,
+                    uri,
+                    headers,
+                },
+            ) => request.method == *method && request.uri == *uri && request.headers == *headers,
+            (
+                Entry::WorkflowStart { task, input, .. },
+                Call::WorkflowStart { task: t, input: i },
+            ) => task == t && input == i,
+            (Entry::WorkflowJoin { children, .. }, Call::WorkflowJoin { children: c }) => {
+                children == c
+            }
+            (Entry::WorkflowSleep { millis, .. }, Call::WorkflowSleep { millis: m }) => millis == m,
+            (Entry::WorkflowTimerFired, Call::WorkflowTimerFired) => true,
+            (
+                Entry::WorkflowWaitEvent {
+                    name,
+                    timeout_millis,
+                    ..
+                },
+                Call::WorkflowWaitEvent {
+                    name: n,
+                    timeout_millis: t,
+                },
+            ) => name == n && timeout_millis == t,
+            (Entry::WorkflowEvent { name, .. }, Call::WorkflowEvent { name: n }) => name == n,
             (entry, Call::Output { entry: emitted }) => entry == emitted,
             _ => false,
         }
@@ -172,12 +275,110 @@ struct State {
     entries: Vec<Entry>,
     /// Present in replay mode.
     replay: Option<Replay>,
+    /// Incremented by [`Journal::take`], so a [`Deferred`] completing afterwards changes nothing.
+    generation: u64,
 }
 
 #[derive(Debug)]
 struct Replay {
     expected: Vec<Entry>,
     divergence: Option<Divergence>,
+    /// Resume mode: once `expected` is used up, calls are answered live and recorded.
+    then_record: bool,
+}
+
+impl Replay {
+    /// True when the call at `seq` is past a resumed journal's prefix and must be answered live.
+    fn live_at(&self, seq: usize) -> bool {
+        self.then_record && self.divergence.is_none() && seq >= self.expected.len()
+    }
+}
+
+impl State {
+    /// True when the next call is answered live.
+    fn is_live(&self) -> bool {
+        self.replay
+            .as_ref()
+            .is_none_or(|r| r.live_at(self.entries.len()))
+    }
+
+    /// Replay mode: consumes the next recorded entry if it answers `call`, else records the
+    /// divergence (once) and returns `None`.
+    fn replay_next(&mut self, call: &Call) -> Option<Entry> {
+        let seq = self.entries.len();
+        let replay = self.replay.as_mut().expect("replay mode");
+        if replay.divergence.is_some() {
+            return None;
+        }
+        match replay.expected.get(seq) {
+            Some(expected) if expected.answers(call) => {
+                let entry = expected.clone();
+                self.entries.push(entry.clone());
+                Some(entry)
+            }
+            expected => {
+                let expected = expected
+                    .map(|e| serde_json::to_value(e).expect("entries serialize"))
+                    .unwrap_or_else(end_marker);
+                let actual = match call {
+                    Call::Output { entry } => serde_json::to_value(entry),
+                    call => serde_json::to_value(call),
+                }
+                .expect("calls serialize");
+                replay.divergence = Some(Divergence {
+                    seq: Some(seq as u32),
+                    expected,
+                    actual,
+                });
+                None
+            }
+        }
+    }
+}
+
+/// A journal position reserved by [`Journal::defer`] for an answer that arrives later.
+#[derive(Debug)]
+pub struct Deferred {
+    journal: Journal,
+    seq: usize,
+    generation: u64,
+    recorded: Option<Entry>,
+}
+
+impl Deferred {
+    /// When replaying: the recorded entry at this position.
+    pub fn recorded(&self) -> Option<&Entry> {
+        self.recorded.as_ref()
+    }
+
+    /// Completes the call with its full entry. Recording: the entry replaces the placeholder.
+    /// Replaying: it must equal the recorded entry (it differs when the guest sent, say, another
+    /// request body), else this position becomes the divergence unless an earlier one exists.
+    /// Does nothing once the journal has been taken.
+    pub fn complete(self, entry: Entry) {
+        let mut state = self.journal.lock();
+        if state.generation != self.generation {
+            return;
+        }
+        let Some(recorded) = self.recorded else {
+            if let Some(slot) = state.entries.get_mut(self.seq) {
+                *slot = entry;
+            }
+            return;
+        };
+        let replay = state.replay.as_mut().expect("replay mode");
+        let earlier = replay
+            .divergence
+            .as_ref()
+            .is_some_and(|d| d.seq.is_none_or(|seq| seq as usize <= self.seq));
+        if entry != recorded && !earlier {
+            replay.divergence = Some(Divergence {
+                seq: Some(self.seq as u32),
+                expected: serde_json::to_value(&recorded).expect("entries serialize"),
+                actual: serde_json::to_value(&entry).expect("entries serialize"),
+            });
+        }
+    }
 }
 
 /// The journal of the attempt being executed, shared by every capability of one instance.
@@ -203,14 +404,46 @@ impl Journal {
 
     /// A journal that answers calls from `expected`, a recorded attempt's entries in order.
     pub fn replaying(expected: Vec<Entry>) -> Journal {
+        Journal::with_replay(expected, false)
+    }
+
+    /// A journal that continues `prefix`: calls are answered from it in order, exactly as in
+    /// replay mode, and once it is used up, live and recorded. This is how a workflow resumes: it
+    /// is re-executed from the start, and everything it already did is answered from its journal.
+    /// A call the prefix does not answer is a divergence (the workflow is not deterministic).
+    pub fn resuming(prefix: Vec<Entry>) -> Journal {
+        Journal::with_replay(prefix, true)
+    }
+
+    fn with_replay(expected: Vec<Entry>, then_record: bool) -> Journal {
         Journal {
             state: Arc::new(Mutex::new(State {
                 entries: Vec::new(),
                 replay: Some(Replay {
                     expected,
                     divergence: None,
+                    then_record,
                 }),
+                generation: 0,
             })),
+        }
+    }
+
+    /// True while calls are answered live: in record mode, and past a resumed journal's prefix.
+    pub fn is_live(&self) -> bool {
+        let state = self.lock();
+        state
+            .replay
+            .as_ref()
+            .is_none_or(|r| r.live_at(state.entries.len()))
+    }
+
+    /// In resume mode: the number of entries the resumed journal started with.
+    pub fn prefix_len(&self) -> usize {
+        let state = self.lock();
+        match &state.replay {
+            Some(replay) if replay.then_record => replay.expected.len(),
+            _ => 0,
         }
     }
 
@@ -218,63 +451,84 @@ impl Journal {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// True in replay mode.
+    /// True in replay mode (a pure replay, not a resumed journal).
     pub fn is_replaying(&self) -> bool {
-        self.lock().replay.is_some()
+        self.lock().replay.as_ref().is_some_and(|r| !r.then_record)
     }
 
     /// Answers an input call: the live value from `live` when recording, the recorded entry when
     /// replaying. `None` means the replay has diverged; the caller substitutes a stand-in value.
     pub fn answer(&self, call: Call, live: impl FnOnce() -> Entry) -> Option<Entry> {
         let mut state = self.lock();
-        let seq = state.entries.len();
-        let Some(replay) = state.replay.as_mut() else {
+        if state.is_live() {
             let entry = live();
             state.entries.push(entry.clone());
             return Some(entry);
+        }
+        state.replay_next(&call)
+    }
+
+    /// Fixes the place of a call whose answer arrives after the guest has moved on (an HTTP
+    /// response), so the order of entries never depends on timing. When recording, `placeholder`
+    /// holds the place until [`Deferred::complete`] replaces it (it stays if the attempt ends
+    /// first); when replaying, the recorded entry is consumed now and available through
+    /// [`Deferred::recorded`]. `None` means the replay has diverged.
+    pub fn defer(&self, call: Call, placeholder: Entry) -> Option<Deferred> {
+        let mut state = self.lock();
+        let seq = state.entries.len();
+        let generation = state.generation;
+        let recorded = if state.is_live() {
+            state.entries.push(placeholder);
+            None
+        } else {
+            Some(state.replay_next(&call)?)
         };
-        if replay.divergence.is_some() {
-            return None;
-        }
-        match replay.expected.get(seq) {
-            Some(expected) if expected.answers(&call) => {
-                let entry = expected.clone();
-                state.entries.push(entry.clone());
-                Some(entry)
-            }
-            expected => {
-                let expected = expected
-                    .map(|e| serde_json::to_value(e).expect("entries serialize"))
-                    .unwrap_or_else(end_marker);
-                let actual = match &call {
-                    Call::Output { entry } => serde_json::to_value(entry),
-                    call => serde_json::to_value(call),
-                }
-                .expect("calls serialize");
-                replay.divergence = Some(Divergence {
-                    seq: Some(seq as u32),
-                    expected,
-                    actual,
-                });
-                None
-            }
-        }
+        Some(Deferred {
+            journal: self.clone(),
+            seq,
+            generation,
+            recorded,
+        })
     }
 
     /// Records an output (a log line): appended when recording, checked against the next entry
-    /// when replaying.
-    pub fn emit(&self, entry: Entry) {
+    /// when replaying. True when the output is new (recorded live), false when it was matched
+    /// against a recorded entry (so a resumed workflow does not store its old log lines again).
+    pub fn emit(&self, entry: Entry) -> bool {
+        let live = self.is_live();
         self.answer(
             Call::Output {
                 entry: entry.clone(),
             },
             || entry,
         );
+        live
+    }
+
+    /// Looks a call up without answering it live: `Ok(Some(entry))` when the recorded entry
+    /// answers it (replay, or a resumed journal's prefix), `Ok(None)` when the call is live and
+    /// the caller decides what to [`Journal::append`] (or to suspend instead), `Err(())` when
+    /// the replay has diverged.
+    pub fn lookup(&self, call: &Call) -> Result<Option<Entry>, ()> {
+        let mut state = self.lock();
+        if state.is_live() {
+            return Ok(None);
+        }
+        state.replay_next(call).map(Some).ok_or(())
+    }
+
+    /// Appends a live entry (after [`Journal::lookup`] returned `Ok(None)`).
+    pub fn append(&self, entry: Entry) {
+        let mut state = self.lock();
+        debug_assert!(state.is_live(), "append outside live mode");
+        state.entries.push(entry);
     }
 
     /// Takes the recorded entries, leaving the journal empty.
     pub fn take(&self) -> Vec<Entry> {
-        std::mem::take(&mut self.lock().entries)
+        let mut state = self.lock();
+        state.generation += 1;
+        std::mem::take(&mut state.entries)
     }
 
     /// In replay mode: the first divergence, including an attempt that ended before consuming

@@ -12,6 +12,7 @@
 //! - [`store`]: the storage trait and its SQLite implementation;
 //! - [`registry`], [`scheduler`], [`worker`]: deploy and resolve, submit and wait, execute;
 //! - [`replay`], [`bundle`]: deterministic replay and portable replay bundles;
+//! - [`retry`], [`dag`]: retry policies and DAG workflow files;
 //! - [`builder`]: building Rust guest crates into components;
 //! - [`cli`]: the `hypergraph` command line.
 
@@ -20,6 +21,7 @@ pub mod bundle;
 pub mod capabilities;
 pub mod cli;
 pub mod convert;
+pub mod dag;
 pub mod engine;
 pub mod invoke;
 pub mod journal;
@@ -27,6 +29,7 @@ pub mod limits;
 pub mod notify;
 pub mod registry;
 pub mod replay;
+pub mod retry;
 pub mod runtime;
 pub mod scheduler;
 pub mod store;

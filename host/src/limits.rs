@@ -1,4 +1,5 @@
-//! Per-instance resource limits: memory, execution time and log volume.
+//! Per-instance resource limits (memory, execution time, log volume) and capability grants (the
+//! HTTP allowlist).
 //!
 //! Host defaults apply unless the deployment's [`Policy`] overrides them. Memory is enforced by
 //! [`InstanceLimiter`] (a wasmtime `ResourceLimiter`) on every linear-memory and table growth; time
@@ -8,6 +9,7 @@ use std::time::Duration;
 
 use wasmtime::ResourceLimiter;
 
+use crate::capabilities::http::HttpAllowlist;
 use crate::store::Policy;
 
 /// Default linear-memory cap of one instance: 256 MiB.
@@ -21,12 +23,14 @@ pub const DEFAULT_MAX_LOG_LINES: u32 = 1000;
 /// Largest table (e.g. function table) an instance may grow to, in elements.
 pub const MAX_TABLE_ELEMENTS: usize = 1_000_000;
 
-/// The limits that apply to one attempt.
+/// The limits and grants that apply to one attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
     pub memory_bytes: u64,
     pub timeout: Duration,
     pub max_log_lines: u32,
+    /// Hosts outbound HTTP may reach (none by default).
+    pub http_allow: HttpAllowlist,
 }
 
 impl Default for Limits {
@@ -35,6 +39,7 @@ impl Default for Limits {
             memory_bytes: DEFAULT_MEMORY_BYTES,
             timeout: DEFAULT_TIMEOUT,
             max_log_lines: DEFAULT_MAX_LOG_LINES,
+            http_allow: HttpAllowlist::default(),
         }
     }
 }
@@ -50,6 +55,7 @@ impl Limits {
                 .map(Duration::from_millis)
                 .unwrap_or(defaults.timeout),
             max_log_lines: policy.max_log_lines.unwrap_or(defaults.max_log_lines),
+            http_allow: HttpAllowlist::new(&policy.http_allow),
         }
     }
 }
@@ -65,6 +71,9 @@ pub fn validate_policy(policy: &Policy) -> anyhow::Result<()> {
     }
     if let Some(ms) = policy.timeout_ms {
         anyhow::ensure!(ms > 0, "timeout must be greater than zero");
+    }
+    for entry in &policy.http_allow {
+        HttpAllowlist::validate_entry(entry).map_err(anyhow::Error::msg)?;
     }
     Ok(())
 }
@@ -142,8 +151,13 @@ mod tests {
             memory_limit_bytes: Some(1 << 20),
             timeout_ms: Some(250),
             max_log_lines: None,
+            http_allow: vec!["127.0.0.1:8080".into()],
+            ..Policy::default()
         });
         assert_eq!(limits.memory_bytes, 1 << 20);
+        assert!(limits
+            .http_allow
+            .allows(&"http://127.0.0.1:8080/".parse().unwrap()));
         assert_eq!(limits.timeout, Duration::from_millis(250));
         assert_eq!(limits.max_log_lines, DEFAULT_MAX_LOG_LINES);
     }

@@ -288,6 +288,8 @@ async fn replay_attempt(
             limits: &Limits::from_policy(&run.policy),
             journal: Journal::replaying(entries),
             kv: None,
+            workflow: None,
+            cancel: None,
         },
     )
     .await;

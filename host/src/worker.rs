@@ -6,8 +6,9 @@
 //! by its attempt number in the store. Leases of in-flight steps are renewed while they run; a
 //! worker that dies simply stops renewing, and its steps are claimed again after the lease expires.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ use crate::capabilities::kv::KvBackend;
 use crate::capabilities::InvocationContext;
 use crate::convert::params_from_json;
 use crate::invoke::{invoke, Invocation, Outcome, TaskError};
-use crate::journal::Journal;
+use crate::journal::{Entry, Journal};
 use crate::limits::Limits;
 use crate::registry::function_of;
 use crate::runtime::Hypergraph;
@@ -127,7 +128,7 @@ impl Worker {
         self.hg.store.register_worker(&self.info).await?;
         tracing::info!(worker = %self.info.id, concurrency = self.options.concurrency, "worker started");
         let slots = Arc::new(Semaphore::new(self.options.concurrency));
-        let in_flight: Arc<Mutex<HashSet<(String, u32)>>> = Arc::default();
+        let in_flight: InFlight = Arc::default();
         let (done_tx, done_rx) = mpsc::unbounded_channel::<(Completion, String)>();
         let committer = tokio::spawn(commit_loop(self.hg.clone(), done_rx));
         let renewer = tokio::spawn(renew_loop(
@@ -136,6 +137,7 @@ impl Worker {
             in_flight.clone(),
             self.options.lease,
         ));
+        let canceller = tokio::spawn(cancel_loop(self.hg.clone(), in_flight.clone()));
 
         let mut running = JoinSet::new();
         let mut idle_poll = Duration::from_millis(1);
@@ -174,10 +176,11 @@ impl Worker {
             idle_poll = Duration::from_millis(1);
             for step in claimed {
                 let permit = slots.clone().acquire_owned().await?;
+                let cancel = Arc::new(AtomicBool::new(false));
                 in_flight
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .insert((step.step_id.clone(), step.attempt));
+                    .insert((step.step_id.clone(), step.attempt), cancel.clone());
                 let hg = self.hg.clone();
                 let worker_id = self.info.id.clone();
                 let done = done_tx.clone();
@@ -185,7 +188,7 @@ impl Worker {
                 running.spawn(async move {
                     let key = (step.step_id.clone(), step.attempt);
                     let run_id = step.run_id.clone();
-                    let _ = done.send((execute(&hg, &worker_id, step).await, run_id));
+                    let _ = done.send((execute(&hg, &worker_id, step, cancel).await, run_id));
                     in_flight
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -197,6 +200,7 @@ impl Worker {
         while running.join_next().await.is_some() {}
         drop(done_tx);
         renewer.abort();
+        canceller.abort();
         let stats = committer.await.context("committer task failed")??;
         tracing::info!(worker = %self.info.id, ?stats, "worker stopped");
         Ok(stats)
@@ -259,28 +263,59 @@ async fn commit_loop(
         hg.signals
             .runs
             .completed(run_ids.iter().map(String::as_str));
+        // Completions may have created children or woken workflows: let idle workers look.
+        hg.signals.submitted.notify_waiters();
         run_ids.clear();
     }
     Ok(stats)
 }
 
+/// The attempts a worker is executing, each with the flag that interrupts it.
+type InFlight = Arc<Mutex<HashMap<(String, u32), Arc<AtomicBool>>>>;
+
+/// How often a worker checks whether one of its attempts was cancelled.
+const CANCEL_POLL: Duration = Duration::from_millis(250);
+
+fn in_flight_keys(in_flight: &InFlight) -> Vec<(String, u32)> {
+    in_flight
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .keys()
+        .cloned()
+        .collect()
+}
+
+/// Interrupts in-flight attempts whose step was cancelled (`runs cancel`), within
+/// [`CANCEL_POLL`] plus one epoch tick.
+async fn cancel_loop(hg: Hypergraph, in_flight: InFlight) {
+    let mut every = tokio::time::interval(CANCEL_POLL);
+    loop {
+        every.tick().await;
+        let steps = in_flight_keys(&in_flight);
+        if steps.is_empty() {
+            continue;
+        }
+        match hg.store.cancelled_steps(&steps).await {
+            Ok(cancelled) => {
+                let flags = in_flight.lock().unwrap_or_else(|e| e.into_inner());
+                for key in cancelled {
+                    if let Some(flag) = flags.get(&key) {
+                        flag.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("checking for cancelled steps failed: {e:#}"),
+        }
+    }
+}
+
 /// Renews the leases of in-flight steps every third of the lease, and refreshes the worker row.
-async fn renew_loop(
-    hg: Hypergraph,
-    info: WorkerInfo,
-    in_flight: Arc<Mutex<HashSet<(String, u32)>>>,
-    lease: Duration,
-) {
+async fn renew_loop(hg: Hypergraph, info: WorkerInfo, in_flight: InFlight, lease: Duration) {
     let mut every = tokio::time::interval(lease / 3);
     every.tick().await;
     loop {
         every.tick().await;
-        let steps: Vec<(String, u32)> = in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .cloned()
-            .collect();
+        let steps = in_flight_keys(&in_flight);
         if let Err(e) = hg.store.renew_leases(&info.id, &steps, lease).await {
             tracing::warn!("renewing leases failed: {e:#}");
         }
@@ -292,8 +327,18 @@ async fn renew_loop(
 
 /// Executes one claimed step and turns the outcome into a completion. Never fails: host-side
 /// problems (a missing component, an input that no longer converts) fail the attempt instead.
-pub async fn execute(hg: &Hypergraph, worker_id: &str, step: ClaimedStep) -> Completion {
-    let outcome = match prepare_and_invoke(hg, &step).await {
+///
+/// A workflow that suspended yields a completion that keeps the attempt going (with the children
+/// it started and what it waits for); a workflow that no longer matches its journal fails; a
+/// failed task whose deployment's retry policy allows it is queued again after its backoff.
+/// `cancel` interrupts the attempt when set.
+pub async fn execute(
+    hg: &Hypergraph,
+    worker_id: &str,
+    step: ClaimedStep,
+    cancel: Arc<AtomicBool>,
+) -> Completion {
+    let mut outcome = match prepare_and_invoke(hg, &step, cancel).await {
         Ok(outcome) => outcome,
         Err(e) => {
             let now = now_micros();
@@ -305,10 +350,23 @@ pub async fn execute(hg: &Hypergraph, worker_id: &str, step: ClaimedStep) -> Com
                 logs: Vec::new(),
                 divergence: None,
                 kv_writes: Vec::new(),
+                children: Vec::new(),
+                wait: None,
             }
         }
     };
-    let kv_writes = if outcome.result.is_ok() {
+    let is_workflow =
+        !step.resume.is_empty() || !outcome.children.is_empty() || outcome.wait.is_some();
+    if let Some(divergence) = outcome.divergence.take() {
+        outcome.wait = None;
+        outcome.children.clear();
+        outcome.result = Err(TaskError::host(format!(
+            "the workflow no longer matches its journal, so it cannot resume (its code must be \
+             deterministic, and a deployment must not change under a running workflow): {divergence}"
+        )));
+    }
+    let wait = outcome.wait.take();
+    let kv_writes = if outcome.result.is_ok() && wait.is_none() {
         let scope = kv_scope(&step.deployment);
         outcome
             .kv_writes
@@ -322,14 +380,25 @@ pub async fn execute(hg: &Hypergraph, worker_id: &str, step: ClaimedStep) -> Com
     } else {
         Vec::new()
     };
-    let (status, output, error) = match outcome.result {
-        Ok(output) => (Status::Succeeded, Some(output), None),
-        Err(error) => (
-            Status::Failed,
-            None,
-            Some(serde_json::to_value(&error).expect("errors serialize")),
-        ),
+    let (status, output, error, retry_at) = match (&wait, outcome.result) {
+        (Some(_), _) => (Status::Running, None, None, None),
+        (None, Ok(output)) => (Status::Succeeded, Some(output), None, None),
+        (None, Err(error)) => {
+            let retry = &step.policy.retry;
+            let retry_at = (!is_workflow && retry.should_retry(&error, step.attempt)).then(|| {
+                let delay = retry.delay(step.attempt, &mut rand::rng());
+                now_micros().saturating_add(delay.as_micros() as i64)
+            });
+            let error = serde_json::to_value(&error).expect("errors serialize");
+            (Status::Failed, None, Some(error), retry_at)
+        }
     };
+    // A resumed attempt stores only what this activation added to its journal; a new attempt
+    // that inherited a crashed attempt's journal stores all of it.
+    let mut journal = Journal::to_records(&outcome.journal);
+    if step.resume_attempt == step.attempt {
+        journal.drain(..step.resume.len().min(journal.len()));
+    }
     Completion {
         step_id: step.step_id,
         attempt: step.attempt,
@@ -339,13 +408,25 @@ pub async fn execute(hg: &Hypergraph, worker_id: &str, step: ClaimedStep) -> Com
         status,
         output,
         error,
-        journal: Journal::to_records(&outcome.journal),
+        journal,
         logs: outcome.logs,
         kv_writes,
+        run_id: step.run_id,
+        children: if status == Status::Failed {
+            Vec::new()
+        } else {
+            outcome.children
+        },
+        wait,
+        retry_at,
     }
 }
 
-async fn prepare_and_invoke(hg: &Hypergraph, step: &ClaimedStep) -> Result<Outcome> {
+async fn prepare_and_invoke(
+    hg: &Hypergraph,
+    step: &ClaimedStep,
+    cancel: Arc<AtomicBool>,
+) -> Result<Outcome> {
     let prepared = hg.prepared_digest(&step.digest).await?;
     let function = function_of(&step.task);
     let task = prepared.task(function).with_context(|| {
@@ -362,6 +443,16 @@ async fn prepare_and_invoke(hg: &Hypergraph, step: &ClaimedStep) -> Result<Outco
         task_name: step.task.clone(),
         attempt: step.attempt,
     };
+    let journal = if step.resume.is_empty() {
+        Journal::recording()
+    } else {
+        let prefix = step
+            .resume
+            .iter()
+            .map(Entry::from_record)
+            .collect::<Result<Vec<_>>>()?;
+        Journal::resuming(prefix)
+    };
     Ok(invoke(
         &hg.engine,
         &prepared,
@@ -370,11 +461,13 @@ async fn prepare_and_invoke(hg: &Hypergraph, step: &ClaimedStep) -> Result<Outco
             context,
             params: &params,
             limits: &limits,
-            journal: Journal::recording(),
+            journal,
             kv: Some(KvBackend {
                 store: hg.store.clone(),
                 scope: kv_scope(&step.deployment),
             }),
+            workflow: Some(hg.clone()),
+            cancel: Some(cancel),
         },
     )
     .await)

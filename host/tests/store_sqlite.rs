@@ -84,6 +84,10 @@ fn completion(step: &ClaimedStep, journal: usize, logs: usize) -> Completion {
             })
             .collect(),
         kv_writes: Vec::new(),
+        run_id: step.run_id.clone(),
+        children: Vec::new(),
+        wait: None,
+        retry_at: None,
     }
 }
 
@@ -225,6 +229,8 @@ async fn submit_claim_complete_round_trip() {
         memory_limit_bytes: Some(1 << 20),
         timeout_ms: Some(1000),
         max_log_lines: Some(10),
+        http_allow: vec!["127.0.0.1".into()],
+        ..Policy::default()
     };
     store.deploy("echo", DIGEST_A, &policy).await.unwrap();
 

@@ -31,6 +31,9 @@ pub struct LogSink {
 
 struct LogBuffer {
     max_lines: u32,
+    /// Lines emitted so far, including those replayed from a resumed journal.
+    count: u32,
+    /// Lines to store: those emitted live.
     lines: Vec<LogRecord>,
     dropped: u64,
     journal: Journal,
@@ -66,6 +69,7 @@ impl LogSink {
         LogSink {
             inner: Arc::new(Mutex::new(LogBuffer {
                 max_lines,
+                count: 0,
                 lines: Vec::new(),
                 dropped: 0,
                 journal,
@@ -114,7 +118,7 @@ impl LogSink {
         if buffer.dropped > 0 {
             let count = buffer.dropped;
             buffer.journal.emit(Entry::LogsDropped { count });
-            let seq = buffer.lines.len() as u32;
+            let seq = buffer.count;
             let message = format!(
                 "[hypergraph] {count} more log line(s) dropped: the cap is {} lines per attempt \
                  (deployment policy max_log_lines)",
@@ -134,16 +138,21 @@ impl LogSink {
 
 impl LogBuffer {
     fn push(&mut self, stream: &str, level: &str, message: &str) {
-        if self.lines.len() as u64 >= u64::from(self.max_lines) {
+        if self.count >= self.max_lines {
             self.dropped += 1;
             return;
         }
-        self.journal.emit(Entry::Log {
+        let seq = self.count;
+        self.count += 1;
+        let new = self.journal.emit(Entry::Log {
             stream: stream.to_string(),
             level: level.to_string(),
             message: message.to_string(),
         });
-        let seq = self.lines.len() as u32;
+        if !new {
+            // Replayed from a resumed workflow's journal: stored by an earlier activation.
+            return;
+        }
         self.lines.push(LogRecord {
             seq,
             at: now_micros(),

@@ -9,11 +9,17 @@
 //! - [`log`] serves `hypergraph:task/log` plus stdout/stderr capture into capped log lines.
 //! - [`context`] serves `hypergraph:task/context`.
 //! - [`kv`] serves `hypergraph:task/kv`: journaled reads, writes buffered until the attempt commits.
+//! - [`http`] serves `wasi:http/outgoing-handler` to allowlisted hosts, journaling every exchange.
+//! - [`workflow`] serves `hypergraph:workflow/workflow`: children, joins, durable sleep, events.
 
 pub mod context;
+pub mod http;
 pub mod kv;
 pub mod log;
 pub mod wasi;
+pub mod workflow;
+
+use std::time::Instant;
 
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -25,14 +31,23 @@ use crate::limits::{InstanceLimiter, Limits};
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
-        world: "hypergraph:task/task",
-        with: { "wasi": wasmtime_wasi::p2::bindings },
+        // The workflow world: the task world plus `hypergraph:workflow/workflow`.
+        world: "hypergraph:task/workflow",
+        with: {
+            "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+            "wasi": wasmtime_wasi::p2::bindings,
+        },
         require_store_data_send: true,
         imports: {
             "hypergraph:task/kv.get": async | trappable,
             "hypergraph:task/kv.set": async | trappable,
             "hypergraph:task/kv.delete": async | trappable,
             "hypergraph:task/kv.list-keys": async | trappable,
+            "hypergraph:workflow/workflow.start": async | trappable,
+            "hypergraph:workflow/workflow.join": async | trappable,
+            "hypergraph:workflow/workflow.call": async | trappable,
+            "hypergraph:workflow/workflow.sleep": async | trappable,
+            "hypergraph:workflow/workflow.wait-event": async | trappable,
         },
     });
 }
@@ -54,6 +69,8 @@ pub struct HostState {
     pub(crate) limiter: InstanceLimiter,
     pub(crate) journal: Journal,
     pub(crate) kv: kv::KvState,
+    http: http::HttpState,
+    pub(crate) workflow: workflow::WorkflowState,
 }
 
 impl HostState {
@@ -65,9 +82,16 @@ impl HostState {
         limits: &Limits,
         journal: Journal,
         kv: kv::KvState,
+        workflow: workflow::WorkflowState,
     ) -> HostState {
         let logs = log::LogSink::new(limits.max_log_lines, journal.clone());
         let wasi = wasi::build_ctx(&journal, &logs);
+        let http = http::HttpState::new(
+            limits.http_allow.clone(),
+            journal.clone(),
+            logs.clone(),
+            Instant::now() + limits.timeout,
+        );
         HostState {
             wasi,
             table: ResourceTable::new(),
@@ -76,7 +100,14 @@ impl HostState {
             limiter: InstanceLimiter::new(limits.memory_bytes),
             journal,
             kv,
+            http,
+            workflow,
         }
+    }
+
+    /// The resource table and the HTTP state, borrowed together for wasmtime-wasi-http.
+    fn http_parts(&mut self) -> (&mut ResourceTable, &mut http::HttpState) {
+        (&mut self.table, &mut self.http)
     }
 }
 
@@ -97,6 +128,8 @@ pub fn provided_interfaces() -> impl Iterator<Item = &'static str> {
         .chain(log::INTERFACES)
         .chain(context::INTERFACES)
         .chain(kv::INTERFACES)
+        .chain(http::INTERFACES)
+        .chain(workflow::INTERFACES)
         .copied()
 }
 
@@ -143,6 +176,8 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
     log::add_to_linker(linker)?;
     context::add_to_linker(linker)?;
     kv::add_to_linker(linker)?;
+    http::add_to_linker(linker)?;
+    workflow::add_to_linker(linker)?;
     Ok(())
 }
 
@@ -158,7 +193,8 @@ mod tests {
         assert!(provides("hypergraph:task/context@0.1.9"));
         assert!(!provides("wasi:cli/stdout@0.3.0"));
         assert!(!provides("hypergraph:task/log@0.2.0"));
-        assert!(!provides("wasi:http/outgoing-handler@0.2.0"));
+        assert!(provides("wasi:http/outgoing-handler@0.2.0"));
+        assert!(!provides("wasi:http/outgoing-handler@0.3.0"));
         assert!(!provides("acme:db/query@1.0.0"));
         assert!(!provides("wasi:cli/stdout"));
     }

@@ -5,6 +5,7 @@
 //! task, unreachable database, ...), printed as `error: ...` on stderr.
 
 mod demo;
+mod ops;
 mod render;
 
 use std::io::IsTerminal;
@@ -17,10 +18,10 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
 use crate::builder::{build_guest, BuildOptions};
-use crate::bundle::{self, Bundle};
+use crate::bundle;
 use crate::engine::{Engine, EngineOptions};
-use crate::registry::function_of;
 use crate::replay::{self, ReplayWith};
+use crate::retry::{RetryOn, RetryPolicy};
 use crate::runtime::Hypergraph;
 use crate::scheduler::RunRequest;
 use crate::store::sqlite::SqliteStore;
@@ -60,6 +61,12 @@ enum Command {
     Runs(RunsCommand),
     /// Execute queued runs until stopped (Ctrl-C) or, with --until-idle, until none is left.
     Worker(WorkerArgs),
+    /// Run the workers that execute queued steps, workflows included, until Ctrl-C or SIGTERM.
+    /// Safe to kill at any moment: unfinished steps are claimed again when their lease expires.
+    Serve(ServeArgs),
+    /// External events that workflows wait for.
+    #[command(subcommand)]
+    Events(EventsCommand),
     /// Replay a bundle written by `runs export`, offline, on any machine: no database is opened or
     /// created. Exits 1 when it diverges.
     Replay(BundleArgs),
@@ -95,6 +102,23 @@ struct DeployArgs {
     /// Log lines kept per attempt [default: 1000].
     #[arg(long)]
     max_log_lines: Option<u32>,
+    /// Host the tasks may send HTTP requests to (repeatable): `host`, `host:port` or
+    /// `*.domain` [default: none].
+    #[arg(long = "allow-http", value_name = "HOST")]
+    allow_http: Vec<String>,
+    /// Attempts per step, the first included [default: 1, no retries].
+    #[arg(long)]
+    max_attempts: Option<u32>,
+    /// Delay before the first retry, doubling per retry, with jitter [default: 1s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    backoff: Option<Duration>,
+    /// Longest delay between retries [default: 60s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    max_backoff: Option<Duration>,
+    /// Which failures are retried, comma-separated: trap, timeout, retryable (application errors
+    /// marked retryable), application (every application error) [default: trap,timeout,retryable].
+    #[arg(long, value_delimiter = ',', value_parser = parse_retry_on)]
+    retry_on: Option<Vec<RetryOn>>,
     #[command(flatten)]
     json: JsonFlag,
 }
@@ -134,6 +158,37 @@ enum RunsCommand {
     /// Write a self-contained replay bundle of a run: component, task signature, inputs,
     /// journals, outputs, errors, logs and metadata, versioned and checksummed.
     Export(ExportArgs),
+    /// Cancel a run and every unfinished step of it, children included; running attempts are
+    /// interrupted within a second.
+    Cancel(RunIdArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum EventsCommand {
+    /// Send an event: every workflow waiting for this name wakes up with the payload.
+    Send(SendEventArgs),
+}
+
+#[derive(Args, Debug)]
+struct SendEventArgs {
+    /// The event name workflows wait for.
+    name: String,
+    /// The payload, JSON [default: null].
+    #[arg(long)]
+    payload: Option<String>,
+    #[command(flatten)]
+    json: JsonFlag,
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Steps executed at once.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// How long a claimed step stays leased without renewal: after a crash, its steps are
+    /// claimed again this long after the last renewal.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    lease: Duration,
 }
 
 #[derive(Args, Debug)]
@@ -317,6 +372,13 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Runs(RunsCommand::Logs(args)) => runs_logs(&hg, args).await,
         Command::Runs(RunsCommand::Replay(args)) => runs_replay(&hg, args).await,
         Command::Runs(RunsCommand::Export(args)) => runs_export(&hg, args).await,
+        Command::Runs(RunsCommand::Cancel(args)) => {
+            ops::runs_cancel(&hg, &args.id, args.json.json).await
+        }
+        Command::Events(EventsCommand::Send(args)) => {
+            ops::send_event(&hg, &args.name, args.payload.as_deref(), args.json.json).await
+        }
+        Command::Serve(args) => ops::serve(&hg, args.concurrency, args.lease).await,
         Command::CheckUpgrade(args) => check_upgrade(&hg, args).await,
         Command::Worker(args) => worker(&hg, args).await,
         Command::Demo(args) => demo::run(&hg, args.examples).await,
@@ -338,6 +400,13 @@ async fn deploy(hg: &Hypergraph, args: DeployArgs) -> Result<i32> {
         memory_limit_bytes: args.memory,
         timeout_ms: args.timeout.map(|d| d.as_millis() as u64),
         max_log_lines: args.max_log_lines,
+        http_allow: args.allow_http,
+        retry: RetryPolicy {
+            max_attempts: args.max_attempts,
+            backoff: args.backoff,
+            max_backoff: args.max_backoff,
+            retry_on: args.retry_on,
+        },
     };
     let report = hg
         .deploy(&args.name, &bytes, &policy)
@@ -526,18 +595,10 @@ async fn runs_replay(hg: &Hypergraph, args: ReplayArgs) -> Result<i32> {
 }
 
 async fn runs_export(hg: &Hypergraph, args: ExportArgs) -> Result<i32> {
-    let run = replay::load(hg.store.as_ref(), &args.id).await?;
-    let component = hg.component_bytes(&run.digest).await?;
-    let prepared = hg.prepared_digest(&run.digest).await?;
-    let function = function_of(&run.task);
-    let signature = prepared
-        .task(function)
-        .map(|t| t.export.signature.clone())
-        .unwrap_or_default();
+    let bundle = hg.export_run(&args.id).await?;
     let path = args
         .output
-        .unwrap_or_else(|| PathBuf::from(format!("{}.hgbundle", run.run_id)));
-    let bundle = Bundle::new(run, component, signature);
+        .unwrap_or_else(|| PathBuf::from(format!("{}.hgbundle", bundle.run.run_id)));
     bundle::write(&bundle, &path)?;
     let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     if args.json.json {
@@ -694,6 +755,14 @@ fn parse_since(s: &str) -> Result<Micros, String> {
     humantime::parse_rfc3339_weak(s)
         .map(to_micros)
         .map_err(|_| format!("expected a duration like 10m or 2h, or an RFC 3339 time, got `{s}`"))
+}
+
+fn parse_retry_on(text: &str) -> Result<RetryOn> {
+    serde_json::from_value(Value::String(text.trim().to_string())).map_err(|_| {
+        anyhow::anyhow!(
+            "unknown failure kind `{text}`; expected trap, timeout, retryable or application"
+        )
+    })
 }
 
 #[cfg(test)]

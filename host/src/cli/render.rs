@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::registry::TaskInfo;
 use crate::replay::{AttemptReplay, ReplayReport, UpgradeReport, Verdict};
-use crate::store::{Micros, RunDetail, RunLogLine, RunResult, RunSummary, StepDetail};
+use crate::store::{Micros, RunDetail, RunLogLine, RunResult, RunSummary, Status, StepDetail};
 
 /// The first 12 hex digits of a digest, enough to tell components apart.
 pub fn short_digest(digest: &str) -> &str {
@@ -221,7 +221,17 @@ pub fn run_detail_text(run: &RunDetail) -> String {
     if let Some(error) = &run.error {
         let _ = writeln!(out, "error      {}", error_text(error));
     }
-    for (i, step) in run.steps.iter().enumerate() {
+    if run.steps.len() > 1 {
+        out.push_str("\nsteps\n");
+        step_tree(&mut out, &run.steps, None, "");
+    }
+    // Details for the root step and every step that did not succeed; the tree shows the rest.
+    let detailed = run
+        .steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.parent_id.is_none() || s.status != Status::Succeeded);
+    for (i, step) in detailed {
         let _ = writeln!(out, "\nstep {} {} [{}]", i + 1, step.task, step.status);
         let _ = writeln!(
             out,
@@ -281,6 +291,54 @@ pub fn run_detail_text(run: &RunDetail) -> String {
         }
     }
     out
+}
+
+/// The steps of a run as a tree: each workflow step with its children below it, in the order
+/// they were started, with status, attempts, execution time and the error kind of failures.
+fn step_tree(out: &mut String, steps: &[StepDetail], parent: Option<&str>, indent: &str) {
+    let children: Vec<&StepDetail> = steps
+        .iter()
+        .filter(|s| s.parent_id.as_deref() == parent)
+        .collect();
+    for (i, step) in children.iter().enumerate() {
+        let last = i + 1 == children.len();
+        let branch = if parent.is_none() {
+            ""
+        } else if last {
+            "└─ "
+        } else {
+            "├─ "
+        };
+        let index = step
+            .child_index
+            .map(|c| format!("#{c} "))
+            .unwrap_or_default();
+        let attempts = match step.attempt {
+            1 => "1 attempt".to_string(),
+            n => format!("{n} attempts"),
+        };
+        let error = step
+            .error
+            .as_ref()
+            .and_then(|e| e.get("kind").and_then(Value::as_str))
+            .map(|kind| format!("  {kind}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{indent}{branch}{index}{} [{}] {attempts}, {}{error}",
+            step.task,
+            step.status,
+            span(step.started_at, step.completed_at)
+        );
+        let deeper = if parent.is_none() {
+            indent.to_string()
+        } else if last {
+            format!("{indent}   ")
+        } else {
+            format!("{indent}│  ")
+        };
+        step_tree(out, steps, Some(&step.id), &deeper);
+    }
 }
 
 /// `runs logs` in text: one line per log line, with attempt, time, stream and level.

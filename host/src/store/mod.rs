@@ -25,6 +25,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use crate::capabilities::workflow::{NewChild, Wait};
+use crate::retry::RetryPolicy;
+
 /// Microseconds since the Unix epoch, UTC.
 pub type Micros = i64;
 
@@ -48,6 +51,16 @@ pub struct Policy {
     /// Maximum number of log lines kept per attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_log_lines: Option<u32>,
+    /// Hosts the deployment's tasks may send HTTP requests to (see `HttpAllowlist`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http_allow: Vec<String>,
+    /// When failed attempts are retried (default: never).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub retry: RetryPolicy,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 /// One version of a deployment: a name bound to a component digest plus its policy.
@@ -68,6 +81,9 @@ pub struct Deployment {
 pub enum Status {
     Queued,
     Running,
+    /// A workflow step suspended until its children finish, a timer fires or an event arrives.
+    /// Stored as `queued` with a wait; shown as `waiting`.
+    Waiting,
     Succeeded,
     Failed,
     Cancelled,
@@ -75,9 +91,10 @@ pub enum Status {
 
 impl Status {
     /// All statuses, in lifecycle order.
-    pub const ALL: [Status; 5] = [
+    pub const ALL: [Status; 6] = [
         Status::Queued,
         Status::Running,
+        Status::Waiting,
         Status::Succeeded,
         Status::Failed,
         Status::Cancelled,
@@ -88,6 +105,7 @@ impl Status {
         match self {
             Status::Queued => "queued",
             Status::Running => "running",
+            Status::Waiting => "waiting",
             Status::Succeeded => "succeeded",
             Status::Failed => "failed",
             Status::Cancelled => "cancelled",
@@ -114,7 +132,7 @@ impl std::str::FromStr for Status {
             .find(|st| st.as_str() == s)
             .ok_or_else(|| {
                 anyhow::anyhow!(
-                    "unknown status `{s}`; expected one of: queued, running, succeeded, failed, cancelled"
+                    "unknown status `{s}`; expected one of: queued, running, waiting, succeeded, failed, cancelled"
                 )
             })
     }
@@ -154,6 +172,11 @@ pub struct ClaimedStep {
     pub policy: Policy,
     pub created_at: Micros,
     pub assigned_at: Micros,
+    /// A workflow resuming (after a wait, or in a new attempt after a crash): the journal its
+    /// earlier activations committed, to answer from before anything runs live. Empty otherwise.
+    pub resume: Vec<JournalRecord>,
+    /// The attempt `resume` was recorded under (`attempt` itself unless this is a new attempt).
+    pub resume_attempt: u32,
 }
 
 /// One journaled host-call result, in call order within its attempt.
@@ -207,6 +230,35 @@ pub struct Completion {
     /// The attempt's key-value writes, in order; applied only when `status` is `Succeeded` and
     /// the completion is committed, in the same transaction.
     pub kv_writes: Vec<KvWrite>,
+    /// The run the step belongs to (children are created in it).
+    pub run_id: String,
+    /// Child steps a workflow started in this activation, created in the same transaction.
+    pub children: Vec<NewChild>,
+    /// Set when a workflow suspended: the step waits (status `queued` with a wait) instead of
+    /// ending. `status` is then `Running` (the attempt goes on).
+    pub wait: Option<Wait>,
+    /// Set when a failed attempt is retried: the step is queued again, claimable from this time.
+    pub retry_at: Option<Micros>,
+}
+
+/// Where a step stands, as a workflow's `join` sees its children.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepOutcome {
+    /// The step's task and the component it ran.
+    pub task: String,
+    pub digest: String,
+    pub status: Status,
+    pub output: Option<Value>,
+    pub error: Option<Value>,
+}
+
+/// What [`Store::cancel_run`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Cancelled {
+    /// Steps cancelled (the run's unfinished steps, children included).
+    pub steps: u64,
+    /// False when the run had already finished: nothing changed.
+    pub changed: bool,
 }
 
 /// Whether a completion was applied.
@@ -280,6 +332,9 @@ pub struct AttemptDetail {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StepDetail {
     pub id: String,
+    /// The workflow step that started this one, and its position among that workflow's children.
+    pub parent_id: Option<String>,
+    pub child_index: Option<u32>,
     pub task: String,
     pub status: Status,
     /// The latest attempt number (0 while never claimed).
@@ -385,6 +440,21 @@ pub trait Store: Send + Sync + 'static {
     async fn run_logs(&self, id: &str) -> Result<Vec<RunLogLine>>;
     /// The journal of one attempt, in sequence order.
     async fn journal(&self, step_id: &str, attempt: u32) -> Result<Vec<JournalRecord>>;
+
+    /// The status, output and error of each step in `ids`, in that order.
+    async fn step_outcomes(&self, ids: &[String]) -> Result<Vec<StepOutcome>>;
+    /// The sequence number of the newest event (0 when none was sent).
+    async fn last_event_seq(&self) -> Result<i64>;
+    /// The oldest event named `name` newer than `after`: its sequence number and payload.
+    async fn next_event(&self, name: &str, after: i64) -> Result<Option<(i64, String)>>;
+    /// Records an event (payload: JSON text) and wakes every step waiting for its name. Returns
+    /// its sequence number and how many steps it woke.
+    async fn send_event(&self, name: &str, payload: &str) -> Result<(i64, u64)>;
+    /// Cancels run `id` and every unfinished step of it (children included); running attempts are
+    /// fenced off and their workers interrupt them. `None` when there is no such run.
+    async fn cancel_run(&self, id: &str) -> Result<Option<Cancelled>>;
+    /// Of the given (step, attempt) pairs, those whose step was cancelled.
+    async fn cancelled_steps(&self, steps: &[(String, u32)]) -> Result<Vec<(String, u32)>>;
 
     /// The value stored under `key` in `scope`.
     async fn kv_get(&self, scope: &str, key: &str) -> Result<Option<Vec<u8>>>;

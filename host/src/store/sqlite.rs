@@ -51,10 +51,12 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
 
 use super::{
-    now_micros, AttemptDetail, ClaimedStep, CommitOutcome, Completion, Deployment, JournalRecord,
-    LogRecord, Micros, NewRun, Policy, RunDetail, RunFilter, RunLogLine, RunResult, RunSummary,
-    Status, StepDetail, Store, WorkerInfo,
+    now_micros, AttemptDetail, Cancelled, ClaimedStep, CommitOutcome, Completion, Deployment,
+    JournalRecord, LogRecord, Micros, NewRun, Policy, RunDetail, RunFilter, RunLogLine, RunResult,
+    RunSummary, Status, StepDetail, StepOutcome, Store, WorkerInfo,
 };
+
+mod workflow;
 
 /// How long a statement waits for another process's write lock before failing with
 /// `database is locked`.
@@ -65,7 +67,7 @@ pub const READERS: u32 = 2;
 
 /// Rows per multi-row statement, largest first. A batch of `n` rows is split greedily into chunks
 /// of these sizes, so it takes few statements and each table has at most this many statement
-/// shapes in the prepared-statement cache. 256 rows of the widest row (10 columns) stay far below
+/// shapes in the prepared-statement cache. 256 rows of the widest row (12 columns) stay far below
 /// SQLite's limit of 32,766 bound parameters (and PostgreSQL's 65,535).
 const CHUNK_ROWS: [usize; 5] = [256, 64, 16, 4, 1];
 
@@ -470,21 +472,35 @@ impl Store for SqliteStore {
             // The subquery and the update are one statement under the write lock: nobody else
             // can claim the same rows in between.
             const RETURNING: &str = "RETURNING id, run_id, task, deployment, version, digest, \
-                                     input, attempt, created_at";
+                                     input, attempt, created_at, activations";
+            // Timers and event timeouts that have passed end their steps' waits.
+            sqlx::query(
+                "UPDATE steps SET wait = NULL, wait_event = NULL \
+                 WHERE wait IN ('timer', 'event') AND wake_at <= ?",
+            )
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            // A resumed workflow continues its attempt; anything else starts a new one.
             let queued = sqlx::query(&format!(
-                "UPDATE steps SET status = 'running', attempt = attempt + 1, worker_id = ?, \
-                 assigned_at = ?, started_at = NULL, lease_expires_at = ? \
-                 WHERE id IN (SELECT id FROM steps WHERE status = 'queued' \
-                 ORDER BY created_at LIMIT ?) {RETURNING}"
+                "UPDATE steps SET status = 'running', \
+                 attempt = CASE WHEN activations > 0 THEN attempt ELSE attempt + 1 END, \
+                 worker_id = ?, assigned_at = ?, started_at = NULL, completed_at = NULL, \
+                 wake_at = NULL, lease_expires_at = ? \
+                 WHERE id IN (SELECT id FROM steps WHERE status = 'queued' AND wait IS NULL \
+                 AND (wake_at IS NULL OR wake_at <= ?) ORDER BY created_at LIMIT ?) {RETURNING}"
             ))
             .bind(worker_id)
             .bind(now)
             .bind(lease_until)
+            .bind(now)
             .bind(max as i64)
             .fetch_all(&mut *tx)
             .await?;
             let mut claimed = steps_of(&queued, now)?;
-            claimed.sort_by(|a, b| (a.created_at, &a.step_id).cmp(&(b.created_at, &b.step_id)));
+            claimed.sort_by(|(a, _), (b, _)| {
+                (a.created_at, &a.step_id).cmp(&(b.created_at, &b.step_id))
+            });
 
             if claimed.len() < max {
                 let expired = sqlx::query(&format!(
@@ -501,13 +517,15 @@ impl Store for SqliteStore {
                 .fetch_all(&mut *tx)
                 .await?;
                 let mut expired = steps_of(&expired, now)?;
-                expired.sort_by(|a, b| (a.created_at, &a.step_id).cmp(&(b.created_at, &b.step_id)));
+                expired.sort_by(|(a, _), (b, _)| {
+                    (a.created_at, &a.step_id).cmp(&(b.created_at, &b.step_id))
+                });
                 let lost = json!({
                     "kind": "lease_expired",
                     "message": "the attempt's lease expired before it completed; the step was claimed again",
                 })
                 .to_string();
-                for step in &expired {
+                for (step, _) in &expired {
                     sqlx::query(
                         "UPDATE attempts SET status = 'failed', completed_at = ?, error = ? \
                          WHERE step_id = ? AND attempt = ? AND status = 'running'",
@@ -522,16 +540,17 @@ impl Store for SqliteStore {
                 claimed.extend(expired);
             }
             if claimed.is_empty() {
-                return anyhow::Ok(claimed);
+                return anyhow::Ok(Vec::new());
             }
 
-            let ids: Vec<&str> = claimed.iter().map(|s| s.step_id.as_str()).collect();
+            let ids: Vec<&str> = claimed.iter().map(|(s, _)| s.step_id.as_str()).collect();
             execute_for_ids(&mut tx, &ids, |list| {
                 [
                     format!(
                         "INSERT INTO attempts (step_id, attempt, status, worker_id, assigned_at) \
                          SELECT id, attempt, 'running', worker_id, assigned_at FROM steps \
-                         WHERE id IN ({list})"
+                         WHERE id IN ({list}) ON CONFLICT (step_id, attempt) DO UPDATE \
+                         SET worker_id = excluded.worker_id, assigned_at = excluded.assigned_at"
                     ),
                     // The run of a claimed step is queued or already running (a reclaim).
                     format!(
@@ -541,10 +560,16 @@ impl Store for SqliteStore {
                 ]
             })
             .await?;
-            for step in &mut claimed {
+            let mut steps = Vec::with_capacity(claimed.len());
+            for (mut step, activations) in claimed {
                 step.policy = self.policy(&mut tx, &step.deployment, step.version).await?;
+                if activations > 0 {
+                    (step.resume, step.resume_attempt) =
+                        workflow::resume_journal(&mut tx, &step.step_id).await?;
+                }
+                steps.push(step);
             }
-            Ok(claimed)
+            Ok(steps)
         }
         .await
         .context("cannot claim steps")?;
@@ -590,7 +615,16 @@ impl Store for SqliteStore {
         let encoded = completions
             .iter()
             .map(|c| {
-                if !COMPLETION_STATUSES.contains(&c.status) {
+                let suspended = c.wait.is_some() && c.status == Status::Running;
+                let retried = c.retry_at.is_some() && c.status == Status::Failed;
+                if c.wait.is_some() != suspended || c.retry_at.is_some() != retried {
+                    bail!(
+                        "a suspension must be running and a retry failed (step {} attempt {})",
+                        c.step_id,
+                        c.attempt
+                    );
+                }
+                if !suspended && !COMPLETION_STATUSES.contains(&c.status) {
                     bail!(
                         "a completion must be succeeded, failed or cancelled, not {} (step {} attempt {})",
                         c.status,
@@ -634,25 +668,42 @@ impl Store for SqliteStore {
                         ids.push(&e.c.step_id);
                     }
                 }
-                // The attempt and (a run having a single step) the run mirror the step.
+                // The attempt mirrors the step: it goes on while its workflow waits, and failed
+                // when the step is queued for a retry. The run mirrors its root step once that
+                // has finished.
                 execute_for_ids(&mut tx, &ids, |list| {
                     [
                         format!(
-                            "UPDATE attempts SET status = s.status, worker_id = s.worker_id, \
-                             started_at = s.started_at, completed_at = s.completed_at, error = s.error \
+                            "UPDATE attempts SET status = CASE \
+                             WHEN s.status = 'queued' AND s.wait IS NOT NULL THEN 'running' \
+                             WHEN s.status = 'queued' THEN 'failed' ELSE s.status END, \
+                             worker_id = s.worker_id, \
+                             started_at = COALESCE(attempts.started_at, s.started_at), \
+                             completed_at = s.completed_at, error = s.error \
                              FROM steps s WHERE s.id = attempts.step_id AND s.attempt = attempts.attempt \
                              AND s.id IN ({list})"
                         ),
                         format!(
                             "UPDATE runs SET status = s.status, output = s.output, error = s.error, \
                              completed_at = s.completed_at FROM steps s \
-                             WHERE s.run_id = runs.id AND s.id IN ({list})"
+                             WHERE s.run_id = runs.id AND s.parent_id IS NULL \
+                             AND s.status IN ('succeeded', 'failed', 'cancelled') AND s.id IN ({list})"
                         ),
                     ]
                 })
                 .await?;
                 start = end;
             }
+
+            let committed_completions: Vec<&Completion> = committed.iter().map(|e| e.c).collect();
+            workflow::insert_children(&mut tx, &committed_completions).await?;
+            workflow::settle_waits(&mut tx, &committed_completions).await?;
+            let finished: Vec<&str> = committed_completions
+                .iter()
+                .filter(|c| c.wait.is_none() && c.retry_at.is_none())
+                .map(|c| c.step_id.as_str())
+                .collect();
+            workflow::wake_parents(&mut tx, &finished).await?;
 
             let journal: Vec<(&Completion, &JournalRecord)> = committed
                 .iter()
@@ -849,9 +900,10 @@ impl Store for SqliteStore {
                     });
             }
             let steps = sqlx::query(
-                "SELECT id, task, status, attempt, worker_id, digest, input, output, error, \
-                 created_at, assigned_at, started_at, completed_at \
-                 FROM steps WHERE run_id = ? ORDER BY created_at, id",
+                "SELECT id, task, CASE WHEN status = 'queued' AND wait IS NOT NULL \
+                 THEN 'waiting' ELSE status END, attempt, worker_id, digest, input, output, \
+                 error, created_at, assigned_at, started_at, completed_at, parent_id, child_index \
+                 FROM steps WHERE run_id = ? ORDER BY created_at, child_index, id",
             )
             .bind(id)
             .fetch_all(&mut *tx)
@@ -872,6 +924,11 @@ impl Store for SqliteStore {
                     assigned_at: r.try_get(10)?,
                     started_at: r.try_get(11)?,
                     completed_at: r.try_get(12)?,
+                    parent_id: r.try_get(13)?,
+                    child_index: r
+                        .try_get::<Option<i64>, _>(14)?
+                        .map(u32_of)
+                        .transpose()?,
                     attempts: attempts.remove(&id).unwrap_or_default(),
                     id,
                 })
@@ -1024,6 +1081,52 @@ impl Store for SqliteStore {
         .collect()
     }
 
+    async fn step_outcomes(&self, ids: &[String]) -> Result<Vec<StepOutcome>> {
+        workflow::step_outcomes(&self.reader, ids)
+            .await
+            .context("cannot read step results")
+    }
+
+    async fn last_event_seq(&self) -> Result<i64> {
+        workflow::last_event_seq(&self.reader)
+            .await
+            .context("cannot read events")
+    }
+
+    async fn next_event(&self, name: &str, after: i64) -> Result<Option<(i64, String)>> {
+        workflow::next_event(&self.reader, name, after)
+            .await
+            .with_context(|| format!("cannot read events named `{name}`"))
+    }
+
+    async fn send_event(&self, name: &str, payload: &str) -> Result<(i64, u64)> {
+        let mut tx = self.write_tx().await?;
+        let sent = workflow::send_event(&mut tx, name, payload)
+            .await
+            .with_context(|| format!("cannot send event `{name}`"))?;
+        tx.commit()
+            .await
+            .with_context(|| format!("cannot send event `{name}`"))?;
+        Ok(sent)
+    }
+
+    async fn cancel_run(&self, id: &str) -> Result<Option<Cancelled>> {
+        let mut tx = self.write_tx().await?;
+        let cancelled = workflow::cancel_run(&mut tx, id)
+            .await
+            .with_context(|| format!("cannot cancel run {id}"))?;
+        tx.commit()
+            .await
+            .with_context(|| format!("cannot cancel run {id}"))?;
+        Ok(cancelled)
+    }
+
+    async fn cancelled_steps(&self, steps: &[(String, u32)]) -> Result<Vec<(String, u32)>> {
+        workflow::cancelled_steps(&self.reader, steps)
+            .await
+            .context("cannot read step statuses")
+    }
+
     async fn register_worker(&self, worker: &WorkerInfo) -> Result<()> {
         sqlx::query(
             "INSERT INTO workers (id, host, pid, version, started_at, last_seen_at) \
@@ -1061,22 +1164,30 @@ async fn fence_and_complete(
     let sql = values_sql(
         "UPDATE steps SET status = v.column3, output = v.column4, error = v.column5, \
          started_at = v.column6, completed_at = v.column7, worker_id = v.column8, \
+         wait = v.column9, wait_event = v.column10, wake_at = v.column11, \
+         activations = CASE WHEN v.column9 IS NULL THEN activations ELSE activations + 1 END, \
          lease_expires_at = NULL FROM (VALUES ",
-        "(?, ?, ?, ?, ?, ?, ?, ?)",
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         chunk.len(),
     ) + ") AS v WHERE steps.id = v.column1 AND steps.attempt = v.column2 \
          AND steps.status = 'running' RETURNING steps.id";
     let mut q = sqlx::query(&sql);
     for e in chunk {
+        let (status, wait, wait_event, wake_at) = workflow::step_state(e.c);
+        // A suspended attempt has not completed.
+        let completed_at = wait.is_none().then_some(e.c.completed_at);
         q = q
             .bind(&e.c.step_id)
             .bind(i64::from(e.c.attempt))
-            .bind(e.c.status.as_str())
+            .bind(status)
             .bind(e.output.as_deref())
             .bind(e.error.as_deref())
             .bind(e.c.started_at)
-            .bind(e.c.completed_at)
-            .bind(&e.c.worker_id);
+            .bind(completed_at)
+            .bind(&e.c.worker_id)
+            .bind(wait)
+            .bind(wait_event)
+            .bind(wake_at);
     }
     q.fetch_all(&mut *conn)
         .await?
@@ -1184,10 +1295,12 @@ fn placeholders(n: usize) -> String {
 
 /// Claimed steps from the rows returned by a claiming `UPDATE ... RETURNING`; policies are filled
 /// in afterwards.
-fn steps_of(rows: &[SqliteRow], assigned_at: Micros) -> Result<Vec<ClaimedStep>> {
+fn steps_of(rows: &[SqliteRow], assigned_at: Micros) -> Result<Vec<(ClaimedStep, i64)>> {
     rows.iter()
         .map(|r| {
-            Ok(ClaimedStep {
+            let activations: i64 = r.try_get(9)?;
+            let attempt = u32_of(r.try_get(7)?)?;
+            let step = ClaimedStep {
                 step_id: r.try_get(0)?,
                 run_id: r.try_get(1)?,
                 task: r.try_get(2)?,
@@ -1195,11 +1308,14 @@ fn steps_of(rows: &[SqliteRow], assigned_at: Micros) -> Result<Vec<ClaimedStep>>
                 version: r.try_get(4)?,
                 digest: r.try_get(5)?,
                 input: json_of(r.try_get(6)?)?,
-                attempt: u32_of(r.try_get(7)?)?,
+                attempt,
                 policy: Policy::default(),
                 created_at: r.try_get(8)?,
                 assigned_at,
-            })
+                resume: Vec::new(),
+                resume_attempt: attempt,
+            };
+            Ok((step, activations))
         })
         .collect()
 }

@@ -1,0 +1,461 @@
+//! `hypergraph:workflow/workflow`: child tasks, joins, durable sleep and external events.
+//!
+//! A workflow is re-executed from the start in a fresh instance every time it resumes, with a
+//! journal in resume mode ([`Journal::resuming`]): every call it made before is answered from the
+//! journal, so completed children are never started again. A live call that cannot be answered
+//! yet (a join on unfinished children, a timer that has not fired, an event not yet sent) records
+//! what the workflow waits for in [`WorkflowState`] and stops the instance with [`Suspended`]; the
+//! worker then commits the new journal entries, the children started in this activation and the
+//! wait in one transaction, and the step is claimed again when the wait is over.
+//!
+//! Journal entries: `workflow.start` (the child's position and step id, or why it was not
+//! started), `workflow.join` (the children's results), `workflow.sleep` and `workflow.timer_fired`,
+//! `workflow.wait_event` and `workflow.event`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use wasmtime::component::{HasSelf, Linker};
+
+use super::bindings::hypergraph::workflow::workflow::{self, ChildError};
+use super::HostState;
+use crate::journal::{Call, Entry};
+use crate::registry::function_of;
+use crate::runtime::Hypergraph;
+use crate::scheduler::canonical_input;
+use crate::store::{now_micros, Micros, Status, StepOutcome};
+
+/// The interfaces this module serves.
+pub const INTERFACES: &[&str] = &["hypergraph:workflow/workflow@0.1.0"];
+
+/// Most children one workflow attempt may start.
+pub const MAX_CHILDREN: usize = 100_000;
+
+/// A child step started by an activation, created when the activation commits.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewChild {
+    pub step_id: String,
+    /// Position among the workflow's children.
+    pub index: u32,
+    pub task: String,
+    pub deployment: String,
+    pub version: i64,
+    pub digest: String,
+    /// Canonical input, converted against the child's signature.
+    pub input: Value,
+}
+
+/// What a suspended workflow waits for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// Until every one of these child steps has finished.
+    Children(Vec<String>),
+    /// Until this time.
+    Timer(Micros),
+    /// Until an event named `name` with a sequence number above `after` is sent, or `deadline`.
+    Event {
+        name: String,
+        after: i64,
+        deadline: Option<Micros>,
+    },
+}
+
+/// Stops a workflow instance that must wait; never an error of the guest.
+#[derive(Debug)]
+pub struct Suspended;
+
+impl std::fmt::Display for Suspended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the workflow is waiting")
+    }
+}
+
+impl std::error::Error for Suspended {}
+
+/// How a child ended, as journaled by `workflow.join` and returned to the workflow.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChildResult {
+    /// The child's output, as JSON text.
+    Ok(String),
+    Err {
+        kind: String,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value: Option<String>,
+    },
+}
+
+impl ChildResult {
+    /// The result of a finished child step, `None` while it has not finished. With `unwrap_ok`
+    /// (the child's task returns a `result`), a success is the `ok` payload rather than
+    /// `{"ok": payload}`: the error case is already the child's failure.
+    pub fn of(outcome: &StepOutcome, unwrap_ok: bool) -> Option<ChildResult> {
+        let text = |v: &Value| serde_json::to_string(v).expect("values serialize");
+        let field = |name: &str| {
+            outcome
+                .error
+                .as_ref()
+                .and_then(|e| e.get(name))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        match outcome.status {
+            Status::Succeeded => {
+                let output = outcome.output.as_ref().unwrap_or(&Value::Null);
+                let output = match output.get("ok") {
+                    Some(ok) if unwrap_ok => ok,
+                    _ => output,
+                };
+                Some(ChildResult::Ok(text(output)))
+            }
+            Status::Failed => Some(ChildResult::Err {
+                kind: field("kind").unwrap_or_else(|| "host".into()),
+                message: field("message").unwrap_or_default(),
+                value: outcome
+                    .error
+                    .as_ref()
+                    .and_then(|e| e.get("value"))
+                    .map(text),
+            }),
+            Status::Cancelled => Some(ChildResult::Err {
+                kind: "cancelled".into(),
+                message: "the child was cancelled".into(),
+                value: None,
+            }),
+            _ => None,
+        }
+    }
+
+    fn into_wit(self) -> Result<String, ChildError> {
+        match self {
+            ChildResult::Ok(output) => Ok(output),
+            ChildResult::Err {
+                kind,
+                message,
+                value,
+            } => Err(ChildError {
+                kind,
+                message,
+                value,
+            }),
+        }
+    }
+}
+
+/// The workflow state of one activation.
+#[derive(Default)]
+pub struct WorkflowState {
+    /// Where live calls resolve tasks and read children and events; `None` in a replay, where
+    /// every call is answered from the journal.
+    live: Option<Hypergraph>,
+    /// The step id of every child started so far (journaled or live), by position.
+    children: Vec<String>,
+    /// Children started by this activation.
+    new_children: Vec<NewChild>,
+    /// Set when the activation suspended.
+    wait: Option<Wait>,
+}
+
+impl WorkflowState {
+    /// State whose live calls go to `live` (`None` when replaying).
+    pub fn new(live: Option<Hypergraph>) -> WorkflowState {
+        WorkflowState {
+            live,
+            ..WorkflowState::default()
+        }
+    }
+
+    /// What the activation produced: the children it started and, if it suspended, its wait.
+    pub fn take(&mut self) -> (Vec<NewChild>, Option<Wait>) {
+        (std::mem::take(&mut self.new_children), self.wait.take())
+    }
+
+    fn live(&self) -> wasmtime::Result<&Hypergraph> {
+        self.live
+            .as_ref()
+            .ok_or_else(|| wasmtime::format_err!("workflow calls are not available here"))
+    }
+
+    fn suspend(&mut self, wait: Wait) -> wasmtime::Error {
+        self.wait = Some(wait);
+        wasmtime::Error::new(Suspended)
+    }
+}
+
+/// The trap that ends an activation whose calls no longer match its journal.
+fn diverged() -> wasmtime::Error {
+    wasmtime::format_err!(
+        "the workflow made a call its journal does not hold: workflow code must be deterministic \
+         (see the divergence)"
+    )
+}
+
+/// The results of the children `ids`, or `None` while any has not finished.
+async fn child_results(
+    hg: &Hypergraph,
+    ids: &[String],
+) -> wasmtime::Result<Option<Vec<ChildResult>>> {
+    let outcomes = hg
+        .store
+        .step_outcomes(ids)
+        .await
+        .map_err(|e| wasmtime::format_err!("reading child results failed: {e:#}"))?;
+    let mut results = Vec::with_capacity(outcomes.len());
+    for outcome in &outcomes {
+        let returns_result = match hg.prepared_digest(&outcome.digest).await {
+            Ok(prepared) => prepared
+                .task(function_of(&outcome.task))
+                .is_some_and(|t| returns_result(&t.export.ty)),
+            Err(_) => false,
+        };
+        match ChildResult::of(outcome, returns_result) {
+            Some(result) => results.push(result),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(results))
+}
+
+/// True when `func` returns exactly one `result`.
+fn returns_result(func: &wasmtime::component::types::ComponentFunc) -> bool {
+    let mut results = func.results();
+    matches!(
+        (results.next(), results.next()),
+        (Some(wasmtime::component::types::Type::Result(_)), None)
+    )
+}
+
+/// Resolves `task` and converts `input`, creating the child to start.
+async fn new_child(
+    hg: &Hypergraph,
+    task: &str,
+    input: &str,
+    index: u32,
+) -> Result<NewChild, String> {
+    let value: Value = serde_json::from_str(input)
+        .map_err(|e| format!("the input of `{task}` is not valid JSON: {e}"))?;
+    let resolved = hg.resolve(task).await.map_err(|e| format!("{e:#}"))?;
+    let input = canonical_input(&resolved, &value).map_err(|e| format!("{e:#}"))?;
+    Ok(NewChild {
+        step_id: uuid::Uuid::now_v7().to_string(),
+        index,
+        task: resolved.name.clone(),
+        deployment: resolved.deployment.name.clone(),
+        version: resolved.deployment.version,
+        digest: resolved.deployment.digest.clone(),
+        input,
+    })
+}
+
+impl workflow::Host for HostState {
+    async fn start(
+        &mut self,
+        task: String,
+        input: String,
+    ) -> wasmtime::Result<Result<u32, String>> {
+        let call = Call::WorkflowStart {
+            task: task.clone(),
+            input: input.clone(),
+        };
+        let entry = match self.journal.lookup(&call) {
+            Err(()) => return Err(diverged()),
+            Ok(Some(entry)) => entry,
+            Ok(None) => {
+                let index = self.workflow.children.len();
+                let started = if index >= MAX_CHILDREN {
+                    Err(format!(
+                        "a workflow may start at most {MAX_CHILDREN} children"
+                    ))
+                } else {
+                    new_child(self.workflow.live()?, &task, &input, index as u32).await
+                };
+                let entry = match started {
+                    Ok(child) => {
+                        let entry = Entry::WorkflowStart {
+                            task,
+                            input,
+                            child: Some(child.index),
+                            step_id: Some(child.step_id.clone()),
+                            error: None,
+                        };
+                        self.workflow.new_children.push(child);
+                        entry
+                    }
+                    Err(error) => Entry::WorkflowStart {
+                        task,
+                        input,
+                        child: None,
+                        step_id: None,
+                        error: Some(error),
+                    },
+                };
+                self.journal.append(entry.clone());
+                entry
+            }
+        };
+        match entry {
+            Entry::WorkflowStart {
+                child: Some(child),
+                step_id: Some(step_id),
+                ..
+            } => {
+                self.workflow.children.push(step_id);
+                Ok(Ok(child))
+            }
+            Entry::WorkflowStart { error, .. } => Ok(Err(error.unwrap_or_default())),
+            other => unreachable!("journal answered `start` with {other:?}"),
+        }
+    }
+
+    async fn join(
+        &mut self,
+        children: Vec<u32>,
+    ) -> wasmtime::Result<Vec<Result<String, ChildError>>> {
+        let started = self.workflow.children.len();
+        if let Some(unknown) = children.iter().find(|&&c| c as usize >= started) {
+            wasmtime::bail!("join: there is no child {unknown} (this workflow started {started})");
+        }
+        let call = Call::WorkflowJoin {
+            children: children.clone(),
+        };
+        let results = match self.journal.lookup(&call) {
+            Err(()) => return Err(diverged()),
+            Ok(Some(Entry::WorkflowJoin { results, .. })) => results,
+            Ok(Some(other)) => unreachable!("journal answered `join` with {other:?}"),
+            Ok(None) => {
+                let ids: Vec<String> = children
+                    .iter()
+                    .map(|&c| self.workflow.children[c as usize].clone())
+                    .collect();
+                // Children started by this activation are not stored yet: none has finished.
+                let started_now = ids
+                    .iter()
+                    .any(|id| self.workflow.new_children.iter().any(|n| &n.step_id == id));
+                let finished = if started_now {
+                    None
+                } else {
+                    child_results(self.workflow.live()?, &ids).await?
+                };
+                let Some(results) = finished else {
+                    return Err(self.workflow.suspend(Wait::Children(ids)));
+                };
+                self.journal.append(Entry::WorkflowJoin {
+                    children,
+                    results: results.clone(),
+                });
+                results
+            }
+        };
+        Ok(results.into_iter().map(ChildResult::into_wit).collect())
+    }
+
+    async fn call(
+        &mut self,
+        task: String,
+        input: String,
+    ) -> wasmtime::Result<Result<String, ChildError>> {
+        match self.start(task, input).await? {
+            Ok(child) => Ok(self.join(vec![child]).await?.remove(0)),
+            Err(message) => Ok(Err(ChildError {
+                kind: "host".into(),
+                message,
+                value: None,
+            })),
+        }
+    }
+
+    async fn sleep(&mut self, millis: u64) -> wasmtime::Result<()> {
+        let until = match self.journal.lookup(&Call::WorkflowSleep { millis }) {
+            Err(()) => return Err(diverged()),
+            Ok(Some(Entry::WorkflowSleep { until, .. })) => until,
+            Ok(Some(other)) => unreachable!("journal answered `sleep` with {other:?}"),
+            Ok(None) => {
+                let until = now_micros().saturating_add(millis.saturating_mul(1000) as i64);
+                self.journal.append(Entry::WorkflowSleep { millis, until });
+                until
+            }
+        };
+        match self.journal.lookup(&Call::WorkflowTimerFired) {
+            Err(()) => Err(diverged()),
+            Ok(Some(_)) => Ok(()),
+            Ok(None) if now_micros() >= until => {
+                self.journal.append(Entry::WorkflowTimerFired);
+                Ok(())
+            }
+            Ok(None) => Err(self.workflow.suspend(Wait::Timer(until))),
+        }
+    }
+
+    async fn wait_event(
+        &mut self,
+        name: String,
+        timeout_millis: Option<u64>,
+    ) -> wasmtime::Result<Option<String>> {
+        let call = Call::WorkflowWaitEvent {
+            name: name.clone(),
+            timeout_millis,
+        };
+        let (after, deadline) = match self.journal.lookup(&call) {
+            Err(()) => return Err(diverged()),
+            Ok(Some(Entry::WorkflowWaitEvent {
+                after, deadline, ..
+            })) => (after, deadline),
+            Ok(Some(other)) => unreachable!("journal answered `wait-event` with {other:?}"),
+            Ok(None) => {
+                let after = self
+                    .workflow
+                    .live()?
+                    .store
+                    .last_event_seq()
+                    .await
+                    .map_err(|e| wasmtime::format_err!("reading events failed: {e:#}"))?;
+                let deadline = timeout_millis
+                    .map(|ms| now_micros().saturating_add(ms.saturating_mul(1000) as i64));
+                self.journal.append(Entry::WorkflowWaitEvent {
+                    name: name.clone(),
+                    timeout_millis,
+                    after,
+                    deadline,
+                });
+                (after, deadline)
+            }
+        };
+        let received = Call::WorkflowEvent { name: name.clone() };
+        match self.journal.lookup(&received) {
+            Err(()) => Err(diverged()),
+            Ok(Some(Entry::WorkflowEvent { payload, .. })) => Ok(payload),
+            Ok(Some(other)) => unreachable!("journal answered an event with {other:?}"),
+            Ok(None) => {
+                let event = self
+                    .workflow
+                    .live()?
+                    .store
+                    .next_event(&name, after)
+                    .await
+                    .map_err(|e| wasmtime::format_err!("reading events failed: {e:#}"))?;
+                let payload = match event {
+                    Some((_, payload)) => Some(payload),
+                    None if deadline.is_some_and(|d| now_micros() >= d) => None,
+                    None => {
+                        return Err(self.workflow.suspend(Wait::Event {
+                            name,
+                            after,
+                            deadline,
+                        }))
+                    }
+                };
+                self.journal.append(Entry::WorkflowEvent {
+                    name,
+                    payload: payload.clone(),
+                });
+                Ok(payload)
+            }
+        }
+    }
+}
+
+/// Registers `hypergraph:workflow/workflow` in `linker`.
+pub fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
+    workflow::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)?;
+    Ok(())
+}

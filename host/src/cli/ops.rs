@@ -1,0 +1,85 @@
+//! Operating runs: `serve`, `runs cancel`, `events send`.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use serde_json::json;
+
+use super::print_json;
+use crate::runtime::Hypergraph;
+use crate::worker::{Worker, WorkerOptions};
+
+/// `hypergraph serve`: workers until Ctrl-C or SIGTERM, then in-flight steps finish and commit.
+pub(super) async fn serve(hg: &Hypergraph, concurrency: usize, lease: Duration) -> Result<i32> {
+    anyhow::ensure!(
+        lease >= Duration::from_millis(300),
+        "--lease must be at least 300ms (it is renewed every third of it)"
+    );
+    let worker = Worker::new(
+        hg.clone(),
+        WorkerOptions {
+            concurrency: concurrency.max(1),
+            lease,
+            ..WorkerOptions::default()
+        },
+    );
+    eprintln!(
+        "serving: worker {} (concurrency {concurrency}); Ctrl-C or SIGTERM stops it",
+        worker.info().id
+    );
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    let stats = worker
+        .run_until(async {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        })
+        .await?;
+    eprintln!(
+        "stopped: {} executed, {} succeeded, {} failed, {} discarded (stale attempts)",
+        stats.executed, stats.succeeded, stats.failed, stats.fenced
+    );
+    Ok(0)
+}
+
+/// `hypergraph runs cancel <id>`.
+pub(super) async fn runs_cancel(hg: &Hypergraph, id: &str, as_json: bool) -> Result<i32> {
+    let Some(cancelled) = hg.store.cancel_run(id).await? else {
+        anyhow::bail!("no run `{id}` (list runs with `hypergraph runs list`)");
+    };
+    if as_json {
+        print_json(
+            &json!({ "run_id": id, "cancelled_steps": cancelled.steps, "changed": cancelled.changed }),
+        );
+    } else if cancelled.changed {
+        println!(
+            "cancelled run {id}: {} unfinished step(s) cancelled; running attempts stop within a second",
+            cancelled.steps
+        );
+    } else {
+        println!("run {id} had already finished; nothing changed");
+    }
+    Ok(0)
+}
+
+/// `hypergraph events send <name> [--payload <json>]`.
+pub(super) async fn send_event(
+    hg: &Hypergraph,
+    name: &str,
+    payload: Option<&str>,
+    as_json: bool,
+) -> Result<i32> {
+    anyhow::ensure!(!name.is_empty(), "an event name must not be empty");
+    let payload = payload.unwrap_or("null");
+    serde_json::from_str::<serde_json::Value>(payload)
+        .with_context(|| format!("the payload of event `{name}` is not valid JSON"))?;
+    let (seq, woken) = hg.store.send_event(name, payload).await?;
+    if as_json {
+        print_json(&json!({ "event": name, "seq": seq, "woken": woken }));
+    } else {
+        println!("sent event `{name}` (#{seq}); {woken} waiting workflow(s) woken");
+    }
+    Ok(0)
+}

@@ -1,0 +1,343 @@
+//! The SQLite side of workflows: resuming journals, child steps, waits and wake-ups, events and
+//! cancellation. Every function runs inside the caller's transaction unless it says otherwise.
+
+use anyhow::{Context as _, Result};
+use serde_json::json;
+use sqlx::{Row, SqliteConnection, SqlitePool};
+
+use super::{
+    chunks, execute_for_ids, insert_rows, json_of, opt_json, placeholders, status_of, u32_of,
+};
+use crate::store::{
+    now_micros, Cancelled, Completion, JournalRecord, NewChild, Status, StepOutcome, Wait,
+};
+
+/// The journal a resuming workflow continues: that of the newest attempt of `step_id` that has
+/// one (the current attempt after a wait; the crashed one when this claim is a new attempt).
+pub(super) async fn resume_journal(
+    conn: &mut SqliteConnection,
+    step_id: &str,
+) -> Result<(Vec<JournalRecord>, u32)> {
+    let rows = sqlx::query(
+        "SELECT attempt, seq, kind, data FROM journal WHERE step_id = ? AND attempt = \
+         (SELECT MAX(attempt) FROM journal WHERE step_id = ?) ORDER BY seq",
+    )
+    .bind(step_id)
+    .bind(step_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let attempt = match rows.first() {
+        Some(r) => u32_of(r.try_get(0)?)?,
+        None => 0,
+    };
+    let records = rows
+        .iter()
+        .map(|r| {
+            Ok(JournalRecord {
+                seq: u32_of(r.try_get(1)?)?,
+                kind: r.try_get(2)?,
+                data: r.try_get(3)?,
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok((records, attempt))
+}
+
+/// How a completion leaves its step: `(status, wait, wait_event, wake_at)` as stored.
+pub(super) fn step_state(
+    c: &Completion,
+) -> (
+    &'static str,
+    Option<&'static str>,
+    Option<&str>,
+    Option<i64>,
+) {
+    match (&c.wait, c.retry_at) {
+        (Some(Wait::Children(_)), _) => ("queued", Some("children"), None, None),
+        (Some(Wait::Timer(until)), _) => ("queued", Some("timer"), None, Some(*until)),
+        (Some(Wait::Event { name, deadline, .. }), _) => {
+            ("queued", Some("event"), Some(name.as_str()), *deadline)
+        }
+        (None, Some(at)) => ("queued", None, None, Some(at)),
+        (None, None) => (c.status.as_str(), None, None, None),
+    }
+}
+
+/// Creates the children started by committed activations, queued.
+pub(super) async fn insert_children(
+    conn: &mut SqliteConnection,
+    committed: &[&Completion],
+) -> Result<()> {
+    let rows: Vec<(&Completion, &NewChild, String)> = committed
+        .iter()
+        .flat_map(|c| {
+            c.children.iter().map(move |child| {
+                let input = serde_json::to_string(&child.input).expect("values serialize");
+                (*c, child, input)
+            })
+        })
+        .collect();
+    let now = now_micros();
+    insert_rows(
+        conn,
+        "INSERT INTO steps (id, run_id, task, deployment, version, digest, input, status, \
+         attempt, created_at, parent_id, child_index) VALUES ",
+        "(?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?)",
+        &rows,
+        |q, (c, child, input)| {
+            q.bind(&child.step_id)
+                .bind(&c.run_id)
+                .bind(&child.task)
+                .bind(&child.deployment)
+                .bind(child.version)
+                .bind(&child.digest)
+                .bind(input.as_str())
+                .bind(now)
+                .bind(&c.step_id)
+                .bind(i64::from(child.index))
+        },
+    )
+    .await
+}
+
+/// Settles the waits of committed suspensions: children that finished in the meantime and events
+/// already sent count at once, so a wait that is already over leaves the step claimable.
+pub(super) async fn settle_waits(
+    conn: &mut SqliteConnection,
+    committed: &[&Completion],
+) -> Result<()> {
+    for c in committed {
+        match &c.wait {
+            Some(Wait::Children(ids)) => {
+                let mut pending = 0i64;
+                for chunk in chunks(ids) {
+                    let sql = format!(
+                        "UPDATE steps SET awaited = 1 WHERE id IN ({}) \
+                         AND status NOT IN ('succeeded', 'failed', 'cancelled') RETURNING id",
+                        placeholders(chunk.len())
+                    );
+                    let mut mark = sqlx::query(&sql);
+                    for id in chunk {
+                        mark = mark.bind(id);
+                    }
+                    pending += mark.fetch_all(&mut *conn).await?.len() as i64;
+                }
+                let sql = if pending == 0 {
+                    "UPDATE steps SET wait = NULL, pending = 0 WHERE id = ? AND attempt = ?"
+                } else {
+                    "UPDATE steps SET pending = ? WHERE id = ? AND attempt = ?"
+                };
+                let mut q = sqlx::query(sql);
+                if pending > 0 {
+                    q = q.bind(pending);
+                }
+                q.bind(&c.step_id)
+                    .bind(i64::from(c.attempt))
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Some(Wait::Event { name, after, .. }) => {
+                sqlx::query(
+                    "UPDATE steps SET wait = NULL, wait_event = NULL \
+                     WHERE id = ? AND attempt = ? AND EXISTS \
+                     (SELECT 1 FROM events WHERE name = ? AND seq > ?)",
+                )
+                .bind(&c.step_id)
+                .bind(i64::from(c.attempt))
+                .bind(name)
+                .bind(after)
+                .execute(&mut *conn)
+                .await?;
+            }
+            Some(Wait::Timer(_)) | None => {}
+        }
+    }
+    Ok(())
+}
+
+/// Counts finished steps down in the workflows waiting for them, and makes every workflow whose
+/// awaited children have all finished claimable again.
+pub(super) async fn wake_parents(conn: &mut SqliteConnection, finished: &[&str]) -> Result<()> {
+    execute_for_ids(conn, finished, |list| {
+        [format!(
+            "UPDATE steps SET pending = steps.pending - c.finished FROM \
+             (SELECT parent_id, COUNT(*) AS finished FROM steps \
+             WHERE id IN ({list}) AND awaited = 1 GROUP BY parent_id) AS c \
+             WHERE steps.id = c.parent_id AND steps.wait = 'children'"
+        )]
+    })
+    .await?;
+    sqlx::query(
+        "UPDATE steps SET wait = NULL, pending = 0 WHERE wait = 'children' AND pending <= 0",
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// See [`crate::store::Store::step_outcomes`].
+pub(super) async fn step_outcomes(pool: &SqlitePool, ids: &[String]) -> Result<Vec<StepOutcome>> {
+    let mut found = std::collections::HashMap::with_capacity(ids.len());
+    for chunk in chunks(ids) {
+        let sql = format!(
+            "SELECT id, status, wait, output, error, task, digest FROM steps WHERE id IN ({})",
+            placeholders(chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(id);
+        }
+        for r in q.fetch_all(pool).await? {
+            let id: String = r.try_get(0)?;
+            let wait: Option<String> = r.try_get(2)?;
+            let status = match status_of(r.try_get(1)?)? {
+                Status::Queued if wait.is_some() => Status::Waiting,
+                status => status,
+            };
+            let outcome = StepOutcome {
+                task: r.try_get(5)?,
+                digest: r.try_get(6)?,
+                status,
+                output: opt_json(r.try_get(3)?)?,
+                error: opt_json(r.try_get(4)?)?,
+            };
+            found.insert(id, outcome);
+        }
+    }
+    ids.iter()
+        .map(|id| {
+            found
+                .remove(id)
+                .with_context(|| format!("step {id} does not exist"))
+        })
+        .collect()
+}
+
+/// See [`crate::store::Store::last_event_seq`].
+pub(super) async fn last_event_seq(pool: &SqlitePool) -> Result<i64> {
+    Ok(sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM events")
+        .fetch_one(pool)
+        .await?
+        .try_get(0)?)
+}
+
+/// See [`crate::store::Store::next_event`].
+pub(super) async fn next_event(
+    pool: &SqlitePool,
+    name: &str,
+    after: i64,
+) -> Result<Option<(i64, String)>> {
+    sqlx::query("SELECT seq, payload FROM events WHERE name = ? AND seq > ? ORDER BY seq LIMIT 1")
+        .bind(name)
+        .bind(after)
+        .fetch_optional(pool)
+        .await?
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .transpose()
+}
+
+/// See [`crate::store::Store::send_event`].
+pub(super) async fn send_event(
+    conn: &mut SqliteConnection,
+    name: &str,
+    payload: &str,
+) -> Result<(i64, u64)> {
+    json_of(payload.to_string()).context("an event payload must be JSON")?;
+    let seq: i64 = sqlx::query(
+        "INSERT INTO events (name, payload, created_at) VALUES (?, ?, ?) RETURNING seq",
+    )
+    .bind(name)
+    .bind(payload)
+    .bind(now_micros())
+    .fetch_one(&mut *conn)
+    .await?
+    .try_get(0)?;
+    let woken = sqlx::query(
+        "UPDATE steps SET wait = NULL, wait_event = NULL WHERE wait = 'event' AND wait_event = ?",
+    )
+    .bind(name)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok((seq, woken))
+}
+
+/// See [`crate::store::Store::cancel_run`].
+pub(super) async fn cancel_run(conn: &mut SqliteConnection, id: &str) -> Result<Option<Cancelled>> {
+    let Some(row) = sqlx::query("SELECT status FROM runs WHERE id = ?")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    if status_of(row.try_get(0)?)?.is_terminal() {
+        return Ok(Some(Cancelled {
+            steps: 0,
+            changed: false,
+        }));
+    }
+    let now = now_micros();
+    let error = json!({
+        "kind": "cancelled",
+        "message": "the run was cancelled",
+    })
+    .to_string();
+    sqlx::query(
+        "UPDATE attempts SET status = 'cancelled', completed_at = ?, error = ? \
+         WHERE status = 'running' AND step_id IN (SELECT id FROM steps WHERE run_id = ? \
+         AND status IN ('queued', 'running'))",
+    )
+    .bind(now)
+    .bind(&error)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    let steps = sqlx::query(
+        "UPDATE steps SET status = 'cancelled', completed_at = ?, error = ?, wait = NULL, \
+         wait_event = NULL, lease_expires_at = NULL \
+         WHERE run_id = ? AND status IN ('queued', 'running')",
+    )
+    .bind(now)
+    .bind(&error)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    sqlx::query("UPDATE runs SET status = 'cancelled', completed_at = ?, error = ? WHERE id = ?")
+        .bind(now)
+        .bind(&error)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(Some(Cancelled {
+        steps,
+        changed: true,
+    }))
+}
+
+/// See [`crate::store::Store::cancelled_steps`].
+pub(super) async fn cancelled_steps(
+    pool: &SqlitePool,
+    steps: &[(String, u32)],
+) -> Result<Vec<(String, u32)>> {
+    let mut cancelled = Vec::new();
+    for chunk in chunks(steps) {
+        let sql = format!(
+            "SELECT id, attempt FROM steps WHERE status = 'cancelled' AND id IN ({})",
+            placeholders(chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for (id, _) in chunk {
+            q = q.bind(id);
+        }
+        for r in q.fetch_all(pool).await? {
+            let id: String = r.try_get(0)?;
+            let attempt = u32_of(r.try_get(1)?)?;
+            if chunk.iter().any(|(s, a)| *s == id && *a == attempt) {
+                cancelled.push((id, attempt));
+            }
+        }
+    }
+    Ok(cancelled)
+}

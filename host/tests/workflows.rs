@@ -1,0 +1,229 @@
+//! Workflows with a real Rust guest against a real SQLite file: fan-out and join with a retried
+//! child, sequential calls, durable sleep, events, individual child failures, cancellation, and
+//! replay of a workflow run.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use hypergraph::builder::{build_guest, BuildOptions};
+use hypergraph::replay::ReplayWith;
+use hypergraph::retry::RetryPolicy;
+use hypergraph::scheduler::RunRequest;
+use hypergraph::store::{Policy, RunDetail, Status};
+use hypergraph::worker::{Worker, WorkerOptions};
+use hypergraph::Hypergraph;
+use serde_json::{json, Value};
+
+fn flow() -> Vec<u8> {
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let options = BuildOptions {
+        target_dir: Some(repo().join("target/guests")),
+        ..BuildOptions::default()
+    };
+    std::fs::read(build_guest(&repo().join("tests/guests/flow"), &options).expect("builds"))
+        .unwrap()
+}
+
+fn retrying() -> Policy {
+    Policy {
+        retry: RetryPolicy {
+            max_attempts: Some(3),
+            backoff: Some(Duration::from_millis(20)),
+            ..RetryPolicy::default()
+        },
+        ..Policy::default()
+    }
+}
+
+async fn setup(dir: &std::path::Path) -> Hypergraph {
+    let hg = open(dir).await;
+    hg.deploy("flow", &flow(), &retrying()).await.unwrap();
+    hg
+}
+
+async fn submit(hg: &Hypergraph, task: &str, input: Value) -> String {
+    hg.submit(&RunRequest {
+        task: task.into(),
+        input,
+        meta: vec![],
+    })
+    .await
+    .unwrap()
+}
+
+/// Runs a worker in the background until run `id` finishes, then returns the run.
+async fn finish(hg: &Hypergraph, id: &str) -> RunDetail {
+    let worker = Worker::new(hg.clone(), WorkerOptions::default()).spawn();
+    let result = hg.wait(id, Some(Duration::from_secs(60))).await;
+    worker.stop().await.unwrap();
+    result.expect("run finished");
+    hg.store.run(id).await.unwrap().unwrap()
+}
+
+async fn executions(hg: &Hypergraph, key: &str) -> u64 {
+    let run = run(hg, "flow/executions", json!(key)).await;
+    run.output.unwrap().as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn fan_out_joins_every_child_and_retries_the_failing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let hg = setup(dir.path()).await;
+    let id = submit(
+        &hg,
+        "flow/fan-out",
+        json!({"prefix": "f", "n": 20, "sleep-ms": 0, "fail-index": 7}),
+    )
+    .await;
+    let run = finish(&hg, &id).await;
+    assert_eq!(run.status, Status::Succeeded, "{:?}", run.error);
+    let expected: Vec<Value> = (0..20).map(|i| json!({"ok": i * 2})).collect();
+    assert_eq!(run.output, Some(Value::Array(expected)));
+
+    // The root step and its 20 children, in order; child 7 took two attempts.
+    assert_eq!(run.steps.len(), 21);
+    let root = &run.steps[0];
+    assert_eq!(root.parent_id, None);
+    for (i, child) in run.steps[1..].iter().enumerate() {
+        assert_eq!(child.parent_id.as_deref(), Some(root.id.as_str()));
+        assert_eq!(child.child_index, Some(i as u32));
+        assert_eq!(child.status, Status::Succeeded);
+        assert_eq!(child.attempt, if i == 7 { 2 } else { 1 }, "child {i}");
+    }
+    assert_eq!(root.attempt, 1, "a workflow resumes within its attempt");
+    // Each child's work committed exactly once (the failed attempt's kv write was discarded).
+    for i in 0..20 {
+        assert_eq!(executions(&hg, &format!("f/{i}")).await, 1, "child {i}");
+    }
+
+    // The whole run replays identically: the workflow from its journal, each child from its own.
+    let report = hg.replay_run(&id, &ReplayWith::Pinned).await.unwrap();
+    assert!(report.identical(), "{report:?}");
+}
+
+#[tokio::test]
+async fn sequential_calls_and_individual_child_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let hg = setup(dir.path()).await;
+    let chain = submit(&hg, "flow/chain", json!({"prefix": "c", "n": 5})).await;
+    let run = finish(&hg, &chain).await;
+    assert_eq!(run.output, Some(json!(20)), "{:?}", run.error);
+    assert_eq!(run.steps.len(), 6);
+
+    let mixed = submit(&hg, "flow/mixed", json!({"prefix": "m"})).await;
+    let run = finish(&hg, &mixed).await;
+    assert_eq!(run.status, Status::Succeeded, "{:?}", run.error);
+    let output = run.output.unwrap();
+    let broken = output[0]["err"].as_str().unwrap();
+    assert!(broken.contains("broken child 7"), "{broken}");
+    assert_eq!(output[1], json!({"ok": 42}));
+    // The broken child failed after its attempts (fatal errors are not retried).
+    let child = run.steps.iter().find(|s| s.task == "flow/broken").unwrap();
+    assert_eq!(child.status, Status::Failed);
+    assert_eq!(child.attempt, 1);
+}
+
+#[tokio::test]
+async fn durable_sleep_and_events_wake_waiting_workflows() {
+    let dir = tempfile::tempdir().unwrap();
+    let hg = setup(dir.path()).await;
+    let nap = submit(&hg, "flow/nap", json!(300)).await;
+    let run = finish(&hg, &nap).await;
+    assert_eq!(run.status, Status::Succeeded, "{:?}", run.error);
+    assert!(run.output.unwrap().as_u64().unwrap() >= 300);
+
+    // A workflow waits for an event; while it waits no worker holds it.
+    let waiting = submit(
+        &hg,
+        "flow/await-event",
+        json!({"name": "approved", "timeout-ms": null}),
+    )
+    .await;
+    Worker::new(hg.clone(), WorkerOptions::default())
+        .run_until_idle()
+        .await
+        .unwrap();
+    let run = hg.store.run(&waiting).await.unwrap().unwrap();
+    assert_eq!(run.steps[0].status, Status::Waiting);
+    assert_eq!(run.status, Status::Running);
+    let (_, woken) = hg
+        .store
+        .send_event("approved", r#"{"by": "ada"}"#)
+        .await
+        .unwrap();
+    assert_eq!(woken, 1);
+    let run = finish(&hg, &waiting).await;
+    assert_eq!(
+        run.output,
+        Some(json!(r#"{"by":"ada"}"#)),
+        "{:?}",
+        run.error
+    );
+
+    // A timeout returns none.
+    let timed = submit(
+        &hg,
+        "flow/await-event",
+        json!({"name": "never", "timeout-ms": 100}),
+    )
+    .await;
+    let run = finish(&hg, &timed).await;
+    assert_eq!(run.output, Some(Value::Null), "{:?}", run.error);
+
+    let report = hg.replay_run(&waiting, &ReplayWith::Pinned).await.unwrap();
+    assert!(report.identical(), "{report:?}");
+}
+
+#[tokio::test]
+async fn cancel_cascades_to_children_and_interrupts_running_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let hg = setup(dir.path()).await;
+    let id = submit(
+        &hg,
+        "flow/fan-out",
+        json!({"prefix": "x", "n": 8, "sleep-ms": 3000, "fail-index": null}),
+    )
+    .await;
+    let worker = Worker::new(hg.clone(), WorkerOptions::default()).spawn();
+    // Wait until the children run.
+    let started = std::time::Instant::now();
+    loop {
+        let run = hg.store.run(&id).await.unwrap().unwrap();
+        if run
+            .steps
+            .iter()
+            .filter(|s| s.status == Status::Running)
+            .count()
+            >= 8
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "children never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let cancelled = hg.store.cancel_run(&id).await.unwrap().unwrap();
+    assert!(cancelled.changed);
+    assert_eq!(cancelled.steps, 9);
+    let stopping = std::time::Instant::now();
+    worker.stop().await.unwrap();
+    // The sleeping children are interrupted at once instead of finishing their 3 s.
+    assert!(
+        stopping.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        stopping.elapsed()
+    );
+    let run = hg.store.run(&id).await.unwrap().unwrap();
+    assert_eq!(run.status, Status::Cancelled);
+    assert!(run.steps.iter().all(|s| s.status == Status::Cancelled));
+    assert_eq!(
+        executions(&hg, "x/0").await,
+        0,
+        "cancelled work commits nothing"
+    );
+}
