@@ -48,7 +48,10 @@ fn flow() -> anyhow::Result<Vec<u8>> {
         target_dir: Some(repo.join("target/guests")),
         ..BuildOptions::default()
     };
-    Ok(std::fs::read(build_guest(&repo.join("tests/guests/flow"), &options)?)?)
+    Ok(std::fs::read(build_guest(
+        &repo.join("tests/guests/flow"),
+        &options,
+    )?)?)
 }
 
 async fn fresh(component: &[u8]) -> anyhow::Result<(tempfile::TempDir, Hypergraph)> {
@@ -60,7 +63,11 @@ async fn fresh(component: &[u8]) -> anyhow::Result<(tempfile::TempDir, Hypergrap
 }
 
 /// Submits `task` and waits for it with a worker running; returns the wall time.
-async fn timed_run(hg: &Hypergraph, task: &str, input: serde_json::Value) -> anyhow::Result<Duration> {
+async fn timed_run(
+    hg: &Hypergraph,
+    task: &str,
+    input: serde_json::Value,
+) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let id = hg
         .submit(&RunRequest {

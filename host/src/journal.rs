@@ -336,6 +336,31 @@ impl State {
     }
 }
 
+/// Where a failed workflow's journal is cut when its run is resumed: before the first join that
+/// saw a failed child (so the re-run children are joined again), else nothing is cut.
+pub fn resume_cut(entries: &[Entry]) -> usize {
+    entries
+        .iter()
+        .position(|e| match e {
+            Entry::WorkflowJoin { results, .. } => {
+                results.iter().any(|r| matches!(r, ChildResult::Err { .. }))
+            }
+            _ => false,
+        })
+        .unwrap_or(entries.len())
+}
+
+/// What [`Journal::lookup`] found for a call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// The recorded entry answers it (a replay, or a resumed journal's prefix).
+    Recorded(Entry),
+    /// The call is live: the caller decides what to [`Journal::append`], or to suspend instead.
+    Live,
+    /// The replay has diverged (here or earlier).
+    Diverged,
+}
+
 /// A journal position reserved by [`Journal::defer`] for an answer that arrives later.
 #[derive(Debug)]
 pub struct Deferred {
@@ -505,19 +530,19 @@ impl Journal {
         live
     }
 
-    /// Looks a call up without answering it live: `Ok(Some(entry))` when the recorded entry
-    /// answers it (replay, or a resumed journal's prefix), `Ok(None)` when the call is live and
-    /// the caller decides what to [`Journal::append`] (or to suspend instead), `Err(())` when
-    /// the replay has diverged.
-    pub fn lookup(&self, call: &Call) -> Result<Option<Entry>, ()> {
+    /// Looks a call up without answering it live: see [`Lookup`].
+    pub fn lookup(&self, call: &Call) -> Lookup {
         let mut state = self.lock();
         if state.is_live() {
-            return Ok(None);
+            return Lookup::Live;
         }
-        state.replay_next(call).map(Some).ok_or(())
+        match state.replay_next(call) {
+            Some(entry) => Lookup::Recorded(entry),
+            None => Lookup::Diverged,
+        }
     }
 
-    /// Appends a live entry (after [`Journal::lookup`] returned `Ok(None)`).
+    /// Appends a live entry (after [`Journal::lookup`] returned [`Lookup::Live`]).
     pub fn append(&self, entry: Entry) {
         let mut state = self.lock();
         debug_assert!(state.is_live(), "append outside live mode");

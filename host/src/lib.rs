@@ -12,7 +12,7 @@
 //! - [`store`]: the storage trait and its SQLite implementation;
 //! - [`registry`], [`scheduler`], [`worker`]: deploy and resolve, submit and wait, execute;
 //! - [`replay`], [`bundle`]: deterministic replay and portable replay bundles;
-//! - [`retry`], [`dag`]: retry policies and DAG workflow files;
+//! - [`retry`], [`dag`], [`resume`]: retry policies, DAG workflow files, resuming failed runs;
 //! - [`builder`]: building Rust guest crates into components;
 //! - [`cli`]: the `hypergraph` command line.
 
@@ -29,6 +29,7 @@ pub mod limits;
 pub mod notify;
 pub mod registry;
 pub mod replay;
+pub mod resume;
 pub mod retry;
 pub mod runtime;
 pub mod scheduler;

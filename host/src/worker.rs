@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -60,7 +60,10 @@ pub struct WorkerStats {
     pub executed: u64,
     pub succeeded: u64,
     pub failed: u64,
-    /// Completions refused because a newer attempt owned the step.
+    /// Workflow activations that suspended (waiting for children, a timer or an event).
+    pub suspended: u64,
+    /// Completions refused because the step no longer ran under that attempt (its lease expired
+    /// and a newer attempt owns it, or it was cancelled).
     pub fenced: u64,
 }
 
@@ -130,7 +133,10 @@ impl Worker {
         let slots = Arc::new(Semaphore::new(self.options.concurrency));
         let in_flight: InFlight = Arc::default();
         let (done_tx, done_rx) = mpsc::unbounded_channel::<(Completion, String)>();
-        let committer = tokio::spawn(commit_loop(self.hg.clone(), done_rx));
+        // Completions sent to the committer and not yet committed: children and woken workflows
+        // only become claimable once they are, so an idle worker waits for them.
+        let uncommitted = Arc::new(AtomicUsize::new(0));
+        let committer = tokio::spawn(commit_loop(self.hg.clone(), done_rx, uncommitted.clone()));
         let renewer = tokio::spawn(renew_loop(
             self.hg.clone(),
             self.info.clone(),
@@ -160,7 +166,7 @@ impl Worker {
                 Vec::new()
             };
             if claimed.is_empty() {
-                if idle_mode && running.is_empty() {
+                if idle_mode && running.is_empty() && uncommitted.load(Ordering::SeqCst) == 0 {
                     break;
                 }
                 let sleep = tokio::time::sleep(idle_poll);
@@ -184,11 +190,14 @@ impl Worker {
                 let hg = self.hg.clone();
                 let worker_id = self.info.id.clone();
                 let done = done_tx.clone();
+                let uncommitted = uncommitted.clone();
                 let in_flight = in_flight.clone();
                 running.spawn(async move {
                     let key = (step.step_id.clone(), step.attempt);
                     let run_id = step.run_id.clone();
-                    let _ = done.send((execute(&hg, &worker_id, step, cancel).await, run_id));
+                    let completion = execute(&hg, &worker_id, step, cancel).await;
+                    uncommitted.fetch_add(1, Ordering::SeqCst);
+                    let _ = done.send((completion, run_id));
                     in_flight
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -225,6 +234,7 @@ impl WorkerHandle {
 async fn commit_loop(
     hg: Hypergraph,
     mut done: mpsc::UnboundedReceiver<(Completion, String)>,
+    uncommitted: Arc<AtomicUsize>,
 ) -> Result<WorkerStats> {
     let mut stats = WorkerStats::default();
     let mut batch = Vec::with_capacity(BATCH);
@@ -244,11 +254,24 @@ async fn commit_loop(
         let outcomes = hg.store.complete_steps(&batch).await?;
         for (completion, outcome) in batch.iter().zip(outcomes) {
             stats.executed += 1;
+            let cancelled = completion
+                .error
+                .as_ref()
+                .is_some_and(|e| e["kind"] == "cancelled");
             match outcome {
+                CommitOutcome::Committed if completion.wait.is_some() => stats.suspended += 1,
                 CommitOutcome::Committed if completion.status == Status::Succeeded => {
                     stats.succeeded += 1
                 }
                 CommitOutcome::Committed => stats.failed += 1,
+                CommitOutcome::Fenced if cancelled => {
+                    stats.fenced += 1;
+                    tracing::info!(
+                        step = %completion.step_id,
+                        attempt = completion.attempt,
+                        "attempt interrupted: its step was cancelled"
+                    );
+                }
                 CommitOutcome::Fenced => {
                     stats.fenced += 1;
                     tracing::warn!(
@@ -259,6 +282,7 @@ async fn commit_loop(
                 }
             }
         }
+        uncommitted.fetch_sub(batch.len(), Ordering::SeqCst);
         batch.clear();
         hg.signals
             .runs

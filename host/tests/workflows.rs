@@ -227,3 +227,65 @@ async fn cancel_cascades_to_children_and_interrupts_running_attempts() {
         "cancelled work commits nothing"
     );
 }
+
+#[tokio::test]
+async fn resume_reruns_only_the_failed_children_of_failed_runs_in_bulk() {
+    let dir = tempfile::tempdir().unwrap();
+    let hg = setup(dir.path()).await;
+    // Child 2 of each run fails all 3 attempts the policy allows, so each run fails.
+    let mut failed = Vec::new();
+    for batch in 0..3 {
+        let id = hg
+            .submit(&RunRequest {
+                task: "flow/strict".into(),
+                input: json!({"prefix": format!("r{batch}"), "n": 4, "fail-index": 2, "fail-attempts": 3}),
+                meta: vec![("batch".into(), "nightly".into())],
+            })
+            .await
+            .unwrap();
+        let run = finish(&hg, &id).await;
+        assert_eq!(run.status, Status::Failed, "{:?}", run.output);
+        failed.push(id);
+    }
+    // A failed run outside the filter stays failed.
+    let other = submit(
+        &hg,
+        "flow/strict",
+        json!({"prefix": "o", "n": 2, "fail-index": 0, "fail-attempts": 3}),
+    )
+    .await;
+    assert_eq!(finish(&hg, &other).await.status, Status::Failed);
+
+    let filter = hypergraph::store::RunFilter {
+        meta: vec![("batch".into(), "nightly".into())],
+        ..Default::default()
+    };
+    let resumed = hg.resume_runs(&filter, false).await.unwrap();
+    assert_eq!(resumed.len(), 3);
+    assert!(resumed.iter().all(|r| r.steps == 2), "{resumed:?}");
+    for (batch, id) in failed.iter().enumerate() {
+        let run = finish(&hg, id).await;
+        assert_eq!(run.status, Status::Succeeded, "{:?}", run.error);
+        assert_eq!(run.output, Some(json!({"ok": 12})));
+        // The completed children were reused, not run again; child 2 ran once more.
+        for i in [0, 1, 3] {
+            assert_eq!(executions(&hg, &format!("r{batch}/{i}")).await, 1);
+        }
+        let child = run.steps.iter().find(|s| s.child_index == Some(2)).unwrap();
+        assert_eq!(child.attempt, 4);
+        assert_eq!(run.steps.len(), 5, "no child was started twice");
+        assert_eq!(
+            run.steps[0].attempt, 2,
+            "the workflow resumed in a new attempt"
+        );
+    }
+    let other = hg.store.run(&other).await.unwrap().unwrap();
+    assert_eq!(other.status, Status::Failed);
+
+    // Only failed or cancelled runs can be resumed.
+    let error = hg.resume_run(&failed[0], false).await.unwrap_err();
+    assert!(
+        format!("{error:#}").contains("only failed or cancelled runs"),
+        "{error:#}"
+    );
+}

@@ -18,7 +18,7 @@ use wasmtime::component::{HasSelf, Linker};
 
 use super::bindings::hypergraph::workflow::workflow::{self, ChildError};
 use super::HostState;
-use crate::journal::{Call, Entry};
+use crate::journal::{Call, Entry, Lookup};
 use crate::registry::function_of;
 use crate::runtime::Hypergraph;
 use crate::scheduler::canonical_input;
@@ -258,9 +258,9 @@ impl workflow::Host for HostState {
             input: input.clone(),
         };
         let entry = match self.journal.lookup(&call) {
-            Err(()) => return Err(diverged()),
-            Ok(Some(entry)) => entry,
-            Ok(None) => {
+            Lookup::Diverged => return Err(diverged()),
+            Lookup::Recorded(entry) => entry,
+            Lookup::Live => {
                 let index = self.workflow.children.len();
                 let started = if index >= MAX_CHILDREN {
                     Err(format!(
@@ -319,10 +319,10 @@ impl workflow::Host for HostState {
             children: children.clone(),
         };
         let results = match self.journal.lookup(&call) {
-            Err(()) => return Err(diverged()),
-            Ok(Some(Entry::WorkflowJoin { results, .. })) => results,
-            Ok(Some(other)) => unreachable!("journal answered `join` with {other:?}"),
-            Ok(None) => {
+            Lookup::Diverged => return Err(diverged()),
+            Lookup::Recorded(Entry::WorkflowJoin { results, .. }) => results,
+            Lookup::Recorded(other) => unreachable!("journal answered `join` with {other:?}"),
+            Lookup::Live => {
                 let ids: Vec<String> = children
                     .iter()
                     .map(|&c| self.workflow.children[c as usize].clone())
@@ -366,23 +366,23 @@ impl workflow::Host for HostState {
 
     async fn sleep(&mut self, millis: u64) -> wasmtime::Result<()> {
         let until = match self.journal.lookup(&Call::WorkflowSleep { millis }) {
-            Err(()) => return Err(diverged()),
-            Ok(Some(Entry::WorkflowSleep { until, .. })) => until,
-            Ok(Some(other)) => unreachable!("journal answered `sleep` with {other:?}"),
-            Ok(None) => {
+            Lookup::Diverged => return Err(diverged()),
+            Lookup::Recorded(Entry::WorkflowSleep { until, .. }) => until,
+            Lookup::Recorded(other) => unreachable!("journal answered `sleep` with {other:?}"),
+            Lookup::Live => {
                 let until = now_micros().saturating_add(millis.saturating_mul(1000) as i64);
                 self.journal.append(Entry::WorkflowSleep { millis, until });
                 until
             }
         };
         match self.journal.lookup(&Call::WorkflowTimerFired) {
-            Err(()) => Err(diverged()),
-            Ok(Some(_)) => Ok(()),
-            Ok(None) if now_micros() >= until => {
+            Lookup::Diverged => Err(diverged()),
+            Lookup::Recorded(_) => Ok(()),
+            Lookup::Live if now_micros() >= until => {
                 self.journal.append(Entry::WorkflowTimerFired);
                 Ok(())
             }
-            Ok(None) => Err(self.workflow.suspend(Wait::Timer(until))),
+            Lookup::Live => Err(self.workflow.suspend(Wait::Timer(until))),
         }
     }
 
@@ -396,12 +396,12 @@ impl workflow::Host for HostState {
             timeout_millis,
         };
         let (after, deadline) = match self.journal.lookup(&call) {
-            Err(()) => return Err(diverged()),
-            Ok(Some(Entry::WorkflowWaitEvent {
+            Lookup::Diverged => return Err(diverged()),
+            Lookup::Recorded(Entry::WorkflowWaitEvent {
                 after, deadline, ..
-            })) => (after, deadline),
-            Ok(Some(other)) => unreachable!("journal answered `wait-event` with {other:?}"),
-            Ok(None) => {
+            }) => (after, deadline),
+            Lookup::Recorded(other) => unreachable!("journal answered `wait-event` with {other:?}"),
+            Lookup::Live => {
                 let after = self
                     .workflow
                     .live()?
@@ -422,10 +422,10 @@ impl workflow::Host for HostState {
         };
         let received = Call::WorkflowEvent { name: name.clone() };
         match self.journal.lookup(&received) {
-            Err(()) => Err(diverged()),
-            Ok(Some(Entry::WorkflowEvent { payload, .. })) => Ok(payload),
-            Ok(Some(other)) => unreachable!("journal answered an event with {other:?}"),
-            Ok(None) => {
+            Lookup::Diverged => Err(diverged()),
+            Lookup::Recorded(Entry::WorkflowEvent { payload, .. }) => Ok(payload),
+            Lookup::Recorded(other) => unreachable!("journal answered an event with {other:?}"),
+            Lookup::Live => {
                 let event = self
                     .workflow
                     .live()?

@@ -161,6 +161,33 @@ enum RunsCommand {
     /// Cancel a run and every unfinished step of it, children included; running attempts are
     /// interrupted within a second.
     Cancel(RunIdArgs),
+    /// Re-run failed (or cancelled) runs from their failed steps, reusing the outputs of every
+    /// completed step: the runs given by id, or every run matching the filters (failed runs by
+    /// default). A worker (`serve`, `worker`) executes them.
+    Resume(ResumeArgs),
+}
+
+#[derive(Args, Debug)]
+struct ResumeArgs {
+    /// Run ids; without any, the filters select the runs.
+    ids: Vec<String>,
+    /// Move the runs to the newest version of their deployments instead of the pinned one.
+    #[arg(long)]
+    latest: bool,
+    /// With no ids: only runs with this status [default: failed].
+    #[arg(long)]
+    status: Option<Status>,
+    /// With no ids: only runs of this task, or of every task of this deployment.
+    #[arg(long)]
+    task: Option<String>,
+    /// With no ids: only runs created within this long (`10m`, `2h`) or since an RFC 3339 time.
+    #[arg(long, value_parser = parse_since)]
+    since: Option<Micros>,
+    /// With no ids: only runs tagged `key=value` (repeatable; all must match).
+    #[arg(long = "meta", value_parser = parse_key_value)]
+    meta: Vec<(String, String)>,
+    #[command(flatten)]
+    json: JsonFlag,
 }
 
 #[derive(Subcommand, Debug)]
@@ -223,6 +250,12 @@ struct ReplayArgs {
     /// Replay against this version of the run's deployment instead of the pinned one.
     #[arg(long)]
     version: Option<i64>,
+    /// Instead of checking the run, re-run it from its failed steps (`runs resume <id>`).
+    #[arg(long, conflicts_with_all = ["component", "version"])]
+    resume: bool,
+    /// With --resume: on the newest version of the deployment instead of the pinned one.
+    #[arg(long, requires = "resume")]
+    latest: bool,
     #[command(flatten)]
     json: JsonFlag,
 }
@@ -372,6 +405,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Runs(RunsCommand::Logs(args)) => runs_logs(&hg, args).await,
         Command::Runs(RunsCommand::Replay(args)) => runs_replay(&hg, args).await,
         Command::Runs(RunsCommand::Export(args)) => runs_export(&hg, args).await,
+        Command::Runs(RunsCommand::Resume(args)) => runs_resume(&hg, args).await,
         Command::Runs(RunsCommand::Cancel(args)) => {
             ops::runs_cancel(&hg, &args.id, args.json.json).await
         }
@@ -545,6 +579,26 @@ async fn runs_list(hg: &Hypergraph, args: ListArgs) -> Result<i32> {
     Ok(0)
 }
 
+async fn runs_resume(hg: &Hypergraph, args: ResumeArgs) -> Result<i32> {
+    let resumed = if args.ids.is_empty() {
+        let filter = RunFilter {
+            status: args.status,
+            task: args.task,
+            since: args.since,
+            meta: args.meta,
+            limit: 0,
+        };
+        hg.resume_runs(&filter, args.latest).await?
+    } else {
+        let mut resumed = Vec::with_capacity(args.ids.len());
+        for id in &args.ids {
+            resumed.push(hg.resume_run(id, args.latest).await?);
+        }
+        resumed
+    };
+    ops::print_resumed(&resumed, args.json.json)
+}
+
 async fn find_run(hg: &Hypergraph, id: &str) -> Result<RunDetail> {
     match hg.store.run(id).await? {
         Some(run) => Ok(run),
@@ -580,6 +634,10 @@ fn read_component(path: &Path) -> Result<Vec<u8>> {
 }
 
 async fn runs_replay(hg: &Hypergraph, args: ReplayArgs) -> Result<i32> {
+    if args.resume {
+        let resumed = vec![hg.resume_run(&args.id, args.latest).await?];
+        return ops::print_resumed(&resumed, args.json.json);
+    }
     let with = match (&args.component, args.version) {
         (Some(path), _) => ReplayWith::Component(read_component(path)?),
         (None, Some(version)) => ReplayWith::Version(version),
@@ -681,8 +739,8 @@ async fn worker(hg: &Hypergraph, args: WorkerArgs) -> Result<i32> {
         print_json(&stats);
     } else {
         eprintln!(
-            "worker stopped: {} executed, {} succeeded, {} failed, {} discarded (stale attempts)",
-            stats.executed, stats.succeeded, stats.failed, stats.fenced
+            "worker stopped: {} executed, {} succeeded, {} failed, {} suspended, {} discarded (stale or cancelled attempts)",
+            stats.executed, stats.succeeded, stats.failed, stats.suspended, stats.fenced
         );
     }
     Ok(0)

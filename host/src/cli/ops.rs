@@ -1,4 +1,4 @@
-//! Operating runs: `serve`, `runs cancel`, `events send`.
+//! Operating runs: `serve`, `runs cancel`, `runs resume`, `events send`.
 
 use std::time::Duration;
 
@@ -6,6 +6,7 @@ use anyhow::{Context as _, Result};
 use serde_json::json;
 
 use super::print_json;
+use crate::resume::Resumed;
 use crate::runtime::Hypergraph;
 use crate::worker::{Worker, WorkerOptions};
 
@@ -38,8 +39,8 @@ pub(super) async fn serve(hg: &Hypergraph, concurrency: usize, lease: Duration) 
         })
         .await?;
     eprintln!(
-        "stopped: {} executed, {} succeeded, {} failed, {} discarded (stale attempts)",
-        stats.executed, stats.succeeded, stats.failed, stats.fenced
+        "stopped: {} executed, {} succeeded, {} failed, {} suspended, {} discarded (stale or cancelled attempts)",
+        stats.executed, stats.succeeded, stats.failed, stats.suspended, stats.fenced
     );
     Ok(0)
 }
@@ -80,6 +81,37 @@ pub(super) async fn send_event(
         print_json(&json!({ "event": name, "seq": seq, "woken": woken }));
     } else {
         println!("sent event `{name}` (#{seq}); {woken} waiting workflow(s) woken");
+    }
+    Ok(0)
+}
+
+/// Prints what `runs resume` (or `runs replay --resume`) did.
+pub(super) fn print_resumed(resumed: &[Resumed], as_json: bool) -> Result<i32> {
+    if as_json {
+        print_json(&resumed);
+        return Ok(0);
+    }
+    if resumed.is_empty() {
+        println!("no runs match");
+    }
+    for r in resumed {
+        let moved: Vec<String> = r
+            .moved_to
+            .iter()
+            .map(|(name, version)| format!("{name} v{version}"))
+            .collect();
+        let moved = if moved.is_empty() {
+            String::new()
+        } else {
+            format!(" on {}", moved.join(", "))
+        };
+        println!(
+            "resumed run {}: {} step(s) queued again{moved}; completed steps are reused",
+            r.run_id, r.steps
+        );
+    }
+    if !resumed.is_empty() {
+        println!("a worker executes them: `hypergraph serve` or `hypergraph worker --until-idle`");
     }
     Ok(0)
 }

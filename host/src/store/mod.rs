@@ -18,6 +18,7 @@
 
 pub mod sqlite;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -455,6 +456,17 @@ pub trait Store: Send + Sync + 'static {
     async fn cancel_run(&self, id: &str) -> Result<Option<Cancelled>>;
     /// Of the given (step, attempt) pairs, those whose step was cancelled.
     async fn cancelled_steps(&self, steps: &[(String, u32)]) -> Result<Vec<(String, u32)>>;
+    /// Re-queues the failed and cancelled steps of a failed or cancelled run, keeping every
+    /// completed step and its output. A workflow step continues in a new attempt from its
+    /// journal up to the first join that saw a failed child, so it waits for the re-run
+    /// children and reuses everything else. `pins` moves the run and its re-queued steps to
+    /// another version of their deployment (by deployment name). Returns how many steps were
+    /// re-queued, or `None` when there is no such run.
+    async fn resume_run(
+        &self,
+        id: &str,
+        pins: &HashMap<String, (i64, String)>,
+    ) -> Result<Option<u64>>;
 
     /// The value stored under `key` in `scope`.
     async fn kv_get(&self, scope: &str, key: &str) -> Result<Option<Vec<u8>>>;

@@ -550,7 +550,8 @@ impl Store for SqliteStore {
                         "INSERT INTO attempts (step_id, attempt, status, worker_id, assigned_at) \
                          SELECT id, attempt, 'running', worker_id, assigned_at FROM steps \
                          WHERE id IN ({list}) ON CONFLICT (step_id, attempt) DO UPDATE \
-                         SET worker_id = excluded.worker_id, assigned_at = excluded.assigned_at"
+                         SET status = 'running', worker_id = excluded.worker_id, \
+                         assigned_at = excluded.assigned_at"
                     ),
                     // The run of a claimed step is queued or already running (a reclaim).
                     format!(
@@ -1125,6 +1126,21 @@ impl Store for SqliteStore {
         workflow::cancelled_steps(&self.reader, steps)
             .await
             .context("cannot read step statuses")
+    }
+
+    async fn resume_run(
+        &self,
+        id: &str,
+        pins: &HashMap<String, (i64, String)>,
+    ) -> Result<Option<u64>> {
+        let mut tx = self.write_tx().await?;
+        let resumed = workflow::resume_run(&mut tx, id, pins)
+            .await
+            .with_context(|| format!("cannot resume run {id}"))?;
+        tx.commit()
+            .await
+            .with_context(|| format!("cannot resume run {id}"))?;
+        Ok(resumed)
     }
 
     async fn register_worker(&self, worker: &WorkerInfo) -> Result<()> {

@@ -8,6 +8,9 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 use super::{
     chunks, execute_for_ids, insert_rows, json_of, opt_json, placeholders, status_of, u32_of,
 };
+use std::collections::HashMap;
+
+use crate::journal::{resume_cut, Entry};
 use crate::store::{
     now_micros, Cancelled, Completion, JournalRecord, NewChild, Status, StepOutcome, Wait,
 };
@@ -340,4 +343,110 @@ pub(super) async fn cancelled_steps(
         }
     }
     Ok(cancelled)
+}
+
+/// See [`crate::store::Store::resume_run`].
+pub(super) async fn resume_run(
+    conn: &mut SqliteConnection,
+    id: &str,
+    pins: &HashMap<String, (i64, String)>,
+) -> Result<Option<u64>> {
+    let Some(run) = sqlx::query("SELECT status, deployment FROM runs WHERE id = ?")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let status = status_of(run.try_get(0)?)?;
+    anyhow::ensure!(
+        matches!(status, Status::Failed | Status::Cancelled),
+        "run {id} is {status}: only failed or cancelled runs can be resumed"
+    );
+    let deployment: String = run.try_get(1)?;
+    let steps = sqlx::query(
+        "SELECT id, attempt, activations, deployment FROM steps \
+         WHERE run_id = ? AND status IN ('failed', 'cancelled') ORDER BY created_at, child_index",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    const RESET: &str = "status = 'queued', wait = NULL, wait_event = NULL, wake_at = NULL, \
+                         pending = 0, output = NULL, error = NULL, completed_at = NULL, \
+                         lease_expires_at = NULL";
+    for step in &steps {
+        let step_id: String = step.try_get(0)?;
+        let attempt = u32_of(step.try_get(1)?)?;
+        let activations: i64 = step.try_get(2)?;
+        let pin = pins.get(&step.try_get::<String, _>(3)?);
+        if activations > 0 {
+            // A workflow: a new attempt that inherits its journal up to the first join that saw
+            // a failure, so the re-queued children are waited for and the rest is reused.
+            let (records, _) = resume_journal(conn, &step_id).await?;
+            let entries = records
+                .iter()
+                .map(Entry::from_record)
+                .collect::<Result<Vec<_>>>()?;
+            let kept: Vec<(&str, &JournalRecord)> = records[..resume_cut(&entries)]
+                .iter()
+                .map(|r| (step_id.as_str(), r))
+                .collect();
+            let next = i64::from(attempt) + 1;
+            sqlx::query("INSERT INTO attempts (step_id, attempt, status) VALUES (?, ?, 'queued')")
+                .bind(&step_id)
+                .bind(next)
+                .execute(&mut *conn)
+                .await?;
+            insert_rows(
+                conn,
+                "INSERT INTO journal (step_id, attempt, seq, kind, data) VALUES ",
+                "(?, ?, ?, ?, ?)",
+                &kept,
+                |q, (step_id, r)| {
+                    q.bind(*step_id)
+                        .bind(next)
+                        .bind(i64::from(r.seq))
+                        .bind(&r.kind)
+                        .bind(&r.data)
+                },
+            )
+            .await?;
+            sqlx::query(&format!(
+                "UPDATE steps SET {RESET}, attempt = ?, activations = 1 WHERE id = ?"
+            ))
+            .bind(next)
+            .bind(&step_id)
+            .execute(&mut *conn)
+            .await?;
+        } else {
+            sqlx::query(&format!("UPDATE steps SET {RESET} WHERE id = ?"))
+                .bind(&step_id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        if let Some((version, digest)) = pin {
+            sqlx::query("UPDATE steps SET version = ?, digest = ? WHERE id = ?")
+                .bind(version)
+                .bind(digest)
+                .bind(&step_id)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    sqlx::query(
+        "UPDATE runs SET status = 'queued', output = NULL, error = NULL, completed_at = NULL \
+         WHERE id = ?",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    if let Some((version, digest)) = pins.get(&deployment) {
+        sqlx::query("UPDATE runs SET version = ?, digest = ? WHERE id = ?")
+            .bind(version)
+            .bind(digest)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(Some(steps.len() as u64))
 }

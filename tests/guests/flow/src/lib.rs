@@ -86,6 +86,22 @@ impl Guest for Flow {
             .collect()
     }
 
+    fn strict(prefix: String, n: u32, fail_index: u32, fail_attempts: u32) -> Result<u32, String> {
+        let inputs = (0..n).map(|i| Work {
+            key: format!("{prefix}/{i}"),
+            n: i,
+            sleep_ms: 0,
+            fail_attempts: if i == fail_index { fail_attempts } else { 0 },
+        });
+        let task = format!("{}/work", deployment());
+        let children = workflow::start_all(&task, inputs).map_err(|e| e.to_string())?;
+        let mut total = 0;
+        for result in workflow::join::<u32>(&children) {
+            total += result.map_err(|e| e.to_string())?;
+        }
+        Ok(total)
+    }
+
     fn chain(prefix: String, n: u32) -> u32 {
         let task = format!("{}/work", deployment());
         let mut total = 0;
