@@ -492,6 +492,7 @@ mod tests {
             steps: vec![RecordedStep {
                 step_id: "0190f1d2-0000-7000-8000-000000000002".into(),
                 task: "hello/greet".into(),
+                digest: digest(COMPONENT),
                 input: json!({ "name": "ada", "tags": ["a", "é", "\u{1f600}"] }),
                 attempts: vec![RecordedAttempt {
                     attempt: 1,

@@ -85,6 +85,12 @@ pub enum Entry {
         children: Vec<u32>,
         results: Vec<ChildResult>,
     },
+    /// A DAG's wait for any of `children`: those that had finished, with their results.
+    #[serde(rename = "workflow.join_any")]
+    WorkflowJoinAny {
+        children: Vec<u32>,
+        finished: Vec<(u32, ChildResult)>,
+    },
     /// `sleep` began: the timer runs until `until` (microseconds since the Unix epoch).
     #[serde(rename = "workflow.sleep")]
     WorkflowSleep { millis: u64, until: Micros },
@@ -126,6 +132,7 @@ impl Entry {
             Entry::Http { .. } => "http.request",
             Entry::WorkflowStart { .. } => "workflow.start",
             Entry::WorkflowJoin { .. } => "workflow.join",
+            Entry::WorkflowJoinAny { .. } => "workflow.join_any",
             Entry::WorkflowSleep { .. } => "workflow.sleep",
             Entry::WorkflowTimerFired => "workflow.timer_fired",
             Entry::WorkflowWaitEvent { .. } => "workflow.wait_event",
@@ -178,6 +185,8 @@ pub enum Call {
     WorkflowStart { task: String, input: String },
     #[serde(rename = "workflow.join")]
     WorkflowJoin { children: Vec<u32> },
+    #[serde(rename = "workflow.join_any")]
+    WorkflowJoinAny { children: Vec<u32> },
     #[serde(rename = "workflow.sleep")]
     WorkflowSleep { millis: u64 },
     #[serde(rename = "workflow.timer_fired")]
@@ -221,6 +230,9 @@ impl Entry {
                 Call::WorkflowStart { task: t, input: i },
             ) => task == t && input == i,
             (Entry::WorkflowJoin { children, .. }, Call::WorkflowJoin { children: c }) => {
+                children == c
+            }
+            (Entry::WorkflowJoinAny { children, .. }, Call::WorkflowJoinAny { children: c }) => {
                 children == c
             }
             (Entry::WorkflowSleep { millis, .. }, Call::WorkflowSleep { millis: m }) => millis == m,

@@ -12,7 +12,8 @@
 //! - [`store`]: the storage trait and its SQLite implementation;
 //! - [`registry`], [`scheduler`], [`worker`]: deploy and resolve, submit and wait, execute;
 //! - [`replay`], [`bundle`]: deterministic replay and portable replay bundles;
-//! - [`retry`], [`dag`], [`resume`]: retry policies, DAG workflow files, resuming failed runs;
+//! - [`retry`], [`dag`], [`dag_runner`], [`resume`]: retry policies, DAG workflow files and their
+//!   execution, resuming failed runs;
 //! - [`builder`]: building Rust guest crates into components;
 //! - [`cli`]: the `hypergraph` command line.
 
@@ -22,6 +23,7 @@ pub mod capabilities;
 pub mod cli;
 pub mod convert;
 pub mod dag;
+pub mod dag_runner;
 pub mod engine;
 pub mod invoke;
 pub mod journal;

@@ -1,16 +1,18 @@
 //! Deployments and task names: deploy a component under a name, list tasks, resolve a task name
 //! to the component and export that run it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
 use serde::Serialize;
 
 use crate::convert::suggest;
+use crate::dag::DagSpec;
 use crate::engine::Prepared;
 use crate::limits::validate_policy;
 use crate::runtime::Hypergraph;
-use crate::store::{Deployment, Policy};
+use crate::store::{Deployment, DeploymentKind, Policy};
 
 /// A task as listed by `hypergraph tasks`.
 #[derive(Clone, Debug, Serialize)]
@@ -103,13 +105,83 @@ impl Hypergraph {
         }
         self.store.put_component(digest, bytes).await?;
         let previous = self.store.latest_deployment(name).await?;
-        let deployment = self.store.deploy(name, digest, policy).await?;
+        let deployment = self
+            .store
+            .deploy(name, digest, DeploymentKind::Component, policy)
+            .await?;
         let created = previous.as_ref().map(|p| p.version) != Some(deployment.version);
         Ok(DeployReport {
             tasks: task_infos(&deployment, &prepared),
             deployment,
             created,
         })
+    }
+
+    /// Deploys a DAG workflow file (TOML, see [`crate::dag`]) under `name` (default: the file's
+    /// `name`): parses it, validates it against the deployed tasks (unknown tasks, parameters
+    /// that are not `input`, a parent or an `args` key, missing parents, cycles, policies) and
+    /// stores it. Runs are then started with `hypergraph run <name>`.
+    pub async fn deploy_dag(
+        &self,
+        name: Option<&str>,
+        text: &str,
+        policy: &Policy,
+    ) -> Result<DeployReport> {
+        let spec = DagSpec::parse(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let name = name.unwrap_or(&spec.name);
+        validate_deployment_name(name)?;
+        validate_policy(policy)?;
+        let mut params = HashMap::new();
+        for task in spec.steps.iter().map(|s| &s.task).chain(&spec.on_failure) {
+            if !params.contains_key(task) {
+                let found = match self.resolve(task).await {
+                    Ok(resolved) => Ok(resolved
+                        .task()
+                        .export
+                        .ty
+                        .params()
+                        .map(|(n, _)| n.to_string())
+                        .collect()),
+                    Err(e) => Err(format!("{e:#}")),
+                };
+                params.insert(task.clone(), found);
+            }
+        }
+        spec.validate(&|task| {
+            params
+                .get(task)
+                .cloned()
+                .unwrap_or_else(|| Err(format!("unknown task `{task}`")))
+        })
+        .map_err(|errors| anyhow::anyhow!("the DAG file is not valid:\n{errors}"))?;
+        let digest = crate::engine::digest(text.as_bytes());
+        self.store.put_component(&digest, text.as_bytes()).await?;
+        let previous = self.store.latest_deployment(name).await?;
+        let deployment = self
+            .store
+            .deploy(name, &digest, DeploymentKind::Dag, policy)
+            .await?;
+        let created = previous.as_ref().map(|p| p.version) != Some(deployment.version);
+        Ok(DeployReport {
+            tasks: vec![TaskInfo {
+                name: name.to_string(),
+                signature: format!("dag({} steps)", spec.steps.len()),
+                deployment: name.to_string(),
+                version: deployment.version,
+                digest: deployment.digest.clone(),
+            }],
+            deployment,
+            created,
+        })
+    }
+
+    /// The newest version of DAG workflow `name`, if one is deployed.
+    pub async fn dag_deployment(&self, name: &str) -> Result<Option<Deployment>> {
+        Ok(self
+            .store
+            .latest_deployment(name)
+            .await?
+            .filter(|d| d.kind == DeploymentKind::Dag))
     }
 
     /// Loads (compiling or reading the compile cache as needed) the component of a deployment.
@@ -136,6 +208,9 @@ impl Hypergraph {
     pub async fn tasks(&self) -> Result<Vec<TaskInfo>> {
         let mut tasks = Vec::new();
         for deployment in self.store.deployments().await? {
+            if deployment.kind == DeploymentKind::Dag {
+                continue;
+            }
             let prepared = self.prepared(&deployment).await?;
             tasks.extend(task_infos(&deployment, &prepared));
         }

@@ -49,6 +49,10 @@ pub struct RecordedRun {
 pub struct RecordedStep {
     pub step_id: String,
     pub task: String,
+    /// The component the step ran (a workflow's children may run other components); empty in
+    /// bundles written before steps recorded it, meaning the run's component.
+    #[serde(default)]
+    pub digest: String,
     pub input: Value,
     pub attempts: Vec<RecordedAttempt>,
 }
@@ -175,6 +179,7 @@ pub async fn load(store: &dyn Store, id: &str) -> Result<RecordedRun> {
         steps.push(RecordedStep {
             step_id: step.id.clone(),
             task: step.task.clone(),
+            digest: step.digest.clone(),
             input: step.input.clone(),
             attempts,
         });
@@ -204,8 +209,20 @@ pub async fn replay(
 ) -> Result<ReplayReport> {
     let mut attempts = Vec::new();
     for step in &run.steps {
+        let other_component = !step.digest.is_empty() && step.digest != run.digest;
         for attempt in &step.attempts {
-            let verdict = if attempt.lost() {
+            let verdict = if !step.task.contains('/') {
+                Verdict::Skipped {
+                    reason: "a DAG workflow's root: its steps are replayed one by one".into(),
+                }
+            } else if other_component {
+                Verdict::Skipped {
+                    reason: format!(
+                        "the step ran another component ({})",
+                        &step.digest[..12.min(step.digest.len())]
+                    ),
+                }
+            } else if attempt.lost() {
                 Verdict::Skipped {
                     reason: "the attempt never committed (its lease expired)".into(),
                 }
@@ -386,10 +403,75 @@ impl crate::runtime::Hypergraph {
 
     /// Replays every recorded attempt of run `id` against its journal, on the pinned component or
     /// `with` another one. Nothing live is consulted and nothing is written.
+    ///
+    /// On the pinned components, every step is replayed on its own (a workflow's children may
+    /// run other components, a DAG's steps always do); with another component, the steps of the
+    /// run's own component are replayed on it and the others are skipped.
     pub async fn replay_run(&self, id: &str, with: &ReplayWith) -> Result<ReplayReport> {
         let run = load(self.store.as_ref(), id).await?;
-        let prepared = self.replay_component(&run, with).await?;
-        replay(&self.engine, &prepared, &run).await
+        if !matches!(with, ReplayWith::Pinned) {
+            let prepared = self.replay_component(&run, with).await?;
+            return replay(&self.engine, &prepared, &run).await;
+        }
+        let mut digests: Vec<&str> = run
+            .steps
+            .iter()
+            .filter(|s| s.task.contains('/'))
+            .map(|s| {
+                if s.digest.is_empty() {
+                    run.digest.as_str()
+                } else {
+                    s.digest.as_str()
+                }
+            })
+            .collect();
+        digests.sort_unstable();
+        digests.dedup();
+        let mut report = ReplayReport {
+            run_id: run.run_id.clone(),
+            task: run.task.clone(),
+            digest: run.digest.clone(),
+            attempts: Vec::new(),
+        };
+        for digest in digests {
+            let prepared = self.prepared_digest(digest).await?;
+            let part = RecordedRun {
+                digest: digest.to_string(),
+                steps: run
+                    .steps
+                    .iter()
+                    .filter(|s| {
+                        s.task.contains('/')
+                            && (s.digest == digest || s.digest.is_empty() && run.digest == digest)
+                    })
+                    .cloned()
+                    .collect(),
+                ..run.clone()
+            };
+            let replayed = replay(&self.engine, &prepared, &part).await?;
+            report.attempts.extend(replayed.attempts);
+        }
+        // Keep the run's order of steps and attempts.
+        let order: Vec<&str> = run.steps.iter().map(|s| s.step_id.as_str()).collect();
+        report.attempts.sort_by_key(|a| {
+            (
+                order
+                    .iter()
+                    .position(|id| *id == a.step_id)
+                    .unwrap_or(usize::MAX),
+                a.attempt,
+            )
+        });
+        if report.attempts.is_empty() {
+            report.attempts.push(AttemptReplay {
+                step_id: String::new(),
+                attempt: 0,
+                verdict: Verdict::Skipped {
+                    reason: format!("the run is {} and has no completed attempt", run.status),
+                },
+            });
+        }
+        Ok(report)
     }
 
     /// Replays the newest `last` runs of `deployment` (and every in-flight one) against the

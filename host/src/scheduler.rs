@@ -121,6 +121,23 @@ impl Hypergraph {
         let mut resolved: Option<ResolvedTask> = None;
         for request in requests {
             validate_meta(&request.meta)?;
+            // A DAG workflow: its name has no `/`, and its input is any JSON.
+            if !request.task.contains('/') {
+                if let Some(dag) = self.dag_deployment(&request.task).await? {
+                    runs.push(NewRun {
+                        id: uuid::Uuid::now_v7().to_string(),
+                        step_id: uuid::Uuid::now_v7().to_string(),
+                        task: request.task.clone(),
+                        deployment: dag.name,
+                        version: dag.version,
+                        digest: dag.digest,
+                        input: request.input.clone(),
+                        meta: request.meta.clone(),
+                        created_at: now_micros(),
+                    });
+                    continue;
+                }
+            }
             if resolved
                 .as_ref()
                 .map(|r| r.name != request.task)

@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 use crate::capabilities::kv::KvBackend;
 use crate::capabilities::InvocationContext;
 use crate::convert::params_from_json;
+use crate::dag_runner::run_dag;
 use crate::invoke::{invoke, Invocation, Outcome, TaskError};
 use crate::journal::{Entry, Journal};
 use crate::limits::Limits;
@@ -451,6 +452,20 @@ async fn prepare_and_invoke(
     step: &ClaimedStep,
     cancel: Arc<AtomicBool>,
 ) -> Result<Outcome> {
+    let journal = if step.resume.is_empty() {
+        Journal::recording()
+    } else {
+        let prefix = step
+            .resume
+            .iter()
+            .map(Entry::from_record)
+            .collect::<Result<Vec<_>>>()?;
+        Journal::resuming(prefix)
+    };
+    // A DAG workflow's root step: its name is the DAG's, without a `/`.
+    if !step.task.contains('/') {
+        return run_dag(hg, step, journal).await;
+    }
     let prepared = hg.prepared_digest(&step.digest).await?;
     let function = function_of(&step.task);
     let task = prepared.task(function).with_context(|| {
@@ -466,16 +481,6 @@ async fn prepare_and_invoke(
         run_id: step.run_id.clone(),
         task_name: step.task.clone(),
         attempt: step.attempt,
-    };
-    let journal = if step.resume.is_empty() {
-        Journal::recording()
-    } else {
-        let prefix = step
-            .resume
-            .iter()
-            .map(Entry::from_record)
-            .collect::<Result<Vec<_>>>()?;
-        Journal::resuming(prefix)
     };
     Ok(invoke(
         &hg.engine,

@@ -820,3 +820,55 @@ fn serve_does_not_report_cancelled_attempts_as_lost_leases() {
         "a cancelled attempt reported as a lost lease:\n{log}"
     );
 }
+
+/// A DAG file through the binary: invalid files are refused with every problem named and
+/// nothing deployed; a valid one deploys, runs with `run <name> --wait`, and shows its tree.
+#[test]
+fn dag_files_deploy_validate_and_run_through_the_binary() {
+    let cli = Cli::with_flow();
+    let bad = cli.dir.path().join("bad.dag.toml");
+    std::fs::write(
+        &bad,
+        "name = \"bad\"\n\
+         [[step]]\nname = \"a\"\ntask = \"flow/add\"\nparents = [\"b\"]\n\
+         [[step]]\nname = \"b\"\ntask = \"flow/add\"\nparents = [\"a\", \"ghost\"]\n\
+         [[step]]\nname = \"c\"\ntask = \"flow/ad\"\n",
+    )
+    .unwrap();
+    let out = cli.run(&["deploy", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "a -> b -> a",
+        "parent `ghost`, which is not a step of this workflow",
+        "unknown task `flow/ad`; did you mean `flow/add`",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "`{expected}` missing from:\n{stderr}"
+        );
+    }
+    let runs = cli.run(&["run", "bad", "--input", "null"]);
+    assert_eq!(
+        runs.status.code(),
+        Some(2),
+        "nothing named `bad` was deployed"
+    );
+
+    let sum = repo().join("tests/fixtures/dag/sum.dag.toml");
+    let deployed = cli.ok(&["deploy", sum.to_str().unwrap()]);
+    assert!(deployed.contains("deployed sum version 1"), "{deployed}");
+    let result = cli.json(&["run", "sum", "--input", "{}", "--wait", "--json"]);
+    assert_eq!(result["status"], "succeeded", "{result}");
+    assert_eq!(
+        result["output"],
+        json!({"left": 4, "right": 10, "total": 14})
+    );
+    let id = result["run_id"].as_str().unwrap();
+    let shown = cli.ok(&["runs", "show", id]);
+    assert!(
+        shown.contains("#0 flow/work [succeeded] 2 attempts"),
+        "{shown}"
+    );
+    assert!(shown.contains("└─ #2 flow/add [succeeded]"), "{shown}");
+}

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use hypergraph::store::sqlite::SqliteStore;
 use hypergraph::store::{
-    now_micros, ClaimedStep, CommitOutcome, Completion, JournalRecord, KvWrite, LogRecord, NewRun,
-    Policy, RunFilter, Status, Store, WorkerInfo,
+    now_micros, ClaimedStep, CommitOutcome, Completion, DeploymentKind, JournalRecord, KvWrite,
+    LogRecord, NewRun, Policy, RunFilter, Status, Store, WorkerInfo,
 };
 use serde_json::json;
 
@@ -31,7 +31,12 @@ async fn store_with(dir: &Path, names: &[&str]) -> SqliteStore {
     store.put_component(DIGEST_A, b"\0asm").await.unwrap();
     for name in names {
         store
-            .deploy(name, DIGEST_A, &Policy::default())
+            .deploy(
+                name,
+                DIGEST_A,
+                DeploymentKind::Component,
+                &Policy::default(),
+            )
             .await
             .unwrap();
     }
@@ -180,21 +185,39 @@ async fn deploy_versioning() {
         timeout_ms: Some(500),
         ..Policy::default()
     };
-    let v1 = store.deploy("app", DIGEST_A, &default).await.unwrap();
+    let v1 = store
+        .deploy("app", DIGEST_A, DeploymentKind::Component, &default)
+        .await
+        .unwrap();
     assert_eq!((v1.name.as_str(), v1.version), ("app", 1));
     // Same digest and policy: the latest version, unchanged.
-    let again = store.deploy("app", DIGEST_A, &default).await.unwrap();
+    let again = store
+        .deploy("app", DIGEST_A, DeploymentKind::Component, &default)
+        .await
+        .unwrap();
     assert_eq!(again, v1);
     // A new policy or a new digest makes a new version.
-    let v2 = store.deploy("app", DIGEST_A, &strict).await.unwrap();
+    let v2 = store
+        .deploy("app", DIGEST_A, DeploymentKind::Component, &strict)
+        .await
+        .unwrap();
     assert_eq!(v2.version, 2);
     assert_eq!(v2.policy, strict);
-    let v3 = store.deploy("app", DIGEST_B, &strict).await.unwrap();
+    let v3 = store
+        .deploy("app", DIGEST_B, DeploymentKind::Component, &strict)
+        .await
+        .unwrap();
     assert_eq!(v3.version, 3);
     // Going back to an older digest is a new version too: only the latest is compared.
-    let v4 = store.deploy("app", DIGEST_A, &default).await.unwrap();
+    let v4 = store
+        .deploy("app", DIGEST_A, DeploymentKind::Component, &default)
+        .await
+        .unwrap();
     assert_eq!(v4.version, 4);
-    let other = store.deploy("other", DIGEST_B, &default).await.unwrap();
+    let other = store
+        .deploy("other", DIGEST_B, DeploymentKind::Component, &default)
+        .await
+        .unwrap();
     assert_eq!(other.version, 1);
 
     assert_eq!(store.latest_deployment("app").await.unwrap(), Some(v4));
@@ -214,7 +237,7 @@ async fn deploy_versioning() {
     );
 
     let err = store
-        .deploy("app", &"c".repeat(64), &default)
+        .deploy("app", &"c".repeat(64), DeploymentKind::Component, &default)
         .await
         .unwrap_err();
     assert!(format!("{err:#}").contains("not stored"), "{err:#}");
@@ -232,7 +255,10 @@ async fn submit_claim_complete_round_trip() {
         http_allow: vec!["127.0.0.1".into()],
         ..Policy::default()
     };
-    store.deploy("echo", DIGEST_A, &policy).await.unwrap();
+    store
+        .deploy("echo", DIGEST_A, DeploymentKind::Component, &policy)
+        .await
+        .unwrap();
 
     let run = new_run(
         "echo/run",
@@ -487,7 +513,9 @@ async fn every_step_has_exactly_one_claimant() {
     let (a, b) = tokio::join!(SqliteStore::open(&path), SqliteStore::open(&path));
     let (a, b) = (Arc::new(a.unwrap()), Arc::new(b.unwrap()));
     a.put_component(DIGEST_A, b"a").await.unwrap();
-    a.deploy("t", DIGEST_A, &Policy::default()).await.unwrap();
+    a.deploy("t", DIGEST_A, DeploymentKind::Component, &Policy::default())
+        .await
+        .unwrap();
     let runs: Vec<NewRun> = (0..500).map(|i| new_run("t/f", i, &[])).collect();
     a.submit_runs(&runs).await.unwrap();
 
@@ -756,7 +784,7 @@ async fn reopening_keeps_data_and_creates_parent_directories() {
     let store = SqliteStore::open(&path).await.unwrap();
     store.put_component(DIGEST_A, b"a").await.unwrap();
     store
-        .deploy("t", DIGEST_A, &Policy::default())
+        .deploy("t", DIGEST_A, DeploymentKind::Component, &Policy::default())
         .await
         .unwrap();
     store
@@ -792,7 +820,7 @@ async fn in_memory_store_works() {
     let store = SqliteStore::open_url("sqlite::memory:").await.unwrap();
     store.put_component(DIGEST_A, b"a").await.unwrap();
     store
-        .deploy("t", DIGEST_A, &Policy::default())
+        .deploy("t", DIGEST_A, DeploymentKind::Component, &Policy::default())
         .await
         .unwrap();
     let run = new_run("t/f", 1, &[]);

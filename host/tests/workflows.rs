@@ -289,3 +289,103 @@ async fn resume_reruns_only_the_failed_children_of_failed_runs_in_bulk() {
         "{error:#}"
     );
 }
+
+fn dag_fixture(name: &str) -> String {
+    std::fs::read_to_string(repo().join("tests/fixtures/dag").join(name)).unwrap()
+}
+
+#[tokio::test]
+async fn dag_workflows_run_steps_in_parallel_pass_outputs_and_report_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let hg = setup(dir.path()).await;
+    let report = hg
+        .deploy_dag(None, &dag_fixture("sum.dag.toml"), &Policy::default())
+        .await
+        .unwrap();
+    assert_eq!(report.deployment.name, "sum");
+    let id = submit(&hg, "sum", json!({"anything": true})).await;
+    let run = finish(&hg, &id).await;
+    assert_eq!(run.status, Status::Succeeded, "{:?}", run.error);
+    assert_eq!(
+        run.output,
+        Some(json!({"left": 4, "right": 10, "total": 14}))
+    );
+    // The root and its three steps; `left` was retried by the DAG's policy.
+    assert_eq!(run.steps.len(), 4);
+    let left = run.steps.iter().find(|s| s.child_index == Some(0)).unwrap();
+    assert_eq!(left.attempt, 2);
+    let total = run.steps.iter().find(|s| s.task == "flow/add").unwrap();
+    assert_eq!(total.input, json!({"left": 4, "right": 10}));
+    let replayed = hg.replay_run(&id, &ReplayWith::Pinned).await.unwrap();
+    assert!(replayed.identical(), "{replayed:?}");
+    assert_eq!(
+        replayed.replayed(),
+        4,
+        "every child attempt replayed: {replayed:?}"
+    );
+
+    // A failing step: nothing downstream starts, on_failure gets the failed steps, the run fails.
+    hg.deploy_dag(None, &dag_fixture("failing.dag.toml"), &Policy::default())
+        .await
+        .unwrap();
+    let id = submit(&hg, "failing", json!(null)).await;
+    let run = finish(&hg, &id).await;
+    assert_eq!(run.status, Status::Failed);
+    let error = run.error.unwrap();
+    assert_eq!(error["kind"], "application");
+    assert_eq!(error["value"][0][0], "bad");
+    assert!(
+        run.steps.iter().all(|s| s.task != "flow/add"),
+        "`after` never started"
+    );
+    let report = run.steps.iter().find(|s| s.task == "flow/report").unwrap();
+    assert!(report
+        .output
+        .as_ref()
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .starts_with("bad: application"));
+    assert_eq!(executions(&hg, "report").await, 1);
+}
+
+#[tokio::test]
+async fn dag_files_are_validated_at_deploy() {
+    let dir = tempfile::tempdir().unwrap();
+    let hg = setup(dir.path()).await;
+    let cases = [
+        (
+            "name = \"x\"\n[[step]]\nname = \"a\"\ntask = \"flow/nope\"\n",
+            "unknown task `flow/nope`",
+        ),
+        (
+            "name = \"x\"\n[[step]]\nname = \"a\"\ntask = \"flow/add\"\nparents = [\"b\"]\n\
+             [[step]]\nname = \"b\"\ntask = \"flow/add\"\nparents = [\"a\"]\n",
+            "a -> b -> a",
+        ),
+        (
+            "name = \"x\"\n[[step]]\nname = \"left\"\ntask = \"flow/add\"\nparents = [\"ghost\"]\n",
+            "names parent `ghost`, which is not a step of this workflow",
+        ),
+        (
+            "name = \"x\"\n[[step]]\nname = \"a\"\ntask = \"flow/add\"\n",
+            "takes parameter `left`",
+        ),
+        ("name = \"x\"\n[[step]\n", "TOML"),
+    ];
+    for (text, expected) in cases {
+        let error = hg
+            .deploy_dag(None, text, &Policy::default())
+            .await
+            .unwrap_err();
+        let message = format!("{error:#}");
+        assert!(
+            message.contains(expected),
+            "expected `{expected}` in: {message}"
+        );
+    }
+    assert!(
+        hg.store.latest_deployment("x").await.unwrap().is_none(),
+        "nothing was stored"
+    );
+}

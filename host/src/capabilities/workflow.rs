@@ -22,7 +22,7 @@ use crate::journal::{Call, Entry, Lookup};
 use crate::registry::function_of;
 use crate::runtime::Hypergraph;
 use crate::scheduler::canonical_input;
-use crate::store::{now_micros, Micros, Status, StepOutcome};
+use crate::store::{now_micros, Micros, PolicyOverride, Status, StepOutcome};
 
 /// The interfaces this module serves.
 pub const INTERFACES: &[&str] = &["hypergraph:workflow/workflow@0.1.0"];
@@ -42,6 +42,8 @@ pub struct NewChild {
     pub digest: String,
     /// Canonical input, converted against the child's signature.
     pub input: Value,
+    /// Overrides of the child deployment's policy (a DAG step's `[step.policy]`).
+    pub policy: Option<PolicyOverride>,
 }
 
 /// What a suspended workflow waits for.
@@ -49,6 +51,8 @@ pub struct NewChild {
 pub enum Wait {
     /// Until every one of these child steps has finished.
     Children(Vec<String>),
+    /// Until any one of these child steps has finished.
+    AnyChild(Vec<String>),
     /// Until this time.
     Timer(Micros),
     /// Until an event named `name` with a sequence number above `after` is sent, or `deadline`.
@@ -154,6 +158,8 @@ pub struct WorkflowState {
     new_children: Vec<NewChild>,
     /// Set when the activation suspended.
     wait: Option<Wait>,
+    /// Policy overrides for the next child started (set by the DAG runner per step).
+    pub(crate) next_policy: Option<PolicyOverride>,
 }
 
 impl WorkflowState {
@@ -190,11 +196,11 @@ fn diverged() -> wasmtime::Error {
     )
 }
 
-/// The results of the children `ids`, or `None` while any has not finished.
-async fn child_results(
+/// The result of each child in `ids`, `None` for those that have not finished.
+async fn child_states(
     hg: &Hypergraph,
     ids: &[String],
-) -> wasmtime::Result<Option<Vec<ChildResult>>> {
+) -> wasmtime::Result<Vec<Option<ChildResult>>> {
     let outcomes = hg
         .store
         .step_outcomes(ids)
@@ -208,12 +214,9 @@ async fn child_results(
                 .is_some_and(|t| returns_result(&t.export.ty)),
             Err(_) => false,
         };
-        match ChildResult::of(outcome, returns_result) {
-            Some(result) => results.push(result),
-            None => return Ok(None),
-        }
+        results.push(ChildResult::of(outcome, returns_result));
     }
-    Ok(Some(results))
+    Ok(results)
 }
 
 /// True when `func` returns exactly one `result`.
@@ -244,7 +247,58 @@ async fn new_child(
         version: resolved.deployment.version,
         digest: resolved.deployment.digest.clone(),
         input,
+        policy: None,
     })
+}
+
+impl HostState {
+    /// Waits until at least one of `children` has finished and returns every one that has, with
+    /// its result, in the order given (journaled as `workflow.join_any`). Used by the DAG runner.
+    pub(crate) async fn join_any(
+        &mut self,
+        children: Vec<u32>,
+    ) -> wasmtime::Result<Vec<(u32, ChildResult)>> {
+        let started = self.workflow.children.len();
+        if let Some(unknown) = children.iter().find(|&&c| c as usize >= started) {
+            wasmtime::bail!("join: there is no child {unknown} (this workflow started {started})");
+        }
+        let call = Call::WorkflowJoinAny {
+            children: children.clone(),
+        };
+        match self.journal.lookup(&call) {
+            Lookup::Diverged => Err(diverged()),
+            Lookup::Recorded(Entry::WorkflowJoinAny { finished, .. }) => Ok(finished),
+            Lookup::Recorded(other) => unreachable!("journal answered `join-any` with {other:?}"),
+            Lookup::Live => {
+                let ids: Vec<String> = children
+                    .iter()
+                    .map(|&c| self.workflow.children[c as usize].clone())
+                    .collect();
+                // Children started by this activation are not stored yet: none has finished.
+                let stored: Vec<(u32, String)> = children
+                    .iter()
+                    .zip(&ids)
+                    .filter(|(_, id)| !self.workflow.new_children.iter().any(|n| &n.step_id == *id))
+                    .map(|(&c, id)| (c, id.clone()))
+                    .collect();
+                let stored_ids: Vec<String> = stored.iter().map(|(_, id)| id.clone()).collect();
+                let states = child_states(self.workflow.live()?, &stored_ids).await?;
+                let finished: Vec<(u32, ChildResult)> = stored
+                    .iter()
+                    .zip(states)
+                    .filter_map(|((c, _), state)| state.map(|r| (*c, r)))
+                    .collect();
+                if finished.is_empty() {
+                    return Err(self.workflow.suspend(Wait::AnyChild(ids)));
+                }
+                self.journal.append(Entry::WorkflowJoinAny {
+                    children,
+                    finished: finished.clone(),
+                });
+                Ok(finished)
+            }
+        }
+    }
 }
 
 impl workflow::Host for HostState {
@@ -267,7 +321,12 @@ impl workflow::Host for HostState {
                         "a workflow may start at most {MAX_CHILDREN} children"
                     ))
                 } else {
-                    new_child(self.workflow.live()?, &task, &input, index as u32).await
+                    new_child(self.workflow.live()?, &task, &input, index as u32)
+                        .await
+                        .map(|child| NewChild {
+                            policy: self.workflow.next_policy.clone(),
+                            ..child
+                        })
                 };
                 let entry = match started {
                     Ok(child) => {
@@ -334,7 +393,10 @@ impl workflow::Host for HostState {
                 let finished = if started_now {
                     None
                 } else {
-                    child_results(self.workflow.live()?, &ids).await?
+                    child_states(self.workflow.live()?, &ids)
+                        .await?
+                        .into_iter()
+                        .collect::<Option<Vec<_>>>()
                 };
                 let Some(results) = finished else {
                     return Err(self.workflow.suspend(Wait::Children(ids)));

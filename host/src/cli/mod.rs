@@ -88,11 +88,12 @@ struct JsonFlag {
 
 #[derive(Args, Debug)]
 struct DeployArgs {
-    /// The component file (binary .wasm or .wat text).
+    /// The component file (binary .wasm or .wat text), or a DAG workflow file (.toml).
     file: PathBuf,
-    /// Deployment name; tasks are named `<name>/<function>`.
+    /// Deployment name; tasks are named `<name>/<function>`. For a DAG file (`.toml`) it is the
+    /// workflow's name [default: the file's `name`].
     #[arg(long)]
-    name: String,
+    name: Option<String>,
     /// Memory cap per instance, e.g. `64MiB`, `1GiB` or bytes [default: 256MiB].
     #[arg(long, value_parser = parse_bytes)]
     memory: Option<u64>,
@@ -442,10 +443,18 @@ async fn deploy(hg: &Hypergraph, args: DeployArgs) -> Result<i32> {
             retry_on: args.retry_on,
         },
     };
-    let report = hg
-        .deploy(&args.name, &bytes, &policy)
-        .await
-        .with_context(|| format!("cannot deploy `{}`", args.file.display()))?;
+    let is_dag = args.file.extension().is_some_and(|e| e == "toml");
+    let report = if is_dag {
+        let text = String::from_utf8(bytes).context("a DAG file must be UTF-8 text")?;
+        hg.deploy_dag(args.name.as_deref(), &text, &policy).await
+    } else {
+        let name = args
+            .name
+            .as_deref()
+            .context("--name is required for a component: tasks are named `<name>/<function>`")?;
+        hg.deploy(name, &bytes, &policy).await
+    }
+    .with_context(|| format!("cannot deploy `{}`", args.file.display()))?;
     if args.json.json {
         print_json(&report);
         return Ok(0);

@@ -72,8 +72,52 @@ pub struct Deployment {
     pub version: i64,
     /// sha256 of the component bytes, lowercase hex.
     pub digest: String,
+    /// What the digest names: a component, or a DAG workflow file.
+    #[serde(default)]
+    pub kind: DeploymentKind,
     pub policy: Policy,
     pub created_at: Micros,
+}
+
+/// What a deployment runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeploymentKind {
+    /// A WebAssembly component; its exports are tasks.
+    #[default]
+    Component,
+    /// A DAG workflow file (TOML); the deployment name is the workflow.
+    Dag,
+}
+
+impl DeploymentKind {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentKind::Component => "component",
+            DeploymentKind::Dag => "dag",
+        }
+    }
+}
+
+/// Per-step overrides of the deployment policy: a DAG step's `[step.policy]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyOverride {
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub retry: RetryPolicy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+impl Policy {
+    /// This policy with `over`'s fields where it sets them.
+    pub fn overlaid(&self, over: &PolicyOverride) -> Policy {
+        Policy {
+            retry: self.retry.overlay(&over.retry),
+            timeout_ms: over.timeout_ms.or(self.timeout_ms),
+            ..self.clone()
+        }
+    }
 }
 
 /// Status of a run or a step.
@@ -398,8 +442,14 @@ pub trait Store: Send + Sync + 'static {
     async fn component(&self, digest: &str) -> Result<Option<Vec<u8>>>;
 
     /// Binds `name` to `digest`. Returns the existing latest version unchanged when it already has
-    /// this digest and policy, else creates version `latest + 1` (1 for a new name).
-    async fn deploy(&self, name: &str, digest: &str, policy: &Policy) -> Result<Deployment>;
+    /// this digest, kind and policy, else creates version `latest + 1` (1 for a new name).
+    async fn deploy(
+        &self,
+        name: &str,
+        digest: &str,
+        kind: DeploymentKind,
+        policy: &Policy,
+    ) -> Result<Deployment>;
     /// The newest version of a deployment.
     async fn latest_deployment(&self, name: &str) -> Result<Option<Deployment>>;
     /// One specific version of a deployment.

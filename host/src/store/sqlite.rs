@@ -52,8 +52,9 @@ use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
 
 use super::{
     now_micros, AttemptDetail, Cancelled, ClaimedStep, CommitOutcome, Completion, Deployment,
-    JournalRecord, LogRecord, Micros, NewRun, Policy, RunDetail, RunFilter, RunLogLine, RunResult,
-    RunSummary, Status, StepDetail, StepOutcome, Store, WorkerInfo,
+    DeploymentKind, JournalRecord, LogRecord, Micros, NewRun, Policy, PolicyOverride, RunDetail,
+    RunFilter, RunLogLine, RunResult, RunSummary, Status, StepDetail, StepOutcome, Store,
+    WorkerInfo,
 };
 
 mod workflow;
@@ -275,7 +276,13 @@ impl Store for SqliteStore {
             .map_err(Into::into)
     }
 
-    async fn deploy(&self, name: &str, digest: &str, policy: &Policy) -> Result<Deployment> {
+    async fn deploy(
+        &self,
+        name: &str,
+        digest: &str,
+        kind: DeploymentKind,
+        policy: &Policy,
+    ) -> Result<Deployment> {
         let policy_json = serde_json::to_string(policy)?;
         let mut tx = self.write_tx().await?;
         let result = async {
@@ -287,7 +294,7 @@ impl Store for SqliteStore {
                 bail!("component {digest} is not stored; store it (put_component) before deploying it");
             }
             let latest = sqlx::query(
-                "SELECT name, version, digest, policy, created_at FROM deployments \
+                "SELECT name, version, digest, policy, created_at, kind FROM deployments \
                  WHERE name = ? ORDER BY version DESC LIMIT 1",
             )
             .bind(name)
@@ -296,7 +303,7 @@ impl Store for SqliteStore {
             .map(|r| deployment_of(&r))
             .transpose()?;
             if let Some(latest) = &latest {
-                if latest.digest == digest && latest.policy == *policy {
+                if latest.digest == digest && latest.kind == kind && latest.policy == *policy {
                     return Ok(latest.clone());
                 }
             }
@@ -304,18 +311,20 @@ impl Store for SqliteStore {
                 name: name.to_string(),
                 version: latest.map_or(1, |d| d.version + 1),
                 digest: digest.to_string(),
+                kind,
                 policy: policy.clone(),
                 created_at: now_micros(),
             };
             sqlx::query(
-                "INSERT INTO deployments (name, version, digest, policy, created_at) \
-                 VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO deployments (name, version, digest, policy, created_at, kind) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
             )
             .bind(&deployment.name)
             .bind(deployment.version)
             .bind(&deployment.digest)
             .bind(&policy_json)
             .bind(deployment.created_at)
+            .bind(kind.as_str())
             .execute(&mut *tx)
             .await?;
             Ok(deployment)
@@ -330,7 +339,7 @@ impl Store for SqliteStore {
 
     async fn latest_deployment(&self, name: &str) -> Result<Option<Deployment>> {
         sqlx::query(
-            "SELECT name, version, digest, policy, created_at FROM deployments \
+            "SELECT name, version, digest, policy, created_at, kind FROM deployments \
              WHERE name = ? ORDER BY version DESC LIMIT 1",
         )
         .bind(name)
@@ -343,7 +352,7 @@ impl Store for SqliteStore {
 
     async fn deployment_version(&self, name: &str, version: i64) -> Result<Option<Deployment>> {
         sqlx::query(
-            "SELECT name, version, digest, policy, created_at FROM deployments \
+            "SELECT name, version, digest, policy, created_at, kind FROM deployments \
              WHERE name = ? AND version = ?",
         )
         .bind(name)
@@ -357,7 +366,7 @@ impl Store for SqliteStore {
 
     async fn deployments(&self) -> Result<Vec<Deployment>> {
         sqlx::query(
-            "SELECT d.name, d.version, d.digest, d.policy, d.created_at FROM deployments d \
+            "SELECT d.name, d.version, d.digest, d.policy, d.created_at, d.kind FROM deployments d \
              WHERE d.version = (SELECT MAX(l.version) FROM deployments l WHERE l.name = d.name) \
              ORDER BY d.name",
         )
@@ -472,7 +481,7 @@ impl Store for SqliteStore {
             // The subquery and the update are one statement under the write lock: nobody else
             // can claim the same rows in between.
             const RETURNING: &str = "RETURNING id, run_id, task, deployment, version, digest, \
-                                     input, attempt, created_at, activations";
+                                     input, attempt, created_at, activations, policy";
             // Timers and event timeouts that have passed end their steps' waits.
             sqlx::query(
                 "UPDATE steps SET wait = NULL, wait_event = NULL \
@@ -498,7 +507,7 @@ impl Store for SqliteStore {
             .fetch_all(&mut *tx)
             .await?;
             let mut claimed = steps_of(&queued, now)?;
-            claimed.sort_by(|(a, _), (b, _)| {
+            claimed.sort_by(|(a, ..), (b, ..)| {
                 (a.created_at, &a.step_id).cmp(&(b.created_at, &b.step_id))
             });
 
@@ -517,7 +526,7 @@ impl Store for SqliteStore {
                 .fetch_all(&mut *tx)
                 .await?;
                 let mut expired = steps_of(&expired, now)?;
-                expired.sort_by(|(a, _), (b, _)| {
+                expired.sort_by(|(a, ..), (b, ..)| {
                     (a.created_at, &a.step_id).cmp(&(b.created_at, &b.step_id))
                 });
                 let lost = json!({
@@ -525,7 +534,7 @@ impl Store for SqliteStore {
                     "message": "the attempt's lease expired before it completed; the step was claimed again",
                 })
                 .to_string();
-                for (step, _) in &expired {
+                for (step, ..) in &expired {
                     sqlx::query(
                         "UPDATE attempts SET status = 'failed', completed_at = ?, error = ? \
                          WHERE step_id = ? AND attempt = ? AND status = 'running'",
@@ -543,7 +552,7 @@ impl Store for SqliteStore {
                 return anyhow::Ok(Vec::new());
             }
 
-            let ids: Vec<&str> = claimed.iter().map(|(s, _)| s.step_id.as_str()).collect();
+            let ids: Vec<&str> = claimed.iter().map(|(s, ..)| s.step_id.as_str()).collect();
             execute_for_ids(&mut tx, &ids, |list| {
                 [
                     format!(
@@ -562,8 +571,13 @@ impl Store for SqliteStore {
             })
             .await?;
             let mut steps = Vec::with_capacity(claimed.len());
-            for (mut step, activations) in claimed {
+            for (mut step, activations, overrides) in claimed {
                 step.policy = self.policy(&mut tx, &step.deployment, step.version).await?;
+                if let Some(overrides) = overrides {
+                    let overrides: PolicyOverride = serde_json::from_str(&overrides)
+                        .with_context(|| format!("stored step policy is not valid: {overrides}"))?;
+                    step.policy = step.policy.overlaid(&overrides);
+                }
                 if activations > 0 {
                     (step.resume, step.resume_attempt) =
                         workflow::resume_journal(&mut tx, &step.step_id).await?;
@@ -1311,7 +1325,11 @@ fn placeholders(n: usize) -> String {
 
 /// Claimed steps from the rows returned by a claiming `UPDATE ... RETURNING`; policies are filled
 /// in afterwards.
-fn steps_of(rows: &[SqliteRow], assigned_at: Micros) -> Result<Vec<(ClaimedStep, i64)>> {
+/// Claimed steps with their activation count and policy overrides (JSON).
+fn steps_of(
+    rows: &[SqliteRow],
+    assigned_at: Micros,
+) -> Result<Vec<(ClaimedStep, i64, Option<String>)>> {
     rows.iter()
         .map(|r| {
             let activations: i64 = r.try_get(9)?;
@@ -1331,7 +1349,7 @@ fn steps_of(rows: &[SqliteRow], assigned_at: Micros) -> Result<Vec<(ClaimedStep,
                 resume: Vec::new(),
                 resume_attempt: attempt,
             };
-            Ok((step, activations))
+            Ok((step, activations, r.try_get(10)?))
         })
         .collect()
 }
@@ -1343,6 +1361,10 @@ fn deployment_of(r: &SqliteRow) -> Result<Deployment> {
         digest: r.try_get(2)?,
         policy: parse_policy(&r.try_get::<String, _>(3)?)?,
         created_at: r.try_get(4)?,
+        kind: match r.try_get::<String, _>(5)?.as_str() {
+            "dag" => DeploymentKind::Dag,
+            _ => DeploymentKind::Component,
+        },
     })
 }
 

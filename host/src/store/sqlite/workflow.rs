@@ -56,7 +56,9 @@ pub(super) fn step_state(
     Option<i64>,
 ) {
     match (&c.wait, c.retry_at) {
-        (Some(Wait::Children(_)), _) => ("queued", Some("children"), None, None),
+        (Some(Wait::Children(_) | Wait::AnyChild(_)), _) => {
+            ("queued", Some("children"), None, None)
+        }
         (Some(Wait::Timer(until)), _) => ("queued", Some("timer"), None, Some(*until)),
         (Some(Wait::Event { name, deadline, .. }), _) => {
             ("queued", Some("event"), Some(name.as_str()), *deadline)
@@ -71,12 +73,16 @@ pub(super) async fn insert_children(
     conn: &mut SqliteConnection,
     committed: &[&Completion],
 ) -> Result<()> {
-    let rows: Vec<(&Completion, &NewChild, String)> = committed
+    let rows: Vec<(&Completion, &NewChild, String, Option<String>)> = committed
         .iter()
         .flat_map(|c| {
             c.children.iter().map(move |child| {
                 let input = serde_json::to_string(&child.input).expect("values serialize");
-                (*c, child, input)
+                let policy = child
+                    .policy
+                    .as_ref()
+                    .map(|p| serde_json::to_string(p).expect("policies serialize"));
+                (*c, child, input, policy)
             })
         })
         .collect();
@@ -84,10 +90,10 @@ pub(super) async fn insert_children(
     insert_rows(
         conn,
         "INSERT INTO steps (id, run_id, task, deployment, version, digest, input, status, \
-         attempt, created_at, parent_id, child_index) VALUES ",
-        "(?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?)",
+         attempt, created_at, parent_id, child_index, policy) VALUES ",
+        "(?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?)",
         &rows,
-        |q, (c, child, input)| {
+        |q, (c, child, input, policy)| {
             q.bind(&child.step_id)
                 .bind(&c.run_id)
                 .bind(&child.task)
@@ -98,6 +104,7 @@ pub(super) async fn insert_children(
                 .bind(now)
                 .bind(&c.step_id)
                 .bind(i64::from(child.index))
+                .bind(policy.as_deref())
         },
     )
     .await
@@ -111,7 +118,7 @@ pub(super) async fn settle_waits(
 ) -> Result<()> {
     for c in committed {
         match &c.wait {
-            Some(Wait::Children(ids)) => {
+            Some(wait @ (Wait::Children(ids) | Wait::AnyChild(ids))) => {
                 let mut pending = 0i64;
                 for chunk in chunks(ids) {
                     let sql = format!(
@@ -124,6 +131,10 @@ pub(super) async fn settle_waits(
                         mark = mark.bind(id);
                     }
                     pending += mark.fetch_all(&mut *conn).await?.len() as i64;
+                }
+                if matches!(wait, Wait::AnyChild(_)) && pending > 0 {
+                    // One finished child is enough, unless one already has.
+                    pending = if pending < ids.len() as i64 { 0 } else { 1 };
                 }
                 let sql = if pending == 0 {
                     "UPDATE steps SET wait = NULL, pending = 0 WHERE id = ? AND attempt = ?"

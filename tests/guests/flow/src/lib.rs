@@ -67,6 +67,19 @@ impl Guest for Flow {
         Err(Failure::Fatal(format!("broken child {n}")))
     }
 
+    fn add(left: u32, right: u32) -> u32 {
+        left + right
+    }
+
+    fn report(failures: Vec<(String, String)>) -> String {
+        kv::set_string(&executions_key("report"), &(read_count("report") + 1).to_string());
+        let lines: Vec<String> = failures
+            .iter()
+            .map(|(step, error)| format!("{step}: {error}"))
+            .collect();
+        lines.join("\n")
+    }
+
     fn executions(key: String) -> u32 {
         read_count(&key)
     }
