@@ -479,6 +479,7 @@ mod tests {
                     max_attempts: Some(3),
                     ..Default::default()
                 },
+                ..Policy::default()
             },
             status: Status::Succeeded,
             input: json!({ "name": "ada", "tags": ["a", "é", "\u{1f600}"] }),

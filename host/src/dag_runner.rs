@@ -203,10 +203,12 @@ async fn start_step(
     let step_input = spec
         .step_input(step, input, outputs, &params[&step.task])
         .map_err(|e| anyhow::anyhow!("step `{}`: {e}", step.name))?;
-    let (retry, timeout, _) = spec.step_policy(step);
+    let (retry, timeout, schedule_to_start) = spec.step_policy(step);
+    let millis = |d: Duration| d.as_millis() as u64;
     let overrides = PolicyOverride {
         retry,
-        timeout_ms: timeout.map(|t: Duration| t.as_millis() as u64),
+        timeout_ms: timeout.map(millis),
+        schedule_to_start_ms: schedule_to_start.map(millis),
     };
     state.workflow.next_policy = (overrides != PolicyOverride::default()).then_some(overrides);
     let started = state

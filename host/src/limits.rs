@@ -69,9 +69,14 @@ pub fn validate_policy(policy: &Policy) -> anyhow::Result<()> {
             MAX_MEMORY_BYTES >> 30
         );
     }
-    if let Some(ms) = policy.timeout_ms {
-        anyhow::ensure!(ms > 0, "timeout must be greater than zero");
+    for (name, value) in [
+        ("timeout", policy.timeout_ms),
+        ("schedule-to-start timeout", policy.schedule_to_start_ms),
+        ("run timeout", policy.run_timeout_ms),
+    ] {
+        anyhow::ensure!(value != Some(0), "the {name} must be greater than zero");
     }
+    policy.retry.validate().map_err(anyhow::Error::msg)?;
     for entry in &policy.http_allow {
         HttpAllowlist::validate_entry(entry).map_err(anyhow::Error::msg)?;
     }

@@ -130,6 +130,13 @@ impl Hypergraph {
         let spec = DagSpec::parse(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         let name = name.unwrap_or(&spec.name);
         validate_deployment_name(name)?;
+        // The file's whole-run timeout, unless the command line set one.
+        let policy = &Policy {
+            run_timeout_ms: policy
+                .run_timeout_ms
+                .or(spec.policy.run_timeout.map(|d| d.as_millis() as u64)),
+            ..policy.clone()
+        };
         validate_policy(policy)?;
         let mut params = HashMap::new();
         for task in spec.steps.iter().map(|s| &s.task).chain(&spec.on_failure) {

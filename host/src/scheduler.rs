@@ -124,16 +124,19 @@ impl Hypergraph {
             // A DAG workflow: its name has no `/`, and its input is any JSON.
             if !request.task.contains('/') {
                 if let Some(dag) = self.dag_deployment(&request.task).await? {
+                    let now = now_micros();
                     runs.push(NewRun {
                         id: uuid::Uuid::now_v7().to_string(),
                         step_id: uuid::Uuid::now_v7().to_string(),
                         task: request.task.clone(),
+                        start_deadline: dag.policy.start_deadline(now),
+                        deadline: dag.policy.run_deadline(now),
                         deployment: dag.name,
                         version: dag.version,
                         digest: dag.digest,
                         input: request.input.clone(),
                         meta: request.meta.clone(),
-                        created_at: now_micros(),
+                        created_at: now,
                     });
                     continue;
                 }
@@ -147,7 +150,10 @@ impl Hypergraph {
             }
             let task = resolved.as_ref().expect("just resolved");
             let input = canonical_input(task, &request.input)?;
+            let now = now_micros();
             runs.push(NewRun {
+                start_deadline: task.deployment.policy.start_deadline(now),
+                deadline: task.deployment.policy.run_deadline(now),
                 id: uuid::Uuid::now_v7().to_string(),
                 step_id: uuid::Uuid::now_v7().to_string(),
                 task: request.task.clone(),
@@ -156,7 +162,7 @@ impl Hypergraph {
                 digest: task.deployment.digest.clone(),
                 input,
                 meta: request.meta.clone(),
-                created_at: now_micros(),
+                created_at: now,
             });
         }
         let ids = runs.iter().map(|r| r.id.clone()).collect();

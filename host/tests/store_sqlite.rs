@@ -53,6 +53,8 @@ fn new_run(task: &str, created_at: i64, meta: &[(&str, &str)]) -> NewRun {
         version: 1,
         digest: DIGEST_A.to_string(),
         input: json!({ "n": created_at }),
+        start_deadline: None,
+        deadline: None,
         meta: meta
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

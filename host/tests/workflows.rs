@@ -389,3 +389,49 @@ async fn dag_files_are_validated_at_deploy() {
         "nothing was stored"
     );
 }
+
+#[tokio::test]
+async fn schedule_to_start_and_run_timeouts_fail_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let hg = open(dir.path()).await;
+    let component = flow();
+    // Nobody starts the step within 50 ms: it fails without ever running.
+    let impatient = Policy {
+        schedule_to_start_ms: Some(50),
+        ..Policy::default()
+    };
+    hg.deploy("impatient", &component, &impatient)
+        .await
+        .unwrap();
+    let id = submit(
+        &hg,
+        "impatient/work",
+        json!({"key": "late", "n": 1, "sleep-ms": 0, "fail-attempts": 0}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let run = finish(&hg, &id).await;
+    assert_eq!(run.status, Status::Failed);
+    assert_eq!(error_kind(&run), "schedule_to_start_timeout");
+    assert_eq!(run.steps[0].attempt, 0, "never started");
+
+    // A workflow sleeping past its run timeout: the run fails, its steps are cancelled.
+    let bounded = Policy {
+        run_timeout_ms: Some(300),
+        ..Policy::default()
+    };
+    hg.deploy("bounded", &component, &bounded).await.unwrap();
+    let id = submit(&hg, "bounded/nap", json!(60_000)).await;
+    let run = finish(&hg, &id).await;
+    assert_eq!(run.status, Status::Failed);
+    assert_eq!(error_kind(&run), "run_timeout");
+    assert!(run.steps.iter().all(|s| s.status == Status::Cancelled));
+
+    // Policies are checked at deploy.
+    let zero = Policy {
+        run_timeout_ms: Some(0),
+        ..Policy::default()
+    };
+    let error = hg.deploy("zero", &component, &zero).await.unwrap_err();
+    assert!(format!("{error:#}").contains("run timeout must be greater than zero"));
+}

@@ -44,6 +44,8 @@ pub struct NewChild {
     pub input: Value,
     /// Overrides of the child deployment's policy (a DAG step's `[step.policy]`).
     pub policy: Option<PolicyOverride>,
+    /// The child fails if no worker starts it by then (schedule-to-start).
+    pub start_deadline: Option<Micros>,
 }
 
 /// What a suspended workflow waits for.
@@ -248,6 +250,7 @@ async fn new_child(
         digest: resolved.deployment.digest.clone(),
         input,
         policy: None,
+        start_deadline: resolved.deployment.policy.start_deadline(now_micros()),
     })
 }
 
@@ -323,9 +326,18 @@ impl workflow::Host for HostState {
                 } else {
                     new_child(self.workflow.live()?, &task, &input, index as u32)
                         .await
-                        .map(|child| NewChild {
-                            policy: self.workflow.next_policy.clone(),
-                            ..child
+                        .map(|child| {
+                            let policy = self.workflow.next_policy.clone();
+                            let start_deadline = policy
+                                .as_ref()
+                                .and_then(|p| p.schedule_to_start_ms)
+                                .map(|ms| now_micros().saturating_add(ms as i64 * 1000))
+                                .or(child.start_deadline);
+                            NewChild {
+                                policy,
+                                start_deadline,
+                                ..child
+                            }
                         })
                 };
                 let entry = match started {

@@ -116,6 +116,13 @@ struct DeployArgs {
     /// Longest delay between retries [default: 60s].
     #[arg(long, value_parser = humantime::parse_duration)]
     max_backoff: Option<Duration>,
+    /// Longest a step may wait in the queue before it starts, e.g. `5m` [default: unbounded].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    schedule_to_start: Option<Duration>,
+    /// Longest a whole run may take, e.g. `1h`; then it fails and its unfinished steps are
+    /// cancelled [default: unbounded].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    run_timeout: Option<Duration>,
     /// Which failures are retried, comma-separated: trap, timeout, retryable (application errors
     /// marked retryable), application (every application error) [default: trap,timeout,retryable].
     #[arg(long, value_delimiter = ',', value_parser = parse_retry_on)]
@@ -442,6 +449,8 @@ async fn deploy(hg: &Hypergraph, args: DeployArgs) -> Result<i32> {
             max_backoff: args.max_backoff,
             retry_on: args.retry_on,
         },
+        schedule_to_start_ms: args.schedule_to_start.map(|d| d.as_millis() as u64),
+        run_timeout_ms: args.run_timeout.map(|d| d.as_millis() as u64),
     };
     let is_dag = args.file.extension().is_some_and(|e| e == "toml");
     let report = if is_dag {

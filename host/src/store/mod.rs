@@ -58,6 +58,27 @@ pub struct Policy {
     /// When failed attempts are retried (default: never).
     #[serde(default, skip_serializing_if = "is_default")]
     pub retry: RetryPolicy,
+    /// Longest a step may wait in the queue before its first attempt starts, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_to_start_ms: Option<u64>,
+    /// Longest a whole run may take, in milliseconds; then it fails and its unfinished steps
+    /// are cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_timeout_ms: Option<u64>,
+}
+
+impl Policy {
+    /// The schedule-to-start deadline of a step created at `now`.
+    pub fn start_deadline(&self, now: Micros) -> Option<Micros> {
+        self.schedule_to_start_ms
+            .map(|ms| now.saturating_add(ms.saturating_mul(1000) as i64))
+    }
+
+    /// The deadline of a run created at `now`.
+    pub fn run_deadline(&self, now: Micros) -> Option<Micros> {
+        self.run_timeout_ms
+            .map(|ms| now.saturating_add(ms.saturating_mul(1000) as i64))
+    }
 }
 
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {
@@ -107,6 +128,8 @@ pub struct PolicyOverride {
     pub retry: RetryPolicy,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_to_start_ms: Option<u64>,
 }
 
 impl Policy {
@@ -115,6 +138,7 @@ impl Policy {
         Policy {
             retry: self.retry.overlay(&over.retry),
             timeout_ms: over.timeout_ms.or(self.timeout_ms),
+            schedule_to_start_ms: over.schedule_to_start_ms.or(self.schedule_to_start_ms),
             ..self.clone()
         }
     }
@@ -199,6 +223,10 @@ pub struct NewRun {
     /// Metadata tags (`--meta k=v`), keys unique.
     pub meta: Vec<(String, String)>,
     pub created_at: Micros,
+    /// The step fails if no worker starts it by then (the deployment's schedule-to-start).
+    pub start_deadline: Option<Micros>,
+    /// The run fails if it has not finished by then (the deployment's run timeout).
+    pub deadline: Option<Micros>,
 }
 
 /// A step handed to a worker by [`Store::claim_steps`].

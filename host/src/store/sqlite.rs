@@ -413,8 +413,9 @@ impl Store for SqliteStore {
             let rows: Vec<(&NewRun, &String)> = runs.iter().zip(&inputs).collect();
             insert_rows(
                 &mut tx,
-                "INSERT INTO runs (id, task, deployment, version, digest, input, status, created_at) VALUES ",
-                "(?, ?, ?, ?, ?, ?, 'queued', ?)",
+                "INSERT INTO runs (id, task, deployment, version, digest, input, status, created_at, \
+                 deadline) VALUES ",
+                "(?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
                 &rows,
                 |q, (r, input)| {
                     q.bind(&r.id)
@@ -424,13 +425,15 @@ impl Store for SqliteStore {
                         .bind(&r.digest)
                         .bind(input.as_str())
                         .bind(r.created_at)
+                        .bind(r.deadline)
                 },
             )
             .await?;
             insert_rows(
                 &mut tx,
-                "INSERT INTO steps (id, run_id, task, deployment, version, digest, input, status, attempt, created_at) VALUES ",
-                "(?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?)",
+                "INSERT INTO steps (id, run_id, task, deployment, version, digest, input, status, \
+                 attempt, created_at, start_deadline) VALUES ",
+                "(?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?)",
                 &rows,
                 |q, (r, input)| {
                     q.bind(&r.step_id)
@@ -441,6 +444,7 @@ impl Store for SqliteStore {
                         .bind(&r.digest)
                         .bind(input.as_str())
                         .bind(r.created_at)
+                        .bind(r.start_deadline)
                 },
             )
             .await?;
@@ -482,6 +486,7 @@ impl Store for SqliteStore {
             // can claim the same rows in between.
             const RETURNING: &str = "RETURNING id, run_id, task, deployment, version, digest, \
                                      input, attempt, created_at, activations, policy";
+            workflow::expire(&mut tx, now).await?;
             // Timers and event timeouts that have passed end their steps' waits.
             sqlx::query(
                 "UPDATE steps SET wait = NULL, wait_event = NULL \
@@ -495,7 +500,7 @@ impl Store for SqliteStore {
                 "UPDATE steps SET status = 'running', \
                  attempt = CASE WHEN activations > 0 THEN attempt ELSE attempt + 1 END, \
                  worker_id = ?, assigned_at = ?, started_at = NULL, completed_at = NULL, \
-                 wake_at = NULL, lease_expires_at = ? \
+                 wake_at = NULL, start_deadline = NULL, lease_expires_at = ? \
                  WHERE id IN (SELECT id FROM steps WHERE status = 'queued' AND wait IS NULL \
                  AND (wake_at IS NULL OR wake_at <= ?) ORDER BY created_at LIMIT ?) {RETURNING}"
             ))

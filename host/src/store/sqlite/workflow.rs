@@ -90,8 +90,8 @@ pub(super) async fn insert_children(
     insert_rows(
         conn,
         "INSERT INTO steps (id, run_id, task, deployment, version, digest, input, status, \
-         attempt, created_at, parent_id, child_index, policy) VALUES ",
-        "(?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?)",
+         attempt, created_at, parent_id, child_index, policy, start_deadline) VALUES ",
+        "(?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?)",
         &rows,
         |q, (c, child, input, policy)| {
             q.bind(&child.step_id)
@@ -105,6 +105,7 @@ pub(super) async fn insert_children(
                 .bind(&c.step_id)
                 .bind(i64::from(child.index))
                 .bind(policy.as_deref())
+                .bind(child.start_deadline)
         },
     )
     .await
@@ -278,6 +279,21 @@ pub(super) async fn send_event(
 
 /// See [`crate::store::Store::cancel_run`].
 pub(super) async fn cancel_run(conn: &mut SqliteConnection, id: &str) -> Result<Option<Cancelled>> {
+    let error = json!({
+        "kind": "cancelled",
+        "message": "the run was cancelled",
+    });
+    end_run(conn, id, Status::Cancelled, &error).await
+}
+
+/// Ends an unfinished run with `status` and `error`, cancelling its unfinished steps (their
+/// workers interrupt running attempts).
+async fn end_run(
+    conn: &mut SqliteConnection,
+    id: &str,
+    status: Status,
+    error: &serde_json::Value,
+) -> Result<Option<Cancelled>> {
     let Some(row) = sqlx::query("SELECT status FROM runs WHERE id = ?")
         .bind(id)
         .fetch_optional(&mut *conn)
@@ -292,11 +308,7 @@ pub(super) async fn cancel_run(conn: &mut SqliteConnection, id: &str) -> Result<
         }));
     }
     let now = now_micros();
-    let error = json!({
-        "kind": "cancelled",
-        "message": "the run was cancelled",
-    })
-    .to_string();
+    let error = error.to_string();
     sqlx::query(
         "UPDATE attempts SET status = 'cancelled', completed_at = ?, error = ? \
          WHERE status = 'running' AND step_id IN (SELECT id FROM steps WHERE run_id = ? \
@@ -318,7 +330,8 @@ pub(super) async fn cancel_run(conn: &mut SqliteConnection, id: &str) -> Result<
     .execute(&mut *conn)
     .await?
     .rows_affected();
-    sqlx::query("UPDATE runs SET status = 'cancelled', completed_at = ?, error = ? WHERE id = ?")
+    sqlx::query("UPDATE runs SET status = ?, completed_at = ?, error = ? WHERE id = ?")
+        .bind(status.as_str())
         .bind(now)
         .bind(&error)
         .bind(id)
@@ -328,6 +341,63 @@ pub(super) async fn cancel_run(conn: &mut SqliteConnection, id: &str) -> Result<
         steps,
         changed: true,
     }))
+}
+
+/// Enforces schedule-to-start and run timeouts that passed by `now`: a queued step nobody
+/// started in time fails (and counts as finished for a waiting workflow); a run past its deadline
+/// fails and its unfinished steps are cancelled.
+pub(super) async fn expire(conn: &mut SqliteConnection, now: i64) -> Result<()> {
+    let error = json!({
+        "kind": "schedule_to_start_timeout",
+        "message": "no worker started the step before its schedule-to-start deadline",
+    })
+    .to_string();
+    let late = sqlx::query(
+        "UPDATE steps SET status = 'failed', error = ?, completed_at = ?, start_deadline = NULL \
+         WHERE status = 'queued' AND wait IS NULL AND start_deadline <= ? \
+         RETURNING id, parent_id, run_id",
+    )
+    .bind(&error)
+    .bind(now)
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut children = Vec::new();
+    for r in &late {
+        let id: String = r.try_get(0)?;
+        let parent: Option<String> = r.try_get(1)?;
+        if parent.is_some() {
+            children.push(id);
+        } else {
+            sqlx::query(
+                "UPDATE runs SET status = 'failed', error = ?, completed_at = ? \
+                 WHERE id = ? AND status IN ('queued', 'running')",
+            )
+            .bind(&error)
+            .bind(now)
+            .bind(r.try_get::<String, _>(2)?)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    let children: Vec<&str> = children.iter().map(String::as_str).collect();
+    wake_parents(conn, &children).await?;
+    let overdue: Vec<String> =
+        sqlx::query("SELECT id FROM runs WHERE deadline <= ? AND status IN ('queued', 'running')")
+            .bind(now)
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
+    for id in overdue {
+        let error = json!({
+            "kind": "run_timeout",
+            "message": "the run did not finish before its deadline (the deployment's run timeout)",
+        });
+        end_run(conn, &id, Status::Failed, &error).await?;
+    }
+    Ok(())
 }
 
 /// See [`crate::store::Store::cancelled_steps`].
