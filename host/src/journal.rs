@@ -348,8 +348,8 @@ impl State {
     }
 }
 
-/// Where a failed workflow's journal is cut when its run is resumed: before the first join that
-/// saw a failed child (so the re-run children are joined again), else nothing is cut.
+/// Where a failed workflow's journal is cut when its run is resumed: before the first join (or a
+/// DAG's join-any) that saw a failed child (so the re-run children are joined again), else nothing is cut.
 pub fn resume_cut(entries: &[Entry]) -> usize {
     entries
         .iter()
@@ -357,6 +357,9 @@ pub fn resume_cut(entries: &[Entry]) -> usize {
             Entry::WorkflowJoin { results, .. } => {
                 results.iter().any(|r| matches!(r, ChildResult::Err { .. }))
             }
+            Entry::WorkflowJoinAny { finished, .. } => finished
+                .iter()
+                .any(|(_, r)| matches!(r, ChildResult::Err { .. })),
             _ => false,
         })
         .unwrap_or(entries.len())

@@ -185,17 +185,21 @@ impl Guest for GraphMigration {
             AuditRecord::replacing(previous, Status::Success, detail.clone(), context::run_id());
         write_audit(&graph, to, &record);
 
-        if fail {
-            // After the writes on purpose: none of them commits, as `state` shows.
+        let attempt = context::attempt();
+        if fail && attempt == 1 {
+            // A transient failure on purpose, after the writes: none of them commits, as `state`
+            // shows. A later attempt of this step (a retry, or `hypergraph runs resume`) goes on.
             hypergraph_guest::warn!(
-                "graph {graph}: hop {from} -> {to} fails on purpose (fail-at-hop)"
+                "graph {graph}: hop {from} -> {to} fails on purpose on attempt 1 (fail-at-hop)"
             );
             return Err(format!(
-                "fail-at-hop = {to}: the hop failed on purpose after writing version {to}, its \
-                 data and its audit row, and none of these writes is kept"
+                "fail-at-hop = {to}: the hop failed on purpose (attempt 1 only) after writing \
+                 version {to}, its data and its audit row, and none of these writes is kept"
             ));
         }
-        hypergraph_guest::info!("graph {graph}: hop {from} -> {to} applied: {detail}");
+        hypergraph_guest::info!(
+            "graph {graph}: hop {from} -> {to} applied (attempt {attempt}): {detail}"
+        );
         Ok(HopResult {
             from,
             to,

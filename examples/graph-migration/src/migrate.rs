@@ -162,7 +162,7 @@ pub fn run(plan: Plan) -> Result<Migration, String> {
                 }
                 return Err(format!(
                     "graph {graph}: hop {version} -> {to} failed: {why}. The graph stays at \
-                     version {version}; run the plan again to resume from there"
+                     version {version}; resume this run or run the plan again to go on from there"
                 ));
             }
         }

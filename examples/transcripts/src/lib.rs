@@ -3,8 +3,9 @@
 //! Leaf tasks (`fetch-track`, `pad-track`, `transcribe`, `merge`, `topics`, `title`, `summary`,
 //! `report-failure`) do real text processing ([`text`], unit-tested on the build machine); the
 //! workflow `pipeline` ([`pipeline`]) runs them as child steps with the SDK's
-//! [`hypergraph_guest::workflow`] helpers; `transcribe-pair` and `assemble-report` adapt the leaf
-//! functions to the parameter names of the DAG variant, `pipeline.dag.toml`.
+//! [`hypergraph_guest::workflow`] helpers; `fetch-input-track`, `transcribe-pair` and
+//! `assemble-report` adapt the leaf functions to the parameter names of the DAG variant,
+//! `pipeline.dag.toml`.
 
 // The generated export glue of functions with many (flattened) parameters.
 #![allow(clippy::too_many_arguments)]
@@ -95,26 +96,30 @@ impl Mirror<FetchError> for text::FetchError {
     }
 }
 
+/// `fetch-track`: [`text::fetch`] with the attempt number (failure injection), logged.
+fn fetch(track: text::Track) -> Result<Track, FetchError> {
+    let attempt = hypergraph_guest::context::attempt();
+    match text::fetch(&track, attempt) {
+        Ok(fetched) => {
+            hypergraph_guest::info!(
+                "fetched the track of {} ({} bytes, attempt {attempt})",
+                fetched.speaker,
+                fetched.text.len()
+            );
+            Ok(fetched.mirror())
+        }
+        Err(error) => {
+            hypergraph_guest::warn!("fetch failed on attempt {attempt}: {error}");
+            Err(error.mirror())
+        }
+    }
+}
+
 struct Transcripts;
 
 impl Guest for Transcripts {
     fn fetch_track(track: Track) -> Result<Track, FetchError> {
-        let attempt = hypergraph_guest::context::attempt();
-        let track: text::Track = track.mirror();
-        match text::fetch(&track, attempt) {
-            Ok(fetched) => {
-                hypergraph_guest::info!(
-                    "fetched the track of {} ({} bytes, attempt {attempt})",
-                    fetched.speaker,
-                    fetched.text.len()
-                );
-                Ok(fetched.mirror())
-            }
-            Err(error) => {
-                hypergraph_guest::warn!("fetch failed on attempt {attempt}: {error}");
-                Err(error.mirror())
-            }
-        }
+        fetch(track.mirror())
     }
 
     fn pad_track(track: Track) -> PaddedTrack {
@@ -173,6 +178,20 @@ impl Guest for Transcripts {
         let report = text::failure_report(&failures);
         hypergraph_guest::log::error(&report);
         report
+    }
+
+    fn fetch_input_track(input: Vec<Track>, index: u32) -> Result<Track, FetchError> {
+        let count = input.len();
+        match input.into_iter().nth(index as usize) {
+            Some(track) => fetch(track.mirror()),
+            None => {
+                let error = text::FetchError::Rejected(format!(
+                    "the input has no track #{index}: it has {count} track(s), numbered from 0"
+                ));
+                hypergraph_guest::warn!("{error}");
+                Err(error.mirror())
+            }
+        }
     }
 
     fn transcribe_pair(track_a: Track, track_b: Track) -> Transcript {
