@@ -141,16 +141,9 @@ impl Hypergraph {
         let mut params = HashMap::new();
         for task in spec.steps.iter().map(|s| &s.task).chain(&spec.on_failure) {
             if !params.contains_key(task) {
-                let found = match self.resolve(task).await {
-                    Ok(resolved) => Ok(resolved
-                        .task()
-                        .export
-                        .ty
-                        .params()
-                        .map(|(n, _)| n.to_string())
-                        .collect()),
-                    Err(e) => Err(format!("{e:#}")),
-                };
+                let found = crate::dag_runner::task_params(self, task)
+                    .await
+                    .map_err(|e| format!("{e:#}"));
                 params.insert(task.clone(), found);
             }
         }

@@ -22,7 +22,7 @@ use crate::journal::{Call, Entry, Lookup};
 use crate::registry::function_of;
 use crate::runtime::Hypergraph;
 use crate::scheduler::canonical_input;
-use crate::store::{now_micros, Micros, PolicyOverride, Status, StepOutcome};
+use crate::store::{micros_after, now_micros, Micros, PolicyOverride, Status, StepOutcome};
 
 /// The interfaces this module serves.
 pub const INTERFACES: &[&str] = &["hypergraph:workflow/workflow@0.1.0"];
@@ -331,7 +331,7 @@ impl workflow::Host for HostState {
                             let start_deadline = policy
                                 .as_ref()
                                 .and_then(|p| p.schedule_to_start_ms)
-                                .map(|ms| now_micros().saturating_add(ms as i64 * 1000))
+                                .map(|ms| micros_after(now_micros(), ms))
                                 .or(child.start_deadline);
                             NewChild {
                                 policy,
@@ -444,7 +444,7 @@ impl workflow::Host for HostState {
             Lookup::Recorded(Entry::WorkflowSleep { until, .. }) => until,
             Lookup::Recorded(other) => unreachable!("journal answered `sleep` with {other:?}"),
             Lookup::Live => {
-                let until = now_micros().saturating_add(millis.saturating_mul(1000) as i64);
+                let until = micros_after(now_micros(), millis);
                 self.journal.append(Entry::WorkflowSleep { millis, until });
                 until
             }
@@ -483,8 +483,7 @@ impl workflow::Host for HostState {
                     .last_event_seq()
                     .await
                     .map_err(|e| wasmtime::format_err!("reading events failed: {e:#}"))?;
-                let deadline = timeout_millis
-                    .map(|ms| now_micros().saturating_add(ms.saturating_mul(1000) as i64));
+                let deadline = timeout_millis.map(|ms| micros_after(now_micros(), ms));
                 self.journal.append(Entry::WorkflowWaitEvent {
                     name: name.clone(),
                     timeout_millis,

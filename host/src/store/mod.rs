@@ -40,6 +40,11 @@ pub fn now_micros() -> Micros {
         .unwrap_or(0)
 }
 
+/// The time `millis` milliseconds after `from`, saturating instead of overflowing.
+pub fn micros_after(from: Micros, millis: u64) -> Micros {
+    from.saturating_add(i64::try_from(millis.saturating_mul(1000)).unwrap_or(i64::MAX))
+}
+
 /// Per-deployment execution policy. `None` fields fall back to the host defaults.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
@@ -70,14 +75,12 @@ pub struct Policy {
 impl Policy {
     /// The schedule-to-start deadline of a step created at `now`.
     pub fn start_deadline(&self, now: Micros) -> Option<Micros> {
-        self.schedule_to_start_ms
-            .map(|ms| now.saturating_add(ms.saturating_mul(1000) as i64))
+        self.schedule_to_start_ms.map(|ms| micros_after(now, ms))
     }
 
     /// The deadline of a run created at `now`.
     pub fn run_deadline(&self, now: Micros) -> Option<Micros> {
-        self.run_timeout_ms
-            .map(|ms| now.saturating_add(ms.saturating_mul(1000) as i64))
+        self.run_timeout_ms.map(|ms| micros_after(now, ms))
     }
 }
 
