@@ -157,6 +157,9 @@ impl Worker {
             // Created before claiming: a submission committed while the claim query runs still
             // wakes us (tokio delivers `notify_waiters` to every `Notified` that exists).
             let wake = self.hg.signals.submitted.notified();
+            // Read before claiming: a completion committed after this claim's snapshot must
+            // keep an idle worker going, since it may have made children claimable.
+            let settled = running.is_empty() && uncommitted.load(Ordering::SeqCst) == 0;
             let free = slots.available_permits().min(BATCH);
             let claimed = if free > 0 {
                 self.hg
@@ -167,7 +170,7 @@ impl Worker {
                 Vec::new()
             };
             if claimed.is_empty() {
-                if idle_mode && running.is_empty() && uncommitted.load(Ordering::SeqCst) == 0 {
+                if idle_mode && settled {
                     break;
                 }
                 let sleep = tokio::time::sleep(idle_poll);
