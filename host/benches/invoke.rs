@@ -101,6 +101,7 @@ async fn main() -> anyhow::Result<()> {
                     journal: Journal::recording(),
                     kv: None,
                     workflow: None,
+                    linger: None,
                     cancel: None,
                 },
             )

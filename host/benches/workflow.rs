@@ -174,6 +174,7 @@ async fn main() -> anyhow::Result<()> {
                 journal: Journal::resuming(entries.clone()),
                 kv: None,
                 workflow: Some(hg.clone()),
+                linger: None,
                 cancel: None,
             },
         )

@@ -20,7 +20,7 @@ use serde_json::{json, Map, Value};
 
 use crate::capabilities::bindings::hypergraph::workflow::workflow::Host as _;
 use crate::capabilities::kv::KvState;
-use crate::capabilities::workflow::{ChildResult, WorkflowState};
+use crate::capabilities::workflow::{ChildResult, Linger, WorkflowState};
 use crate::capabilities::{HostState, InvocationContext};
 use crate::dag::{DagSpec, DagStep};
 use crate::invoke::{ErrorKind, Outcome, TaskError};
@@ -30,7 +30,13 @@ use crate::runtime::Hypergraph;
 use crate::store::{now_micros, ClaimedStep, PolicyOverride};
 
 /// Runs one activation of the DAG workflow of `step` (whose digest names the DAG file).
-pub async fn run_dag(hg: &Hypergraph, step: &ClaimedStep, journal: Journal) -> Result<Outcome> {
+/// Its joins linger when `linger` is set, like a workflow component's.
+pub async fn run_dag(
+    hg: &Hypergraph,
+    step: &ClaimedStep,
+    journal: Journal,
+    linger: Option<Linger>,
+) -> Result<Outcome> {
     let bytes = hg.component_bytes(&step.digest).await?;
     let text = std::str::from_utf8(&bytes).context("the stored DAG file is not UTF-8")?;
     let spec = DagSpec::parse(text).map_err(|e| anyhow::anyhow!("the stored DAG file: {e}"))?;
@@ -45,7 +51,7 @@ pub async fn run_dag(hg: &Hypergraph, step: &ClaimedStep, journal: Journal) -> R
         &limits,
         journal.clone(),
         KvState::new(None),
-        WorkflowState::new(Some(hg.clone())),
+        WorkflowState::new(Some(hg.clone()), linger),
     );
     let result = drive(hg, &spec, &step.input, &mut state).await;
     let (children, wait) = state.workflow.take();

@@ -16,7 +16,7 @@ use wasmtime::component::Val;
 use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
 
 use crate::capabilities::kv::{KvBackend, KvState};
-use crate::capabilities::workflow::{NewChild, Wait, WorkflowState};
+use crate::capabilities::workflow::{Linger, NewChild, Wait, WorkflowState};
 use crate::capabilities::{HostState, InvocationContext};
 use crate::convert::{results_buffer, results_to_json};
 use crate::engine::{Engine, Prepared, PreparedTask, EPOCH_TICK};
@@ -94,6 +94,8 @@ pub struct Invocation<'a> {
     pub kv: Option<KvBackend>,
     /// Where live workflow calls go (`None` in replay: the journal answers).
     pub workflow: Option<Hypergraph>,
+    /// Lets a workflow's joins wait in place before suspending (workers set it).
+    pub linger: Option<Linger>,
     /// Interrupts the attempt (at the next epoch tick) once set: the step was cancelled.
     pub cancel: Option<Arc<AtomicBool>>,
 }
@@ -134,7 +136,7 @@ pub async fn invoke(
             limits,
             invocation.journal.clone(),
             KvState::new(invocation.kv),
-            WorkflowState::new(invocation.workflow),
+            WorkflowState::new(invocation.workflow, invocation.linger),
         ),
     );
     store.limiter(|state| &mut state.limiter);

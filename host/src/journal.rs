@@ -140,6 +140,11 @@ impl Entry {
         }
     }
 
+    /// True for the entries of `hypergraph:workflow` calls: their attempt is a workflow's.
+    pub fn is_workflow(&self) -> bool {
+        self.kind().starts_with("workflow.")
+    }
+
     /// Parses a stored record back into an entry.
     pub fn from_record(record: &JournalRecord) -> anyhow::Result<Entry> {
         serde_json::from_str(&record.data).map_err(|e| {
@@ -289,6 +294,11 @@ struct State {
     replay: Option<Replay>,
     /// Incremented by [`Journal::take`], so a [`Deferred`] completing afterwards changes nothing.
     generation: u64,
+    /// Entries before this position are already stored (a resumed attempt's prefix, or what a
+    /// [`Journal::checkpoint`] handed out).
+    committed: usize,
+    /// Positions of live [`Deferred`] placeholders whose answer has not arrived yet.
+    outstanding: Vec<usize>,
 }
 
 #[derive(Debug)]
@@ -400,7 +410,7 @@ impl Deferred {
         if state.generation != self.generation {
             return;
         }
-        let Some(recorded) = self.recorded else {
+        let Some(recorded) = &self.recorded else {
             if let Some(slot) = state.entries.get_mut(self.seq) {
                 *slot = entry;
             }
@@ -411,12 +421,23 @@ impl Deferred {
             .divergence
             .as_ref()
             .is_some_and(|d| d.seq.is_none_or(|seq| seq as usize <= self.seq));
-        if entry != recorded && !earlier {
+        if entry != *recorded && !earlier {
             replay.divergence = Some(Divergence {
                 seq: Some(self.seq as u32),
-                expected: serde_json::to_value(&recorded).expect("entries serialize"),
+                expected: serde_json::to_value(recorded).expect("entries serialize"),
                 actual: serde_json::to_value(&entry).expect("entries serialize"),
             });
+        }
+    }
+}
+
+impl Drop for Deferred {
+    fn drop(&mut self) {
+        if self.recorded.is_none() {
+            let mut state = self.journal.lock();
+            if state.generation == self.generation {
+                state.outstanding.retain(|&seq| seq != self.seq);
+            }
         }
     }
 }
@@ -465,6 +486,8 @@ impl Journal {
                     then_record,
                 }),
                 generation: 0,
+                committed: 0,
+                outstanding: Vec::new(),
             })),
         }
     }
@@ -519,6 +542,7 @@ impl Journal {
         let generation = state.generation;
         let recorded = if state.is_live() {
             state.entries.push(placeholder);
+            state.outstanding.push(seq);
             None
         } else {
             Some(state.replay_next(&call)?)
@@ -568,7 +592,41 @@ impl Journal {
     pub fn take(&self) -> Vec<Entry> {
         let mut state = self.lock();
         state.generation += 1;
+        state.outstanding.clear();
         std::mem::take(&mut state.entries)
+    }
+
+    /// Declares the first `len` entries already stored: [`Journal::checkpoint`] and
+    /// [`Journal::committed`] start after them. A workflow resumed within the same attempt marks
+    /// its prefix, which that attempt stored before.
+    pub fn mark_committed(&self, len: usize) {
+        self.lock().committed = len;
+    }
+
+    /// How many leading entries are stored (see [`Journal::mark_committed`]).
+    pub fn committed(&self) -> usize {
+        self.lock().committed
+    }
+
+    /// The entries recorded since the last checkpoint, as records numbered by their position,
+    /// up to the first one whose answer is still outstanding (a [`Deferred`] placeholder is
+    /// never stored while it can still change); they count as stored from now on.
+    pub fn checkpoint(&self) -> Vec<JournalRecord> {
+        let mut state = self.lock();
+        let settled = state
+            .outstanding
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or(state.entries.len());
+        let from = state.committed.min(settled);
+        let records = state.entries[from..settled]
+            .iter()
+            .enumerate()
+            .map(|(i, entry)| record(from + i, entry))
+            .collect();
+        state.committed = settled;
+        records
     }
 
     /// In replay mode: the first divergence, including an attempt that ended before consuming
@@ -592,12 +650,17 @@ impl Journal {
         entries
             .iter()
             .enumerate()
-            .map(|(seq, entry)| JournalRecord {
-                seq: seq as u32,
-                kind: entry.kind().to_string(),
-                data: serde_json::to_string(entry).expect("journal entries always serialize"),
-            })
+            .map(|(seq, entry)| record(seq, entry))
             .collect()
+    }
+}
+
+/// One entry as a storable record at position `seq`.
+fn record(seq: usize, entry: &Entry) -> JournalRecord {
+    JournalRecord {
+        seq: seq as u32,
+        kind: entry.kind().to_string(),
+        data: serde_json::to_string(entry).expect("journal entries always serialize"),
     }
 }
 
@@ -647,6 +710,27 @@ mod tests {
             let json: serde_json::Value = serde_json::to_value(&entry).unwrap();
             assert_eq!(json["kind"], entry.kind(), "{entry:?}");
         }
+    }
+
+    #[test]
+    fn checkpoints_hand_out_settled_entries_once() {
+        let now = |nanos| Entry::MonotonicNow { nanos };
+        let journal = Journal::resuming(vec![now(1)]);
+        journal.mark_committed(1);
+        journal.answer(Call::MonotonicNow, || now(99));
+        journal.answer(Call::MonotonicNow, || now(2));
+        // Entry 2 waits for its answer: nothing from it on is stored yet.
+        let pending = journal.defer(Call::MonotonicNow, now(0)).unwrap();
+        journal.answer(Call::MonotonicNow, || now(4));
+        let first = journal.checkpoint();
+        assert_eq!(first.iter().map(|r| r.seq).collect::<Vec<_>>(), [1]);
+        pending.complete(now(3));
+        let second = journal.checkpoint();
+        assert_eq!(second.iter().map(|r| r.seq).collect::<Vec<_>>(), [2, 3]);
+        assert_eq!(Entry::from_record(&second[0]).unwrap(), now(3));
+        assert!(journal.checkpoint().is_empty());
+        assert_eq!(journal.committed(), 4);
+        assert_eq!(journal.take().len(), 4);
     }
 
     #[test]

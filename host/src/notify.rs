@@ -4,45 +4,55 @@
 //! Other processes' submissions and completions are found by polling, with backoff.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::Notify;
 
-/// Wakes waiters of specific runs when this process commits their completion.
+/// Wakes whoever waits for specific ids (runs, steps) when this process commits their end.
+///
+/// A waiter registers before it reads the database and waits on the returned [`Notify`] after:
+/// an end committed in between is not lost, because [`Waiters::completed`] stores a permit in the
+/// `Notify` that the next `notified().await` consumes.
 #[derive(Default)]
-pub struct RunWaiters {
-    waiting: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
+pub struct Waiters {
+    waiting: Mutex<HashMap<String, Vec<Arc<Notify>>>>,
 }
 
-impl RunWaiters {
-    /// Registers interest in `run_id`; the receiver resolves when [`RunWaiters::completed`] is
-    /// called for it (or is dropped).
-    pub fn register(&self, run_id: &str) -> oneshot::Receiver<()> {
-        let (tx, rx) = oneshot::channel();
+impl Waiters {
+    /// Registers interest in every id of `ids`; the returned `Notify` is notified once any of
+    /// them completes. Call [`Waiters::forget`] for the same ids when giving up.
+    pub fn register<'a>(&self, ids: impl IntoIterator<Item = &'a str>) -> Arc<Notify> {
+        let notify = Arc::new(Notify::new());
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        let senders = waiting.entry(run_id.to_string()).or_default();
-        senders.retain(|s| !s.is_closed());
-        senders.push(tx);
-        rx
+        for id in ids {
+            waiting
+                .entry(id.to_string())
+                .or_default()
+                .push(notify.clone());
+        }
+        notify
     }
 
-    /// Wakes everyone waiting for these runs.
-    pub fn completed<'a>(&self, run_ids: impl IntoIterator<Item = &'a str>) {
+    /// Wakes everyone waiting for any of these ids, and forgets them.
+    pub fn completed<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        for id in run_ids {
-            for tx in waiting.remove(id).unwrap_or_default() {
-                let _ = tx.send(());
+        for id in ids {
+            for notify in waiting.remove(id).unwrap_or_default() {
+                notify.notify_one();
             }
         }
     }
 
-    /// Forgets waiters of `run_id` that gave up (their receivers were dropped).
-    pub fn forget(&self, run_id: &str) {
+    /// Forgets registrations for these ids whose waiters are gone (their `Notify` is only held
+    /// here).
+    pub fn forget<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(senders) = waiting.get_mut(run_id) {
-            senders.retain(|s| !s.is_closed());
-            if senders.is_empty() {
-                waiting.remove(run_id);
+        for id in ids {
+            if let Some(notifies) = waiting.get_mut(id) {
+                notifies.retain(|n| Arc::strong_count(n) > 1);
+                if notifies.is_empty() {
+                    waiting.remove(id);
+                }
             }
         }
     }
@@ -54,7 +64,9 @@ pub struct Signals {
     /// Runs were submitted: idle workers should claim.
     pub submitted: Notify,
     /// Runs completed: their waiters should look.
-    pub runs: RunWaiters,
+    pub runs: Waiters,
+    /// Steps finished (succeeded, failed or cancelled): workflows lingering on them should look.
+    pub steps: Waiters,
 }
 
 #[cfg(test)]
@@ -62,15 +74,32 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn completion_wakes_only_its_waiters() {
-        let waiters = RunWaiters::default();
-        let mut a = waiters.register("a");
-        let mut b = waiters.register("b");
+    async fn completion_wakes_only_its_waiters_even_before_they_wait() {
+        let waiters = Waiters::default();
+        let a = waiters.register(["a"]);
+        let b = waiters.register(["b", "c"]);
         waiters.completed(["a"]);
-        assert!(a.try_recv().is_ok());
-        assert!(b.try_recv().is_err());
-        drop(b);
-        waiters.forget("b");
+        // Notified before anyone awaited: the permit is kept.
+        tokio::time::timeout(std::time::Duration::from_secs(1), a.notified())
+            .await
+            .expect("a was woken");
+        let woke_b = tokio::time::timeout(std::time::Duration::from_millis(20), b.notified());
+        assert!(woke_b.await.is_err(), "b was not completed");
+        waiters.completed(["c"]);
+        b.notified().await;
+        drop((a, b));
+        waiters.forget(["a", "b", "c"]);
         assert!(waiters.waiting.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn forget_keeps_live_registrations() {
+        let waiters = Waiters::default();
+        let live = waiters.register(["x"]);
+        let gone = waiters.register(["x"]);
+        drop(gone);
+        waiters.forget(["x"]);
+        assert_eq!(waiters.waiting.lock().unwrap()["x"].len(), 1);
+        drop(live);
     }
 }

@@ -306,6 +306,7 @@ async fn replay_attempt(
             journal: Journal::replaying(entries),
             kv: None,
             workflow: None,
+            linger: None,
             cancel: None,
         },
     )

@@ -188,7 +188,7 @@ impl Hypergraph {
     /// found by polling. `timeout` bounds the wait.
     pub async fn wait(&self, id: &str, timeout: Option<Duration>) -> Result<RunResult> {
         let result = self.wait_inner(id, timeout).await;
-        self.signals.runs.forget(id);
+        self.signals.runs.forget([id]);
         result
     }
 
@@ -196,7 +196,7 @@ impl Hypergraph {
         let started = Instant::now();
         let mut poll = Duration::from_millis(2);
         loop {
-            let completed = self.signals.runs.register(id);
+            let completed = self.signals.runs.register([id]);
             let run = self
                 .store
                 .run_result(id)
@@ -216,7 +216,7 @@ impl Hypergraph {
                 }
             }
             tokio::select! {
-                _ = completed => {}
+                _ = completed.notified() => {}
                 _ = tokio::time::sleep(poll) => {}
             }
             poll = (poll * 2).min(Duration::from_millis(200));

@@ -5,6 +5,10 @@
 //! its last commit in one transaction (group commit). Each completion is still atomic and fenced
 //! by its attempt number in the store. Leases of in-flight steps are renewed while they run; a
 //! worker that dies simply stops renewing, and its steps are claimed again after the lease expires.
+//!
+//! Workflow activations may linger on their children (see
+//! [`crate::capabilities::workflow`]): their checkpoints go through the same committer, and while
+//! they wait they hand their execution slot to other steps.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -14,10 +18,11 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use serde::Serialize;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::capabilities::kv::KvBackend;
+use crate::capabilities::workflow::{Activation, Linger, Progress};
 use crate::capabilities::InvocationContext;
 use crate::convert::params_from_json;
 use crate::dag_runner::run_dag;
@@ -43,7 +48,14 @@ pub struct WorkerOptions {
     /// Longest sleep between polls when the queue is empty (wake-ups from this process are
     /// immediate; other processes' submissions are found by polling).
     pub max_poll_interval: Duration,
+    /// How long a workflow joining a few unfinished children waits for them in place before it
+    /// suspends (zero: suspend at once). See [`crate::capabilities::workflow`].
+    pub linger: Duration,
 }
+
+/// The default [`WorkerOptions::linger`]: long enough for short children, short enough that a
+/// waiting workflow soon holds nothing.
+pub const DEFAULT_LINGER: Duration = Duration::from_millis(200);
 
 impl Default for WorkerOptions {
     fn default() -> Self {
@@ -51,6 +63,7 @@ impl Default for WorkerOptions {
             concurrency: 32,
             lease: Duration::from_secs(30),
             max_poll_interval: Duration::from_millis(100),
+            linger: DEFAULT_LINGER,
         }
     }
 }
@@ -133,7 +146,7 @@ impl Worker {
         tracing::info!(worker = %self.info.id, concurrency = self.options.concurrency, "worker started");
         let slots = Arc::new(Semaphore::new(self.options.concurrency));
         let in_flight: InFlight = Arc::default();
-        let (done_tx, done_rx) = mpsc::unbounded_channel::<(Completion, String)>();
+        let (done_tx, done_rx) = mpsc::unbounded_channel::<Commit>();
         // Completions sent to the committer and not yet committed: children and woken workflows
         // only become claimable once they are, so an idle worker waits for them.
         let uncommitted = Arc::new(AtomicUsize::new(0));
@@ -193,20 +206,39 @@ impl Worker {
                     .insert((step.step_id.clone(), step.attempt), cancel.clone());
                 let hg = self.hg.clone();
                 let worker_id = self.info.id.clone();
-                let done = done_tx.clone();
-                let uncommitted = uncommitted.clone();
+                let committer = Committer {
+                    done: done_tx.clone(),
+                    uncommitted: uncommitted.clone(),
+                };
                 let in_flight = in_flight.clone();
+                let slot = Slot {
+                    slots: slots.clone(),
+                    held: Mutex::new(Some(permit)),
+                };
+                let linger_window = self.options.linger;
                 running.spawn(async move {
                     let key = (step.step_id.clone(), step.attempt);
-                    let run_id = step.run_id.clone();
-                    let completion = execute(&hg, &worker_id, step, cancel).await;
-                    uncommitted.fetch_add(1, Ordering::SeqCst);
-                    let _ = done.send((completion, run_id));
+                    let activation = Arc::new(WorkerActivation {
+                        committer: committer.clone(),
+                        step_id: step.step_id.clone(),
+                        attempt: step.attempt,
+                        worker_id: worker_id.clone(),
+                        run_id: step.run_id.clone(),
+                        started_at: now_micros(),
+                        slot,
+                    });
+                    let linger = (!linger_window.is_zero()).then(|| Linger {
+                        window: linger_window,
+                        activation: activation.clone(),
+                    });
+                    let completion = execute(&hg, &worker_id, step, cancel, linger).await;
+                    committer.send(completion);
                     in_flight
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .remove(&key);
-                    drop(permit);
+                    // Frees the execution slot (unless a lingering activation gave it back).
+                    drop(activation);
                 });
             }
         }
@@ -234,41 +266,139 @@ impl WorkerHandle {
     }
 }
 
-/// Commits completions in batches until every sender is gone.
+/// What the committer receives: a completion, or a checkpoint whose sender awaits the outcome.
+struct Commit {
+    completion: Completion,
+    ack: Option<oneshot::Sender<CommitOutcome>>,
+}
+
+/// The sending side of the committer, counting what it has not committed yet.
+#[derive(Clone)]
+struct Committer {
+    done: mpsc::UnboundedSender<Commit>,
+    /// Completions sent and not yet committed (see [`Worker::run_until_idle`]).
+    uncommitted: Arc<AtomicUsize>,
+}
+
+impl Committer {
+    fn send(&self, completion: Completion) {
+        self.uncommitted.fetch_add(1, Ordering::SeqCst);
+        let _ = self.done.send(Commit {
+            completion,
+            ack: None,
+        });
+    }
+
+    /// Sends a checkpoint and waits until it is committed.
+    async fn commit(&self, completion: Completion) -> Result<CommitOutcome> {
+        let (ack, committed) = oneshot::channel();
+        self.uncommitted.fetch_add(1, Ordering::SeqCst);
+        self.done
+            .send(Commit {
+                completion,
+                ack: Some(ack),
+            })
+            .map_err(|_| anyhow::anyhow!("the committer stopped"))?;
+        committed
+            .await
+            .map_err(|_| anyhow::anyhow!("the committer failed"))
+    }
+}
+
+/// An execution slot, given back while its activation lingers.
+struct Slot {
+    slots: Arc<Semaphore>,
+    held: Mutex<Option<OwnedSemaphorePermit>>,
+}
+
+/// The worker's side of one attempt's workflow activation: checkpoints and its execution slot.
+struct WorkerActivation {
+    committer: Committer,
+    step_id: String,
+    attempt: u32,
+    worker_id: String,
+    run_id: String,
+    started_at: i64,
+    slot: Slot,
+}
+
+#[async_trait::async_trait]
+impl Activation for WorkerActivation {
+    async fn checkpoint(&self, progress: Progress) -> Result<bool> {
+        let checkpoint = Completion {
+            step_id: self.step_id.clone(),
+            attempt: self.attempt,
+            worker_id: self.worker_id.clone(),
+            started_at: self.started_at,
+            completed_at: now_micros(),
+            status: Status::Running,
+            output: None,
+            error: None,
+            journal: progress.journal,
+            logs: progress.logs,
+            kv_writes: Vec::new(),
+            run_id: self.run_id.clone(),
+            children: progress.children,
+            wait: None,
+            retry_at: None,
+        };
+        Ok(self.committer.commit(checkpoint).await? == CommitOutcome::Committed)
+    }
+
+    fn release_slot(&self) {
+        drop(
+            self.slot
+                .held
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
+    }
+
+    async fn reacquire_slot(&self) {
+        if let Ok(permit) = self.slot.slots.clone().acquire_owned().await {
+            *self.slot.held.lock().unwrap_or_else(|e| e.into_inner()) = Some(permit);
+        }
+    }
+}
+
+/// Commits completions and checkpoints in batches until every sender is gone.
 async fn commit_loop(
     hg: Hypergraph,
-    mut done: mpsc::UnboundedReceiver<(Completion, String)>,
+    mut done: mpsc::UnboundedReceiver<Commit>,
     uncommitted: Arc<AtomicUsize>,
 ) -> Result<WorkerStats> {
     let mut stats = WorkerStats::default();
     let mut batch = Vec::with_capacity(BATCH);
-    let mut run_ids = Vec::with_capacity(BATCH);
-    while let Some((completion, run_id)) = done.recv().await {
-        batch.push(completion);
-        run_ids.push(run_id);
+    let mut acks = Vec::with_capacity(BATCH);
+    while let Some(commit) = done.recv().await {
+        batch.push(commit.completion);
+        acks.push(commit.ack);
         while batch.len() < BATCH {
             match done.try_recv() {
-                Ok((completion, run_id)) => {
-                    batch.push(completion);
-                    run_ids.push(run_id);
+                Ok(commit) => {
+                    batch.push(commit.completion);
+                    acks.push(commit.ack);
                 }
                 Err(_) => break,
             }
         }
         let outcomes = hg.store.complete_steps(&batch).await?;
-        for (completion, outcome) in batch.iter().zip(outcomes) {
+        let mut finished = Vec::new();
+        for ((completion, outcome), ack) in batch.iter().zip(outcomes).zip(acks.drain(..)) {
+            if let Some(ack) = ack {
+                // A checkpoint: the attempt goes on.
+                let _ = ack.send(outcome);
+                continue;
+            }
             stats.executed += 1;
-            let cancelled = completion
-                .error
-                .as_ref()
-                .is_some_and(|e| e["kind"] == "cancelled");
             match outcome {
                 CommitOutcome::Committed if completion.wait.is_some() => stats.suspended += 1,
                 CommitOutcome::Committed if completion.status == Status::Succeeded => {
                     stats.succeeded += 1
                 }
                 CommitOutcome::Committed => stats.failed += 1,
-                CommitOutcome::Fenced if cancelled => {
+                CommitOutcome::Cancelled => {
                     stats.fenced += 1;
                     tracing::info!(
                         step = %completion.step_id,
@@ -285,15 +415,21 @@ async fn commit_loop(
                     );
                 }
             }
+            if outcome == CommitOutcome::Committed
+                && completion.wait.is_none()
+                && completion.retry_at.is_none()
+            {
+                finished.push(completion.step_id.as_str());
+            }
         }
         uncommitted.fetch_sub(batch.len(), Ordering::SeqCst);
-        batch.clear();
         hg.signals
             .runs
-            .completed(run_ids.iter().map(String::as_str));
+            .completed(batch.iter().map(|c| c.run_id.as_str()));
+        hg.signals.steps.completed(finished);
         // Completions may have created children or woken workflows: let idle workers look.
         hg.signals.submitted.notify_waiters();
-        run_ids.clear();
+        batch.clear();
     }
     Ok(stats)
 }
@@ -359,14 +495,21 @@ async fn renew_loop(hg: Hypergraph, info: WorkerInfo, in_flight: InFlight, lease
 /// A workflow that suspended yields a completion that keeps the attempt going (with the children
 /// it started and what it waits for); a workflow that no longer matches its journal fails; a
 /// failed task whose deployment's retry policy allows it is queued again after its backoff.
-/// `cancel` interrupts the attempt when set.
-pub async fn execute(
+/// `cancel` interrupts the attempt when set; with `linger`, a workflow's joins may wait in place.
+async fn execute(
     hg: &Hypergraph,
     worker_id: &str,
     step: ClaimedStep,
     cancel: Arc<AtomicBool>,
+    linger: Option<Linger>,
 ) -> Completion {
-    let mut outcome = match prepare_and_invoke(hg, &step, cancel).await {
+    let journal = journal_of(&step);
+    let handle = journal.as_ref().ok().cloned();
+    let outcome = match journal {
+        Ok(journal) => prepare_and_invoke(hg, &step, journal, cancel, linger).await,
+        Err(e) => Err(e),
+    };
+    let mut outcome = match outcome {
         Ok(outcome) => outcome,
         Err(e) => {
             let now = now_micros();
@@ -383,8 +526,7 @@ pub async fn execute(
             }
         }
     };
-    let is_workflow =
-        !step.resume.is_empty() || !outcome.children.is_empty() || outcome.wait.is_some();
+    let is_workflow = !step.resume.is_empty() || outcome.journal.iter().any(Entry::is_workflow);
     if let Some(divergence) = outcome.divergence.take() {
         outcome.wait = None;
         outcome.children.clear();
@@ -421,12 +563,11 @@ pub async fn execute(
             (Status::Failed, None, Some(error), retry_at)
         }
     };
-    // A resumed attempt stores only what this activation added to its journal; a new attempt
-    // that inherited a crashed attempt's journal stores all of it.
+    // Only what is not stored yet: not the prefix a resumed attempt stored before, nor what
+    // this activation's checkpoints stored.
     let mut journal = Journal::to_records(&outcome.journal);
-    if step.resume_attempt == step.attempt {
-        journal.drain(..step.resume.len().min(journal.len()));
-    }
+    let stored = handle.map_or(0, |h| h.committed());
+    journal.drain(..journal.len().min(stored));
     Completion {
         step_id: step.step_id,
         attempt: step.attempt,
@@ -450,24 +591,36 @@ pub async fn execute(
     }
 }
 
+/// The journal `step` runs with: recording, or resuming its workflow journal. A workflow resumed
+/// within the same attempt stored that prefix before; a new attempt that inherited a crashed
+/// attempt's journal stores all of it again, under its own attempt.
+fn journal_of(step: &ClaimedStep) -> Result<Journal> {
+    if step.resume.is_empty() {
+        return Ok(Journal::recording());
+    }
+    let prefix = step
+        .resume
+        .iter()
+        .map(Entry::from_record)
+        .collect::<Result<Vec<_>>>()?;
+    let len = prefix.len();
+    let journal = Journal::resuming(prefix);
+    if step.resume_attempt == step.attempt {
+        journal.mark_committed(len);
+    }
+    Ok(journal)
+}
+
 async fn prepare_and_invoke(
     hg: &Hypergraph,
     step: &ClaimedStep,
+    journal: Journal,
     cancel: Arc<AtomicBool>,
+    linger: Option<Linger>,
 ) -> Result<Outcome> {
-    let journal = if step.resume.is_empty() {
-        Journal::recording()
-    } else {
-        let prefix = step
-            .resume
-            .iter()
-            .map(Entry::from_record)
-            .collect::<Result<Vec<_>>>()?;
-        Journal::resuming(prefix)
-    };
     // A DAG workflow's root step: its name is the DAG's, without a `/`.
     if !step.task.contains('/') {
-        return run_dag(hg, step, journal).await;
+        return run_dag(hg, step, journal, linger).await;
     }
     let prepared = hg.prepared_digest(&step.digest).await?;
     let function = function_of(&step.task);
@@ -499,6 +652,7 @@ async fn prepare_and_invoke(
                 scope: kv_scope(&step.deployment),
             }),
             workflow: Some(hg.clone()),
+            linger,
             cancel: Some(cancel),
         },
     )

@@ -717,7 +717,12 @@ fn repeated_kills_mid_chain_never_start_a_child_twice() {
         }
         lost += earlier.len();
     }
-    assert!(lost <= 2, "two kills lose at most two attempts, not {lost}");
+    // Each kill loses at most the attempt of the child running and that of the workflow
+    // lingering on it.
+    assert!(
+        lost <= 4,
+        "two kills lose at most four attempts, not {lost}"
+    );
     // A child executed twice committed its work once; the first and last children too.
     let mut keys: Vec<usize> = kids
         .iter()

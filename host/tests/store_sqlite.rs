@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use hypergraph::store::sqlite::SqliteStore;
 use hypergraph::store::{
     now_micros, ClaimedStep, CommitOutcome, Completion, DeploymentKind, JournalRecord, KvWrite,
-    LogRecord, NewRun, Policy, RunFilter, Status, Store, WorkerInfo,
+    LogRecord, NewChild, NewRun, Policy, RunFilter, Status, Store, WorkerInfo,
 };
 use serde_json::json;
 
@@ -366,8 +366,67 @@ async fn failed_completion_records_the_error() {
     assert_eq!(detail.steps[0].attempts[0].status, Status::Failed);
 
     let mut bad = completion(&step, 0, 0);
-    bad.status = Status::Running;
+    bad.status = Status::Queued;
     assert!(store.complete_steps(&[bad]).await.is_err());
+}
+
+/// A lingering workflow's checkpoint (`Running` without a wait) stores its journal, logs and
+/// children while the step keeps running under its lease; the final completion adds the rest.
+/// A checkpoint of a cancelled step is refused as cancelled.
+#[tokio::test]
+async fn checkpoints_store_progress_while_the_attempt_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with(dir.path(), &["t"]).await;
+    let run = new_run("t/f", now_micros(), &[]);
+    store.submit_runs(std::slice::from_ref(&run)).await.unwrap();
+    let step = store.claim_steps("w1", 1, HOUR).await.unwrap().remove(0);
+
+    let mut checkpoint = completion(&step, 2, 1);
+    checkpoint.status = Status::Running;
+    checkpoint.output = None;
+    checkpoint.children = vec![NewChild {
+        step_id: "child-0".into(),
+        index: 0,
+        task: "t/f".into(),
+        deployment: "t".into(),
+        version: 1,
+        digest: DIGEST_A.into(),
+        input: json!([]),
+        policy: None,
+        start_deadline: None,
+    }];
+    let outcomes = store.complete_steps(&[checkpoint]).await.unwrap();
+    assert_eq!(outcomes, vec![CommitOutcome::Committed]);
+    let detail = store.run(&run.id).await.unwrap().unwrap();
+    let root = &detail.steps[0];
+    assert_eq!(root.status, Status::Running, "the attempt goes on");
+    assert_eq!(root.attempts[0].status, Status::Running);
+    assert_eq!(root.completed_at, None);
+    assert_eq!(store.journal(&step.step_id, 1).await.unwrap().len(), 2);
+    // The child is claimable at once; the workflow is not (it still runs, leased).
+    let claimed = store.claim_steps("w2", 10, HOUR).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].step_id, "child-0");
+
+    // The final completion stores the entries after the checkpoint's.
+    let mut done = completion(&step, 3, 0);
+    done.journal.drain(..2);
+    let outcomes = store.complete_steps(&[done]).await.unwrap();
+    assert_eq!(outcomes, vec![CommitOutcome::Committed]);
+    assert_eq!(store.journal(&step.step_id, 1).await.unwrap().len(), 3);
+    let detail = store.run(&run.id).await.unwrap().unwrap();
+    assert_eq!(detail.status, Status::Succeeded);
+
+    // A checkpoint of a cancelled run's step is refused as cancelled.
+    let run = new_run("t/f", now_micros(), &[]);
+    store.submit_runs(std::slice::from_ref(&run)).await.unwrap();
+    let step = store.claim_steps("w1", 1, HOUR).await.unwrap().remove(0);
+    store.cancel_run(&run.id).await.unwrap();
+    let mut checkpoint = completion(&step, 1, 0);
+    checkpoint.status = Status::Running;
+    let outcomes = store.complete_steps(&[checkpoint]).await.unwrap();
+    assert_eq!(outcomes, vec![CommitOutcome::Cancelled]);
+    assert!(store.journal(&step.step_id, 1).await.unwrap().is_empty());
 }
 
 #[tokio::test]

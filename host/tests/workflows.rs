@@ -126,6 +126,71 @@ async fn sequential_calls_and_individual_child_failures() {
     assert_eq!(child.attempt, 1);
 }
 
+/// Lingering: within its window, a chain of fast calls never suspends (it goes on in the same
+/// instance, its progress checkpointed); with no window every call suspends; a child slower than
+/// the window makes the workflow suspend after all. Every way stores the journal exactly once.
+#[tokio::test]
+async fn lingering_workflows_go_on_in_place_and_suspend_past_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let hg = setup(dir.path()).await;
+    let with = |linger: Duration| WorkerOptions {
+        linger,
+        ..WorkerOptions::default()
+    };
+    let journal_is_stored_once = |run: &RunDetail| {
+        let root = run.steps.iter().find(|s| s.parent_id.is_none()).unwrap();
+        let hg = hg.clone();
+        let (id, attempt) = (root.id.clone(), root.attempt);
+        async move {
+            let seqs: Vec<u32> = hg
+                .store
+                .journal(&id, attempt)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.seq)
+                .collect();
+            assert_eq!(seqs, (0..seqs.len() as u32).collect::<Vec<_>>());
+            seqs.len()
+        }
+    };
+
+    for (linger, suspensions) in [(Duration::from_secs(5), 0), (Duration::ZERO, 5)] {
+        let id = submit(
+            &hg,
+            "flow/chain",
+            json!({"prefix": format!("l{}", linger.as_secs()), "n": 5}),
+        )
+        .await;
+        let stats = Worker::new(hg.clone(), with(linger))
+            .run_until_idle()
+            .await
+            .unwrap();
+        let run = hg.store.run(&id).await.unwrap().unwrap();
+        assert_eq!(run.output, Some(json!(20)), "{:?}", run.error);
+        assert_eq!(stats.suspended, suspensions, "linger {linger:?}: {stats:?}");
+        assert_eq!(stats.executed, 6 + suspensions);
+        // 5 starts and 5 joins.
+        assert!(journal_is_stored_once(&run).await >= 10);
+    }
+
+    let id = submit(
+        &hg,
+        "flow/fan-out",
+        json!({"prefix": "slow", "n": 2, "sleep-ms": 400, "fail-index": null}),
+    )
+    .await;
+    let stats = Worker::new(hg.clone(), with(Duration::from_millis(50)))
+        .run_until_idle()
+        .await
+        .unwrap();
+    let run = hg.store.run(&id).await.unwrap().unwrap();
+    assert_eq!(run.status, Status::Succeeded, "{:?}", run.error);
+    assert_eq!(run.output, Some(json!([{"ok": 0}, {"ok": 2}])));
+    assert_eq!(stats.suspended, 1, "{stats:?}");
+    journal_is_stored_once(&run).await;
+}
+
 #[tokio::test]
 async fn durable_sleep_and_events_wake_waiting_workflows() {
     let dir = tempfile::tempdir().unwrap();

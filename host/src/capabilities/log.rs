@@ -105,6 +105,12 @@ impl LogSink {
         buffer.partial[which as usize] = partial;
     }
 
+    /// Takes the complete lines kept so far (a workflow checkpoint stores them); partial lines
+    /// stay until they end or [`LogSink::finish`].
+    pub fn take_lines(&self) -> Vec<LogRecord> {
+        std::mem::take(&mut self.lock().lines)
+    }
+
     /// Flushes partial stdout/stderr lines, adds the dropped-lines marker if any line was dropped,
     /// and returns the kept lines.
     pub fn finish(&self) -> Vec<LogRecord> {

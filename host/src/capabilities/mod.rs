@@ -71,6 +71,8 @@ pub struct HostState {
     pub(crate) kv: kv::KvState,
     http: http::HttpState,
     pub(crate) workflow: workflow::WorkflowState,
+    /// When the attempt's execution time runs out.
+    pub(crate) deadline: Instant,
 }
 
 impl HostState {
@@ -86,11 +88,12 @@ impl HostState {
     ) -> HostState {
         let logs = log::LogSink::new(limits.max_log_lines, journal.clone());
         let wasi = wasi::build_ctx(&journal, &logs);
+        let deadline = Instant::now() + limits.timeout;
         let http = http::HttpState::new(
             limits.http_allow.clone(),
             journal.clone(),
             logs.clone(),
-            Instant::now() + limits.timeout,
+            deadline,
         );
         HostState {
             wasi,
@@ -102,6 +105,7 @@ impl HostState {
             kv,
             http,
             workflow,
+            deadline,
         }
     }
 

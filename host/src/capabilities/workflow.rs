@@ -8,9 +8,25 @@
 //! worker then commits the new journal entries, the children started in this activation and the
 //! wait in one transaction, and the step is claimed again when the wait is over.
 //!
+//! # Lingering
+//!
+//! Re-executing a workflow costs an instantiation and a replay of its journal, and suspending one
+//! costs a commit and a claim; for a child that finishes in a millisecond that is most of the
+//! time a sequence of `call`s takes. So when a worker gives an activation a [`Linger`], a join on
+//! a few unfinished children first *checkpoints*: the journal entries, log lines and children
+//! of the activation so far are committed (the attempt keeps running under its lease, and the
+//! children become claimable), the activation gives its execution slot back, and it waits in
+//! place for up to the linger window. If the children finish in time it goes on in the same
+//! instance; if not it suspends as usual, and from then on holds nothing. A crash while lingering
+//! loses nothing that was checkpointed: the next attempt inherits the journal.
+//!
 //! Journal entries: `workflow.start` (the child's position and step id, or why it was not
 //! started), `workflow.join` (the children's results), `workflow.sleep` and `workflow.timer_fired`,
 //! `workflow.wait_event` and `workflow.event`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -22,7 +38,9 @@ use crate::journal::{Call, Entry, Lookup};
 use crate::registry::function_of;
 use crate::runtime::Hypergraph;
 use crate::scheduler::canonical_input;
-use crate::store::{micros_after, now_micros, Micros, PolicyOverride, Status, StepOutcome};
+use crate::store::{
+    micros_after, now_micros, JournalRecord, LogRecord, Micros, PolicyOverride, Status, StepOutcome,
+};
 
 /// The interfaces this module serves.
 pub const INTERFACES: &[&str] = &["hypergraph:workflow/workflow@0.1.0"];
@@ -46,6 +64,42 @@ pub struct NewChild {
     pub policy: Option<PolicyOverride>,
     /// The child fails if no worker starts it by then (schedule-to-start).
     pub start_deadline: Option<Micros>,
+}
+
+/// Most unfinished children a join lingers on; a larger join suspends at once (re-reading many
+/// children on every completion would cost more than a resume).
+pub const LINGER_MAX_CHILDREN: usize = 32;
+
+/// Longest pause between two looks at lingered-on children when no completion in this process
+/// wakes the activation (the children run in another process).
+const LINGER_POLL: Duration = Duration::from_millis(25);
+
+/// What an activation did since its last checkpoint: stored while the attempt goes on.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub journal: Vec<JournalRecord>,
+    pub logs: Vec<LogRecord>,
+    pub children: Vec<NewChild>,
+}
+
+/// The worker's side of a lingering activation.
+#[async_trait::async_trait]
+pub trait Activation: Send + Sync {
+    /// Commits `progress` durably, fenced by the attempt; false when the attempt no longer owns
+    /// its step (its lease expired and it was claimed again, or the run was cancelled).
+    async fn checkpoint(&self, progress: Progress) -> anyhow::Result<bool>;
+    /// The activation starts waiting: its execution slot may run other steps meanwhile.
+    fn release_slot(&self);
+    /// The activation runs again: takes an execution slot back, waiting for one.
+    async fn reacquire_slot(&self);
+}
+
+/// Lets an activation wait in place for its children (see the module docs).
+#[derive(Clone)]
+pub struct Linger {
+    /// Longest wait in place; the activation suspends after it.
+    pub window: Duration,
+    pub activation: Arc<dyn Activation>,
 }
 
 /// What a suspended workflow waits for.
@@ -162,13 +216,17 @@ pub struct WorkflowState {
     wait: Option<Wait>,
     /// Policy overrides for the next child started (set by the DAG runner per step).
     pub(crate) next_policy: Option<PolicyOverride>,
+    /// Set when joins may wait in place before suspending.
+    linger: Option<Linger>,
 }
 
 impl WorkflowState {
-    /// State whose live calls go to `live` (`None` when replaying).
-    pub fn new(live: Option<Hypergraph>) -> WorkflowState {
+    /// State whose live calls go to `live` (`None` when replaying), lingering on joins when
+    /// `linger` is set.
+    pub fn new(live: Option<Hypergraph>, linger: Option<Linger>) -> WorkflowState {
         WorkflowState {
             live,
+            linger,
             ..WorkflowState::default()
         }
     }
@@ -221,6 +279,55 @@ async fn child_states(
     Ok(results)
 }
 
+/// Fills `states` as children in `ids` finish, until the wait is [`over`] (true) or `until`
+/// passes (false). Completions committed by this process wake it at once; others are polled.
+async fn wait_in_place(
+    hg: &Hypergraph,
+    ids: &[String],
+    states: &mut [Option<ChildResult>],
+    any: bool,
+    until: Instant,
+) -> wasmtime::Result<bool> {
+    let mut poll = Duration::from_millis(1);
+    loop {
+        let open: Vec<usize> = (0..ids.len()).filter(|&i| states[i].is_none()).collect();
+        let open_ids: Vec<String> = open.iter().map(|&i| ids[i].clone()).collect();
+        // Registered before reading: a child finishing in between still wakes us.
+        let finished = hg
+            .signals
+            .steps
+            .register(open_ids.iter().map(String::as_str));
+        let read = child_states(hg, &open_ids).await;
+        let outcome = match read {
+            Ok(read) => {
+                for (i, state) in open.into_iter().zip(read) {
+                    states[i] = state;
+                }
+                let now = Instant::now();
+                if over(states, any) {
+                    Some(Ok(true))
+                } else if now >= until {
+                    Some(Ok(false))
+                } else {
+                    tokio::select! {
+                        _ = finished.notified() => {}
+                        _ = tokio::time::sleep(poll.min(until - now)) => {
+                            poll = (poll * 2).min(LINGER_POLL);
+                        }
+                    }
+                    None
+                }
+            }
+            Err(e) => Some(Err(e)),
+        };
+        drop(finished);
+        hg.signals.steps.forget(open_ids.iter().map(String::as_str));
+        if let Some(outcome) = outcome {
+            return outcome;
+        }
+    }
+}
+
 /// True when `func` returns exactly one `result`.
 fn returns_result(func: &wasmtime::component::types::ComponentFunc) -> bool {
     let mut results = func.results();
@@ -254,7 +361,90 @@ async fn new_child(
     })
 }
 
+/// True when the wait for `states` is over: all have finished, or with `any` one.
+fn over(states: &[Option<ChildResult>], any: bool) -> bool {
+    if any {
+        states.iter().any(Option::is_some)
+    } else {
+        states.iter().all(Option::is_some)
+    }
+}
+
 impl HostState {
+    /// The state of each child in `ids` once the wait for them is over (all finished, or with
+    /// `any` at least one), lingering for them when allowed; `None` when the activation must
+    /// suspend instead.
+    async fn await_children(
+        &mut self,
+        ids: &[String],
+        any: bool,
+    ) -> wasmtime::Result<Option<Vec<Option<ChildResult>>>> {
+        // Children started by this activation are not stored yet: none has finished.
+        let new: HashSet<&str> = self
+            .workflow
+            .new_children
+            .iter()
+            .map(|c| c.step_id.as_str())
+            .collect();
+        let stored: Vec<usize> = (0..ids.len())
+            .filter(|&i| !new.contains(ids[i].as_str()))
+            .collect();
+        let mut states = vec![None; ids.len()];
+        if !stored.is_empty() {
+            let stored_ids: Vec<String> = stored.iter().map(|&i| ids[i].clone()).collect();
+            let read = child_states(self.workflow.live()?, &stored_ids).await?;
+            for (i, state) in stored.into_iter().zip(read) {
+                states[i] = state;
+            }
+        }
+        if over(&states, any) {
+            return Ok(Some(states));
+        }
+        self.linger(ids, states, any).await
+    }
+
+    /// Checkpoints the activation and waits in place for the children (see the module docs),
+    /// for at most the linger window and half the attempt's remaining execution time. `None`:
+    /// the activation must suspend (no linger, too many children, or the window passed).
+    async fn linger(
+        &mut self,
+        ids: &[String],
+        mut states: Vec<Option<ChildResult>>,
+        any: bool,
+    ) -> wasmtime::Result<Option<Vec<Option<ChildResult>>>> {
+        let Some(linger) = self.workflow.linger.clone() else {
+            return Ok(None);
+        };
+        let open = states.iter().filter(|s| s.is_none()).count();
+        let now = Instant::now();
+        let until = now
+            + linger
+                .window
+                .min(self.deadline.saturating_duration_since(now) / 2);
+        if open > LINGER_MAX_CHILDREN || until <= now {
+            return Ok(None);
+        }
+        let hg = self.workflow.live()?.clone();
+        let progress = Progress {
+            journal: self.journal.checkpoint(),
+            logs: self.logs.take_lines(),
+            children: std::mem::take(&mut self.workflow.new_children),
+        };
+        let owned =
+            linger.activation.checkpoint(progress).await.map_err(|e| {
+                wasmtime::format_err!("storing the workflow's progress failed: {e:#}")
+            })?;
+        if !owned {
+            wasmtime::bail!(
+                "the attempt no longer owns its step (its lease expired and it was claimed                  again, or the run was cancelled)"
+            );
+        }
+        linger.activation.release_slot();
+        let waited = wait_in_place(&hg, ids, &mut states, any, until).await;
+        linger.activation.reacquire_slot().await;
+        Ok(waited?.then_some(states))
+    }
+
     /// Waits until at least one of `children` has finished and returns every one that has, with
     /// its result, in the order given (journaled as `workflow.join_any`). Used by the DAG runner.
     pub(crate) async fn join_any(
@@ -277,23 +467,14 @@ impl HostState {
                     .iter()
                     .map(|&c| self.workflow.children[c as usize].clone())
                     .collect();
-                // Children started by this activation are not stored yet: none has finished.
-                let stored: Vec<(u32, String)> = children
-                    .iter()
-                    .zip(&ids)
-                    .filter(|(_, id)| !self.workflow.new_children.iter().any(|n| &n.step_id == *id))
-                    .map(|(&c, id)| (c, id.clone()))
-                    .collect();
-                let stored_ids: Vec<String> = stored.iter().map(|(_, id)| id.clone()).collect();
-                let states = child_states(self.workflow.live()?, &stored_ids).await?;
-                let finished: Vec<(u32, ChildResult)> = stored
+                let Some(states) = self.await_children(&ids, true).await? else {
+                    return Err(self.workflow.suspend(Wait::AnyChild(ids)));
+                };
+                let finished: Vec<(u32, ChildResult)> = children
                     .iter()
                     .zip(states)
-                    .filter_map(|((c, _), state)| state.map(|r| (*c, r)))
+                    .filter_map(|(&c, state)| state.map(|r| (c, r)))
                     .collect();
-                if finished.is_empty() {
-                    return Err(self.workflow.suspend(Wait::AnyChild(ids)));
-                }
                 self.journal.append(Entry::WorkflowJoinAny {
                     children,
                     finished: finished.clone(),
@@ -398,21 +579,10 @@ impl workflow::Host for HostState {
                     .iter()
                     .map(|&c| self.workflow.children[c as usize].clone())
                     .collect();
-                // Children started by this activation are not stored yet: none has finished.
-                let started_now = ids
-                    .iter()
-                    .any(|id| self.workflow.new_children.iter().any(|n| &n.step_id == id));
-                let finished = if started_now {
-                    None
-                } else {
-                    child_states(self.workflow.live()?, &ids)
-                        .await?
-                        .into_iter()
-                        .collect::<Option<Vec<_>>>()
-                };
-                let Some(results) = finished else {
+                let Some(states) = self.await_children(&ids, false).await? else {
                     return Err(self.workflow.suspend(Wait::Children(ids)));
                 };
+                let results: Vec<ChildResult> = states.into_iter().flatten().collect();
                 self.journal.append(Entry::WorkflowJoin {
                     children,
                     results: results.clone(),

@@ -224,6 +224,10 @@ struct ServeArgs {
     /// claimed again this long after the last renewal.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
     lease: Duration,
+    /// How long a workflow joining a few unfinished children waits for them in place (keeping
+    /// its instance) before it suspends; `0s` suspends at once.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "200ms")]
+    linger: Duration,
 }
 
 #[derive(Args, Debug)]
@@ -420,7 +424,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Events(EventsCommand::Send(args)) => {
             ops::send_event(&hg, &args.name, args.payload.as_deref(), args.json.json).await
         }
-        Command::Serve(args) => ops::serve(&hg, args.concurrency, args.lease).await,
+        Command::Serve(args) => ops::serve(&hg, &args).await,
         Command::CheckUpgrade(args) => check_upgrade(&hg, args).await,
         Command::Worker(args) => worker(&hg, args).await,
         Command::Demo(args) => demo::run(&hg, args.examples).await,

@@ -5,13 +5,14 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use serde_json::json;
 
-use super::print_json;
+use super::{print_json, ServeArgs};
 use crate::resume::Resumed;
 use crate::runtime::Hypergraph;
 use crate::worker::{Worker, WorkerOptions};
 
 /// `hypergraph serve`: workers until Ctrl-C or SIGTERM, then in-flight steps finish and commit.
-pub(super) async fn serve(hg: &Hypergraph, concurrency: usize, lease: Duration) -> Result<i32> {
+pub(super) async fn serve(hg: &Hypergraph, args: &ServeArgs) -> Result<i32> {
+    let (concurrency, lease) = (args.concurrency, args.lease);
     anyhow::ensure!(
         lease >= Duration::from_millis(300),
         "--lease must be at least 300ms (it is renewed every third of it)"
@@ -21,6 +22,7 @@ pub(super) async fn serve(hg: &Hypergraph, concurrency: usize, lease: Duration) 
         WorkerOptions {
             concurrency: concurrency.max(1),
             lease,
+            linger: args.linger,
             ..WorkerOptions::default()
         },
     );

@@ -297,7 +297,9 @@ pub struct Completion {
     pub worker_id: String,
     pub started_at: Micros,
     pub completed_at: Micros,
-    /// `Succeeded` or `Failed`.
+    /// `Succeeded`, `Failed` or `Cancelled` when the attempt ended; `Running` when it goes on:
+    /// a suspension (with `wait`), or a lingering workflow's checkpoint (without), which stores
+    /// the journal, logs and children so far and keeps the step running under its lease.
     pub status: Status,
     pub output: Option<Value>,
     pub error: Option<Value>,
@@ -341,8 +343,11 @@ pub struct Cancelled {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CommitOutcome {
     Committed,
-    /// The step is no longer running under this attempt; nothing was written.
+    /// The step is no longer running under this attempt (its lease expired and a newer attempt
+    /// owns it); nothing was written.
     Fenced,
+    /// The step was cancelled while the attempt ran; nothing was written.
+    Cancelled,
 }
 
 /// Filter for [`Store::list_runs`]; all conditions must hold.

@@ -3,14 +3,22 @@
 //!
 //! # Connections and locking
 //!
-//! A [`SqliteStore`] holds two pools on the same file:
-//! - a **writer** pool of exactly one connection. Every write runs in a transaction opened with
-//!   `BEGIN IMMEDIATE`, so it takes SQLite's write lock up front and never has to upgrade a read
-//!   snapshot to a write lock (the upgrade is what makes concurrent SQLite writers fail with
-//!   `SQLITE_BUSY` instead of waiting). Inside one process writers queue on the pool; across
-//!   processes they wait on the lock for up to [`BUSY_TIMEOUT`].
-//! - a **reader** pool of [`READERS`] connections for queries. In WAL mode readers see the last
-//!   committed state and never block the writer, nor are blocked by it.
+//! A [`SqliteStore`] holds two kinds of connections on the same file:
+//! - one **writer**: a synchronous rusqlite connection behind an async mutex. Every write runs in
+//!   one transaction opened with `BEGIN IMMEDIATE`, so it takes SQLite's write lock up front and
+//!   never has to upgrade a read snapshot to a write lock (the upgrade is what makes concurrent
+//!   SQLite writers fail with `SQLITE_BUSY` instead of waiting). Inside one process writers queue
+//!   on the mutex; across processes they wait on the lock for up to [`BUSY_TIMEOUT`]. A whole
+//!   transaction runs synchronously, without a thread hop per statement: with sqlx's SQLite
+//!   driver each statement cost a round trip to the connection's thread (about 50 µs here), which
+//!   made a commit of ten statements cost a millisecond; on this connection it costs a few tens of
+//!   microseconds (see `BENCHMARKS.md`). On a multi-threaded runtime it runs in
+//!   `block_in_place`, so a transaction waiting for another process's lock stalls no other task.
+//! - a **reader** pool of [`READERS`] sqlx connections for queries, and synchronous rusqlite
+//!   read connections (opened on demand, kept for reuse) for the point reads on the hot path of
+//!   workers and workflows (a task's latest deployment, child results, a run's result, a key).
+//!   In WAL mode readers see the last committed state and never block the writer, nor are
+//!   blocked by it.
 //!
 //! Connections use `journal_mode=WAL`, `synchronous=NORMAL` and `foreign_keys=ON`. With
 //! `synchronous=NORMAL` a commit is atomic and survives a crash of the process; a power loss may
@@ -30,25 +38,29 @@
 //! A batch of completions is one transaction and a constant number of multi-row statements per
 //! few hundred completions, so committing costs little more than SQLite's b-tree work. Callers
 //! should batch: one `complete_steps` call per group of finished attempts (group commit), one
-//! `claim_steps` call for as many steps as the worker has free slots.
+//! `claim_steps` call for as many steps as the worker has free slots. Statements with nothing to
+//! do are not run.
 //!
 //! The SQL is kept portable (plain types, `ON CONFLICT`, `UPDATE ... RETURNING`) so the
 //! PostgreSQL backend can share the schema in `host/migrations`.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use async_trait::async_trait;
+use rusqlite::types::ToSql;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use serde_json::{json, Value};
 use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
+use sqlx::{ConnectOptions, Row};
 
 use super::{
     now_micros, AttemptDetail, Cancelled, ClaimedStep, CommitOutcome, Completion, Deployment,
@@ -78,17 +90,28 @@ const DEFAULT_LIST_LIMIT: u32 = 100;
 /// Statuses a completion may set.
 const COMPLETION_STATUSES: [Status; 3] = [Status::Succeeded, Status::Failed, Status::Cancelled];
 
+/// How often claims also apply deadlines (schedule-to-start, run timeouts) and fire timers.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(10);
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// A [`Store`] backed by one SQLite database file. Cheap to share behind an `Arc`; every method
 /// takes `&self`. See the module docs for the locking model.
 pub struct SqliteStore {
-    writer: SqlitePool,
+    writer: tokio::sync::Mutex<Connection>,
     reader: SqlitePool,
+    /// The database file, for opening point-read connections.
+    path: PathBuf,
+    /// Idle point-read connections.
+    point_readers: Mutex<Vec<Connection>>,
     /// What was opened, for error messages.
     location: String,
     /// Policies of deployment versions; a version never changes once written.
     policies: Mutex<HashMap<(String, i64), Policy>>,
+    /// When claims next apply deadlines and fire timers (microseconds since the epoch).
+    next_sweep: AtomicI64,
+    /// The private directory holding an in-memory store's file, removed with the store.
+    _private: Option<tempfile::TempDir>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -115,74 +138,79 @@ impl SqliteStore {
                 )
             })?;
         }
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true);
-        Self::open_with(options, path.display().to_string(), false).await
+        Self::open_file(path.to_path_buf(), path.display().to_string(), None).await
     }
 
-    /// Opens a database by sqlx URL, e.g. `sqlite:///var/lib/hypergraph/db.sqlite?mode=rwc` or
-    /// `sqlite::memory:` (a private in-memory database, for tests; it lives as long as the store).
+    /// Opens a database by sqlx URL, e.g. `sqlite:///var/lib/hypergraph/db.sqlite?mode=rwc`, or
+    /// `sqlite::memory:` for a private database that lives as long as the store (kept in a
+    /// temporary file, since the writer and the readers are separate connections).
     pub async fn open_url(url: &str) -> Result<SqliteStore> {
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            let dir = tempfile::tempdir().context("cannot create a private database directory")?;
+            let path = dir.path().join("hypergraph.db");
+            return Self::open_file(path, url.to_string(), Some(dir)).await;
+        }
         let options = SqliteConnectOptions::from_str(url)
             .with_context(|| format!("invalid SQLite database URL `{url}`"))?;
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        Self::open_with(options, url.to_string(), in_memory).await
+        let path = options.get_filename().to_path_buf();
+        if url.contains("mode=rwc") {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).ok();
+            }
+        }
+        Self::open_file(path, url.to_string(), None).await
     }
 
-    async fn open_with(
-        options: SqliteConnectOptions,
+    async fn open_file(
+        path: PathBuf,
         location: String,
-        in_memory: bool,
+        private: Option<tempfile::TempDir>,
     ) -> Result<SqliteStore> {
-        let options = options
-            .journal_mode(if in_memory {
-                SqliteJournalMode::Memory
-            } else {
-                SqliteJournalMode::Wal
-            })
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT)
             .statement_cache_capacity(256)
             .pragma("temp_store", "memory");
 
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .acquire_timeout(Duration::from_secs(60))
-            .connect_with(options.clone())
+        // Create, check and migrate on a connection of its own.
+        let mut setup = options
+            .clone()
+            .create_if_missing(true)
+            .connect()
             .await
             .map_err(|e| open_error(&location, e))?;
         // A fresh file is not checked until something reads it.
         sqlx::query("SELECT COUNT(*) FROM sqlite_master")
-            .fetch_one(&writer)
+            .fetch_one(&mut setup)
+            .await
+            .map_err(|e| open_error(&location, e))?;
+        migrate(&mut setup).await.with_context(|| {
+            format!("cannot migrate the database {location} to this version of hypergraph")
+        })?;
+        drop(setup);
+
+        let writer = open_writer(&path)
+            .with_context(|| format!("cannot open the SQLite database {location} for writing"))?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(options.create_if_missing(false))
             .await
             .map_err(|e| open_error(&location, e))?;
 
-        migrate(&writer).await.with_context(|| {
-            format!("cannot migrate the database {location} to this version of hypergraph")
-        })?;
-
-        let reader = if in_memory {
-            writer.clone()
-        } else {
-            SqlitePoolOptions::new()
-                .max_connections(READERS)
-                .min_connections(0)
-                .acquire_timeout(Duration::from_secs(60))
-                .connect_with(options.create_if_missing(false))
-                .await
-                .map_err(|e| open_error(&location, e))?
-        };
-
         Ok(SqliteStore {
-            writer,
+            writer: tokio::sync::Mutex::new(writer),
             reader,
+            path,
+            point_readers: Mutex::new(Vec::new()),
             location,
             policies: Mutex::new(HashMap::new()),
+            next_sweep: AtomicI64::new(0),
+            _private: private,
         })
     }
 
@@ -191,38 +219,68 @@ impl SqliteStore {
         &self.location
     }
 
-    /// Closes every connection, checkpointing the write-ahead log. Calls made afterwards fail.
+    /// Closes the read connections. The writer closes (checkpointing the write-ahead log) when
+    /// the store is dropped.
     pub async fn close(&self) {
         self.reader.close().await;
-        self.writer.close().await;
     }
 
-    /// Starts a write transaction holding SQLite's write lock (see the module docs).
-    async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>> {
-        self.writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .with_context(|| format!("cannot start a write transaction on {}", self.location))
+    /// Runs `work` in one write transaction holding SQLite's write lock (see the module docs),
+    /// committing when it succeeds and rolling back when it fails. `what` names the operation in
+    /// errors.
+    async fn write<T>(
+        &self,
+        what: impl FnOnce() -> String,
+        work: impl FnOnce(&Connection) -> Result<T>,
+    ) -> Result<T> {
+        let mut conn = self.writer.lock().await;
+        let result: Result<T> = blocking(|| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .with_context(|| {
+                    format!("cannot start a write transaction on {}", self.location)
+                })?;
+            let value = work(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        });
+        result.with_context(what)
+    }
+
+    /// Runs the point read `work` on an idle read connection (opening one when none is idle).
+    /// `what` names the read in errors.
+    fn read<T>(
+        &self,
+        what: impl FnOnce() -> String,
+        work: impl FnOnce(&Connection) -> Result<T>,
+    ) -> Result<T> {
+        let idle = self.point_readers.lock().expect("readers").pop();
+        let result = (|| {
+            let conn = match idle {
+                Some(conn) => conn,
+                None => open_reader(&self.path)?,
+            };
+            let value = work(&conn);
+            if value.is_ok() {
+                self.point_readers.lock().expect("readers").push(conn);
+            }
+            value
+        })();
+        result.with_context(what)
     }
 
     /// The policy of a deployment version, from the cache or the database.
-    async fn policy(
-        &self,
-        conn: &mut SqliteConnection,
-        deployment: &str,
-        version: i64,
-    ) -> Result<Policy> {
+    fn policy(&self, conn: &Connection, deployment: &str, version: i64) -> Result<Policy> {
         let key = (deployment.to_string(), version);
         if let Some(p) = self.policies.lock().expect("policy cache").get(&key) {
             return Ok(p.clone());
         }
-        let row = sqlx::query("SELECT policy FROM deployments WHERE name = ? AND version = ?")
-            .bind(deployment)
-            .bind(version)
-            .fetch_optional(&mut *conn)
-            .await?
+        let text: String = conn
+            .prepare_cached("SELECT policy FROM deployments WHERE name = ? AND version = ?")?
+            .query_row((deployment, version), |r| r.get(0))
+            .optional()?
             .ok_or_else(|| anyhow!("deployment `{deployment}` version {version} does not exist"))?;
-        let policy = parse_policy(&row.try_get::<String, _>(0)?)?;
+        let policy = parse_policy(&text)?;
         self.policies
             .lock()
             .expect("policy cache")
@@ -231,13 +289,48 @@ impl SqliteStore {
     }
 }
 
+/// Opens the writing connection on an existing (migrated) database file.
+fn open_writer(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "journal_mode", "wal")?;
+    conn.pragma_update(None, "synchronous", "normal")?;
+    conn.pragma_update(None, "foreign_keys", "on")?;
+    conn.pragma_update(None, "temp_store", "memory")?;
+    conn.set_prepared_statement_cache_capacity(256);
+    Ok(conn)
+}
+
+/// Opens a point-read connection on an existing database file.
+fn open_reader(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// Runs synchronous database work without stalling the other tasks of a multi-threaded
+/// runtime (on a current-thread runtime it simply runs).
+fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
 /// Runs the migrations, retrying when another process is migrating the same file at the same
 /// moment (SQLite has no advisory lock, so both may try to apply a migration; the loser fails and
 /// on retry finds it applied).
-async fn migrate(pool: &SqlitePool) -> Result<()> {
+async fn migrate(conn: &mut sqlx::SqliteConnection) -> Result<()> {
     let mut tries = 0;
     loop {
-        match MIGRATOR.run(pool).await {
+        match MIGRATOR.run(&mut *conn).await {
             Ok(()) => return Ok(()),
             Err(_) if tries < 3 => {
                 tries += 1;
@@ -251,18 +344,18 @@ async fn migrate(pool: &SqlitePool) -> Result<()> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn put_component(&self, digest: &str, bytes: &[u8]) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO components (digest, bytes, size, created_at) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (digest) DO NOTHING",
+        self.write(
+            || format!("cannot store component {digest}"),
+            |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO components (digest, bytes, size, created_at) VALUES (?, ?, ?, ?) \
+                     ON CONFLICT (digest) DO NOTHING",
+                )?
+                .execute((digest, bytes, bytes.len() as i64, now_micros()))?;
+                Ok(())
+            },
         )
-        .bind(digest)
-        .bind(bytes)
-        .bind(bytes.len() as i64)
-        .bind(now_micros())
-        .execute(&self.writer)
         .await
-        .with_context(|| format!("cannot store component {digest}"))?;
-        Ok(())
     }
 
     async fn component(&self, digest: &str) -> Result<Option<Vec<u8>>> {
@@ -284,24 +377,26 @@ impl Store for SqliteStore {
         policy: &Policy,
     ) -> Result<Deployment> {
         let policy_json = serde_json::to_string(policy)?;
-        let mut tx = self.write_tx().await?;
-        let result = async {
-            let exists = sqlx::query("SELECT 1 FROM components WHERE digest = ?")
-                .bind(digest)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if exists.is_none() {
+        self.write(|| format!("cannot deploy `{name}`"), |conn| {
+            let exists = conn
+                .prepare_cached("SELECT 1 FROM components WHERE digest = ?")?
+                .exists([digest])?;
+            if !exists {
                 bail!("component {digest} is not stored; store it (put_component) before deploying it");
             }
-            let latest = sqlx::query(
-                "SELECT name, version, digest, policy, created_at, kind FROM deployments \
-                 WHERE name = ? ORDER BY version DESC LIMIT 1",
-            )
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| deployment_of(&r))
-            .transpose()?;
+            let latest = conn
+                .prepare_cached(
+                    "SELECT name, version, digest, policy, created_at, kind FROM deployments \
+                     WHERE name = ? ORDER BY version DESC LIMIT 1",
+                )?
+                .query_row([name], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, String>(3)?, r.get(4)?, r.get::<_, String>(5)?))
+                })
+                .optional()?
+                .map(|(name, version, digest, policy, created_at, kind)| {
+                    deployment_from(name, version, digest, &policy, created_at, &kind)
+                })
+                .transpose()?;
             if let Some(latest) = &latest {
                 if latest.digest == digest && latest.kind == kind && latest.policy == *policy {
                     return Ok(latest.clone());
@@ -315,39 +410,48 @@ impl Store for SqliteStore {
                 policy: policy.clone(),
                 created_at: now_micros(),
             };
-            sqlx::query(
+            conn.prepare_cached(
                 "INSERT INTO deployments (name, version, digest, policy, created_at, kind) \
                  VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&deployment.name)
-            .bind(deployment.version)
-            .bind(&deployment.digest)
-            .bind(&policy_json)
-            .bind(deployment.created_at)
-            .bind(kind.as_str())
-            .execute(&mut *tx)
-            .await?;
+            )?
+            .execute((
+                &deployment.name,
+                deployment.version,
+                &deployment.digest,
+                &policy_json,
+                deployment.created_at,
+                kind.as_str(),
+            ))?;
             Ok(deployment)
-        }
+        })
         .await
-        .with_context(|| format!("cannot deploy `{name}`"))?;
-        tx.commit()
-            .await
-            .with_context(|| format!("cannot deploy `{name}`"))?;
-        Ok(result)
     }
 
     async fn latest_deployment(&self, name: &str) -> Result<Option<Deployment>> {
-        sqlx::query(
-            "SELECT name, version, digest, policy, created_at, kind FROM deployments \
-             WHERE name = ? ORDER BY version DESC LIMIT 1",
+        self.read(
+            || format!("cannot read deployment `{name}`"),
+            |conn| {
+                conn.prepare_cached(
+                    "SELECT name, version, digest, policy, created_at, kind FROM deployments \
+                     WHERE name = ? ORDER BY version DESC LIMIT 1",
+                )?
+                .query_row([name], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get(4)?,
+                        r.get::<_, String>(5)?,
+                    ))
+                })
+                .optional()?
+                .map(|(name, version, digest, policy, created_at, kind)| {
+                    deployment_from(name, version, digest, &policy, created_at, &kind)
+                })
+                .transpose()
+            },
         )
-        .bind(name)
-        .fetch_optional(&self.reader)
-        .await
-        .with_context(|| format!("cannot read deployment `{name}`"))?
-        .map(|r| deployment_of(&r))
-        .transpose()
     }
 
     async fn deployment_version(&self, name: &str, version: i64) -> Result<Option<Deployment>> {
@@ -390,19 +494,16 @@ impl Store for SqliteStore {
             .iter()
             .map(|r| (r.deployment.as_str(), r.version, r.digest.as_str()))
             .collect();
-        let mut tx = self.write_tx().await?;
-        async {
+        self.write(|| format!("cannot submit {} run(s)", runs.len()), |conn| {
             // Every run must pin an existing deployment version and that version's component.
             for (name, version, digest) in versions {
-                let found = sqlx::query("SELECT digest FROM deployments WHERE name = ? AND version = ?")
-                    .bind(name)
-                    .bind(version)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let Some(found) = found else {
+                let deployed: Option<String> = conn
+                    .prepare_cached("SELECT digest FROM deployments WHERE name = ? AND version = ?")?
+                    .query_row((name, version), |r| r.get(0))
+                    .optional()?;
+                let Some(deployed) = deployed else {
                     bail!("deployment `{name}` version {version} does not exist");
                 };
-                let deployed: String = found.try_get(0)?;
                 if deployed != digest {
                     bail!(
                         "a run pins component {digest}, but deployment `{name}` version {version} \
@@ -412,61 +513,42 @@ impl Store for SqliteStore {
             }
             let rows: Vec<(&NewRun, &String)> = runs.iter().zip(&inputs).collect();
             insert_rows(
-                &mut tx,
+                conn,
                 "INSERT INTO runs (id, task, deployment, version, digest, input, status, created_at, \
                  deadline) VALUES ",
                 "(?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
                 &rows,
-                |q, (r, input)| {
-                    q.bind(&r.id)
-                        .bind(&r.task)
-                        .bind(&r.deployment)
-                        .bind(r.version)
-                        .bind(&r.digest)
-                        .bind(input.as_str())
-                        .bind(r.created_at)
-                        .bind(r.deadline)
+                |(r, input)| {
+                    vec![&r.id, &r.task, &r.deployment, &r.version, &r.digest, *input, &r.created_at, &r.deadline]
                 },
-            )
-            .await?;
+            )?;
             insert_rows(
-                &mut tx,
+                conn,
                 "INSERT INTO steps (id, run_id, task, deployment, version, digest, input, status, \
                  attempt, created_at, start_deadline) VALUES ",
                 "(?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?)",
                 &rows,
-                |q, (r, input)| {
-                    q.bind(&r.step_id)
-                        .bind(&r.id)
-                        .bind(&r.task)
-                        .bind(&r.deployment)
-                        .bind(r.version)
-                        .bind(&r.digest)
-                        .bind(input.as_str())
-                        .bind(r.created_at)
-                        .bind(r.start_deadline)
+                |(r, input)| {
+                    vec![
+                        &r.step_id, &r.id, &r.task, &r.deployment, &r.version, &r.digest, *input,
+                        &r.created_at, &r.start_deadline,
+                    ]
                 },
-            )
-            .await?;
-            let meta: Vec<(&str, &str, &str)> = runs
+            )?;
+            let meta: Vec<(&String, &String, &String)> = runs
                 .iter()
-                .flat_map(|r| r.meta.iter().map(|(k, v)| (r.id.as_str(), k.as_str(), v.as_str())))
+                .flat_map(|r| r.meta.iter().map(move |(k, v)| (&r.id, k, v)))
                 .collect();
             insert_rows(
-                &mut tx,
+                conn,
                 "INSERT INTO run_meta (run_id, key, value) VALUES ",
                 "(?, ?, ?)",
                 &meta,
-                |q, (run, k, v)| q.bind(*run).bind(*k).bind(*v),
-            )
-            .await?;
+                |(run, k, v)| vec![*run, *k, *v],
+            )?;
             Ok(())
-        }
+        })
         .await
-        .with_context(|| format!("cannot submit {} run(s)", runs.len()))?;
-        tx.commit()
-            .await
-            .with_context(|| format!("cannot submit {} run(s)", runs.len()))
     }
 
     async fn claim_steps(
@@ -480,85 +562,74 @@ impl Store for SqliteStore {
         }
         let now = now_micros();
         let lease_until = now.saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
-        let mut tx = self.write_tx().await?;
-        let claimed = async {
+        let sweep = self.next_sweep.load(Ordering::Relaxed) <= now;
+        if sweep {
+            self.next_sweep.store(
+                super::micros_after(now, SWEEP_INTERVAL.as_millis() as u64),
+                Ordering::Relaxed,
+            );
+        }
+        self.write(|| "cannot claim steps".to_string(), |conn| {
             // The subquery and the update are one statement under the write lock: nobody else
             // can claim the same rows in between.
             const RETURNING: &str = "RETURNING id, run_id, task, deployment, version, digest, \
                                      input, attempt, created_at, activations, policy";
-            workflow::expire(&mut tx, now).await?;
-            // Timers and event timeouts that have passed end their steps' waits.
-            sqlx::query(
-                "UPDATE steps SET wait = NULL, wait_event = NULL \
-                 WHERE wait IN ('timer', 'event') AND wake_at <= ?",
-            )
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            if sweep {
+                workflow::expire(conn, now)?;
+                // Timers and event timeouts that have passed end their steps' waits.
+                conn.prepare_cached(
+                    "UPDATE steps SET wait = NULL, wait_event = NULL \
+                     WHERE wait IN ('timer', 'event') AND wake_at <= ?",
+                )?
+                .execute([now])?;
+            }
             // A resumed workflow continues its attempt; anything else starts a new one.
-            let queued = sqlx::query(&format!(
-                "UPDATE steps SET status = 'running', \
-                 attempt = CASE WHEN activations > 0 THEN attempt ELSE attempt + 1 END, \
-                 worker_id = ?, assigned_at = ?, started_at = NULL, completed_at = NULL, \
-                 wake_at = NULL, start_deadline = NULL, lease_expires_at = ? \
-                 WHERE id IN (SELECT id FROM steps WHERE status = 'queued' AND wait IS NULL \
-                 AND (wake_at IS NULL OR wake_at <= ?) ORDER BY created_at LIMIT ?) {RETURNING}"
-            ))
-            .bind(worker_id)
-            .bind(now)
-            .bind(lease_until)
-            .bind(now)
-            .bind(max as i64)
-            .fetch_all(&mut *tx)
-            .await?;
-            let mut claimed = steps_of(&queued, now)?;
-            claimed.sort_by(|(a, ..), (b, ..)| {
-                (a.created_at, &a.step_id).cmp(&(b.created_at, &b.step_id))
-            });
+            let mut claimed = steps_of(
+                conn,
+                &format!(
+                    "UPDATE steps SET status = 'running', \
+                     attempt = CASE WHEN activations > 0 THEN attempt ELSE attempt + 1 END, \
+                     worker_id = ?1, assigned_at = ?2, started_at = NULL, completed_at = NULL, \
+                     wake_at = NULL, start_deadline = NULL, lease_expires_at = ?3 \
+                     WHERE id IN (SELECT id FROM steps WHERE status = 'queued' AND wait IS NULL \
+                     AND (wake_at IS NULL OR wake_at <= ?2) ORDER BY created_at LIMIT ?4) {RETURNING}"
+                ),
+                (worker_id, now, lease_until, max as i64),
+                now,
+            )?;
 
             if claimed.len() < max {
-                let expired = sqlx::query(&format!(
-                    "UPDATE steps SET status = 'running', attempt = attempt + 1, worker_id = ?, \
-                     assigned_at = ?, started_at = NULL, lease_expires_at = ? \
-                     WHERE id IN (SELECT id FROM steps WHERE status = 'running' \
-                     AND lease_expires_at < ? ORDER BY lease_expires_at LIMIT ?) {RETURNING}"
-                ))
-                .bind(worker_id)
-                .bind(now)
-                .bind(lease_until)
-                .bind(now)
-                .bind((max - claimed.len()) as i64)
-                .fetch_all(&mut *tx)
-                .await?;
-                let mut expired = steps_of(&expired, now)?;
-                expired.sort_by(|(a, ..), (b, ..)| {
-                    (a.created_at, &a.step_id).cmp(&(b.created_at, &b.step_id))
-                });
+                let expired = steps_of(
+                    conn,
+                    &format!(
+                        "UPDATE steps SET status = 'running', attempt = attempt + 1, worker_id = ?1, \
+                         assigned_at = ?2, started_at = NULL, lease_expires_at = ?3 \
+                         WHERE id IN (SELECT id FROM steps WHERE status = 'running' \
+                         AND lease_expires_at < ?2 ORDER BY lease_expires_at LIMIT ?4) {RETURNING}"
+                    ),
+                    (worker_id, now, lease_until, (max - claimed.len()) as i64),
+                    now,
+                )?;
                 let lost = json!({
                     "kind": "lease_expired",
                     "message": "the attempt's lease expired before it completed; the step was claimed again",
                 })
                 .to_string();
                 for (step, ..) in &expired {
-                    sqlx::query(
+                    conn.prepare_cached(
                         "UPDATE attempts SET status = 'failed', completed_at = ?, error = ? \
                          WHERE step_id = ? AND attempt = ? AND status = 'running'",
-                    )
-                    .bind(now)
-                    .bind(&lost)
-                    .bind(&step.step_id)
-                    .bind(i64::from(step.attempt) - 1)
-                    .execute(&mut *tx)
-                    .await?;
+                    )?
+                    .execute((now, &lost, &step.step_id, step.attempt - 1))?;
                 }
                 claimed.extend(expired);
             }
             if claimed.is_empty() {
-                return anyhow::Ok(Vec::new());
+                return Ok(Vec::new());
             }
 
             let ids: Vec<&str> = claimed.iter().map(|(s, ..)| s.step_id.as_str()).collect();
-            execute_for_ids(&mut tx, &ids, |list| {
+            execute_for_ids(conn, &ids, |list| {
                 [
                     format!(
                         "INSERT INTO attempts (step_id, attempt, status, worker_id, assigned_at) \
@@ -569,15 +640,14 @@ impl Store for SqliteStore {
                     ),
                     // The run of a claimed step is queued or already running (a reclaim).
                     format!(
-                        "UPDATE runs SET status = 'running' \
-                         WHERE id IN (SELECT run_id FROM steps WHERE id IN ({list}))"
+                        "UPDATE runs SET status = 'running' WHERE status <> 'running' \
+                         AND id IN (SELECT run_id FROM steps WHERE id IN ({list}))"
                     ),
                 ]
-            })
-            .await?;
+            })?;
             let mut steps = Vec::with_capacity(claimed.len());
             for (mut step, activations, overrides) in claimed {
-                step.policy = self.policy(&mut tx, &step.deployment, step.version).await?;
+                step.policy = self.policy(conn, &step.deployment, step.version)?;
                 if let Some(overrides) = overrides {
                     let overrides: PolicyOverride = serde_json::from_str(&overrides)
                         .with_context(|| format!("stored step policy is not valid: {overrides}"))?;
@@ -585,16 +655,13 @@ impl Store for SqliteStore {
                 }
                 if activations > 0 {
                     (step.resume, step.resume_attempt) =
-                        workflow::resume_journal(&mut tx, &step.step_id).await?;
+                        workflow::resume_journal(conn, &step.step_id)?;
                 }
                 steps.push(step);
             }
             Ok(steps)
-        }
+        })
         .await
-        .context("cannot claim steps")?;
-        tx.commit().await.context("cannot claim steps")?;
-        Ok(claimed)
     }
 
     async fn renew_leases(
@@ -608,24 +675,29 @@ impl Store for SqliteStore {
         }
         let until =
             now_micros().saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
-        let mut tx = self.write_tx().await?;
-        for chunk in chunks(steps) {
-            let sql = values_sql(
-                "UPDATE steps SET lease_expires_at = ? FROM (VALUES ",
-                "(?, ?)",
-                chunk.len(),
-            ) + ") AS v WHERE steps.id = v.column1 AND steps.attempt = v.column2 \
-                 AND steps.worker_id = ? AND steps.status = 'running'";
-            let mut q = sqlx::query(&sql).bind(until);
-            for (step_id, attempt) in chunk {
-                q = q.bind(step_id).bind(i64::from(*attempt));
-            }
-            q.bind(worker_id)
-                .execute(&mut *tx)
-                .await
-                .context("cannot renew leases")?;
-        }
-        tx.commit().await.context("cannot renew leases")
+        self.write(
+            || "cannot renew leases".to_string(),
+            |conn| {
+                for chunk in chunks(steps) {
+                    let sql = values_sql(
+                        "UPDATE steps SET lease_expires_at = ? FROM (VALUES ",
+                        "(?, ?)",
+                        chunk.len(),
+                    )
+                        + ") AS v WHERE steps.id = v.column1 AND steps.attempt = v.column2 \
+                     AND steps.worker_id = ? AND steps.status = 'running'";
+                    let mut params: Vec<&dyn ToSql> = vec![&until];
+                    for (step_id, attempt) in chunk {
+                        params.push(step_id);
+                        params.push(attempt);
+                    }
+                    params.push(&worker_id);
+                    conn.prepare_cached(&sql)?.execute(params.as_slice())?;
+                }
+                Ok(())
+            },
+        )
+        .await
     }
 
     async fn complete_steps(&self, completions: &[Completion]) -> Result<Vec<CommitOutcome>> {
@@ -644,9 +716,9 @@ impl Store for SqliteStore {
                         c.attempt
                     );
                 }
-                if !suspended && !COMPLETION_STATUSES.contains(&c.status) {
+                if c.status != Status::Running && !COMPLETION_STATUSES.contains(&c.status) {
                     bail!(
-                        "a completion must be succeeded, failed or cancelled, not {} (step {} attempt {})",
+                        "a completion must be running (a suspension or a checkpoint), succeeded, failed or cancelled, not {} (step {} attempt {})",
                         c.status,
                         c.step_id,
                         c.attempt
@@ -660,138 +732,11 @@ impl Store for SqliteStore {
             })
             .collect::<Result<Vec<_>>>()?;
 
-        let mut tx = self.write_tx().await?;
-        let mut outcomes = vec![CommitOutcome::Fenced; completions.len()];
-        async {
-            // Completions are applied in order. A batch is split into segments in which every
-            // step appears at most once; each segment is applied with a few multi-row
-            // statements, and a repeated step (a worker bug, but it must not corrupt anything)
-            // sees the effect of the earlier completions of the batch, as if applied one by one.
-            let mut committed: Vec<&Encoded> = Vec::with_capacity(encoded.len());
-            let mut start = 0;
-            while start < encoded.len() {
-                let mut seen = HashSet::new();
-                let end = encoded[start..]
-                    .iter()
-                    .position(|e| !seen.insert(e.c.step_id.as_str()))
-                    .map_or(encoded.len(), |p| start + p);
-                let segment = &encoded[start..end];
-                let mut applied: HashSet<String> = HashSet::with_capacity(segment.len());
-                for chunk in chunks(segment) {
-                    applied.extend(fence_and_complete(&mut tx, chunk).await?);
-                }
-                let mut ids: Vec<&str> = Vec::with_capacity(applied.len());
-                for (i, e) in segment.iter().enumerate() {
-                    if applied.contains(&e.c.step_id) {
-                        outcomes[start + i] = CommitOutcome::Committed;
-                        committed.push(e);
-                        ids.push(&e.c.step_id);
-                    }
-                }
-                // The attempt mirrors the step: it goes on while its workflow waits, and failed
-                // when the step is queued for a retry. The run mirrors its root step once that
-                // has finished.
-                execute_for_ids(&mut tx, &ids, |list| {
-                    [
-                        format!(
-                            "UPDATE attempts SET status = CASE \
-                             WHEN s.status = 'queued' AND s.wait IS NOT NULL THEN 'running' \
-                             WHEN s.status = 'queued' THEN 'failed' ELSE s.status END, \
-                             worker_id = s.worker_id, \
-                             started_at = COALESCE(attempts.started_at, s.started_at), \
-                             completed_at = s.completed_at, error = s.error \
-                             FROM steps s WHERE s.id = attempts.step_id AND s.attempt = attempts.attempt \
-                             AND s.id IN ({list})"
-                        ),
-                        format!(
-                            "UPDATE runs SET status = s.status, output = s.output, error = s.error, \
-                             completed_at = s.completed_at FROM steps s \
-                             WHERE s.run_id = runs.id AND s.parent_id IS NULL \
-                             AND s.status IN ('succeeded', 'failed', 'cancelled') AND s.id IN ({list})"
-                        ),
-                    ]
-                })
-                .await?;
-                start = end;
-            }
-
-            let committed_completions: Vec<&Completion> = committed.iter().map(|e| e.c).collect();
-            workflow::insert_children(&mut tx, &committed_completions).await?;
-            workflow::settle_waits(&mut tx, &committed_completions).await?;
-            let finished: Vec<&str> = committed_completions
-                .iter()
-                .filter(|c| c.wait.is_none() && c.retry_at.is_none())
-                .map(|c| c.step_id.as_str())
-                .collect();
-            workflow::wake_parents(&mut tx, &finished).await?;
-
-            let journal: Vec<(&Completion, &JournalRecord)> = committed
-                .iter()
-                .flat_map(|e| e.c.journal.iter().map(|j| (e.c, j)))
-                .collect();
-            insert_rows(
-                &mut tx,
-                "INSERT INTO journal (step_id, attempt, seq, kind, data) VALUES ",
-                "(?, ?, ?, ?, ?)",
-                &journal,
-                |q, (c, j)| {
-                    q.bind(&c.step_id)
-                        .bind(i64::from(c.attempt))
-                        .bind(i64::from(j.seq))
-                        .bind(&j.kind)
-                        .bind(&j.data)
-                },
-            )
-            .await?;
-            let logs: Vec<(&Completion, &LogRecord)> = committed
-                .iter()
-                .flat_map(|e| e.c.logs.iter().map(|l| (e.c, l)))
-                .collect();
-            insert_rows(
-                &mut tx,
-                "INSERT INTO logs (step_id, attempt, seq, at, stream, level, message) VALUES ",
-                "(?, ?, ?, ?, ?, ?, ?)",
-                &logs,
-                |q, (c, l)| {
-                    q.bind(&c.step_id)
-                        .bind(i64::from(c.attempt))
-                        .bind(i64::from(l.seq))
-                        .bind(l.at)
-                        .bind(&l.stream)
-                        .bind(&l.level)
-                        .bind(&l.message)
-                },
-            )
-            .await?;
-            // Key-value writes of successful attempts, in completion order (later wins).
-            let now = now_micros();
-            for e in committed.iter().filter(|e| e.c.status == Status::Succeeded) {
-                for write in &e.c.kv_writes {
-                    let query = match &write.value {
-                        Some(value) => sqlx::query(
-                            "INSERT INTO kv (scope, key, value, updated_at) VALUES (?, ?, ?, ?) \
-                             ON CONFLICT (scope, key) DO UPDATE \
-                             SET value = excluded.value, updated_at = excluded.updated_at",
-                        )
-                        .bind(&write.scope)
-                        .bind(&write.key)
-                        .bind(value.as_slice())
-                        .bind(now),
-                        None => sqlx::query("DELETE FROM kv WHERE scope = ? AND key = ?")
-                            .bind(&write.scope)
-                            .bind(&write.key),
-                    };
-                    query.execute(&mut *tx).await?;
-                }
-            }
-            anyhow::Ok(())
-        }
+        self.write(
+            || format!("cannot commit {} completion(s)", completions.len()),
+            |conn| apply_completions(conn, &encoded),
+        )
         .await
-        .with_context(|| format!("cannot commit {} completion(s)", completions.len()))?;
-        tx.commit()
-            .await
-            .with_context(|| format!("cannot commit {} completion(s)", completions.len()))?;
-        Ok(outcomes)
     }
 
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
@@ -978,52 +923,55 @@ impl Store for SqliteStore {
     }
 
     async fn run_result(&self, id: &str) -> Result<Option<RunResult>> {
-        let row = sqlx::query(
-            "SELECT r.id, r.task, r.status, r.output, r.error, r.created_at, r.completed_at, \
-             (SELECT COALESCE(SUM(attempt), 0) FROM steps WHERE run_id = r.id), \
-             s.assigned_at, s.started_at, s.completed_at \
-             FROM runs r LEFT JOIN steps s ON s.id = \
-             (SELECT id FROM steps WHERE run_id = r.id ORDER BY created_at, id LIMIT 1) \
-             WHERE r.id = ?",
+        self.read(
+            || format!("cannot read run {id}"),
+            |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT r.id, r.task, r.status, r.output, r.error, r.created_at, r.completed_at, \
+                     (SELECT COALESCE(SUM(attempt), 0) FROM steps WHERE run_id = r.id), \
+                     s.assigned_at, s.started_at, s.completed_at \
+                     FROM runs r LEFT JOIN steps s ON s.id = \
+                     (SELECT id FROM steps WHERE run_id = r.id ORDER BY created_at, id LIMIT 1) \
+                     WHERE r.id = ?",
+                )?;
+                let mut rows = stmt.query([id])?;
+                let Some(r) = rows.next()? else {
+                    return Ok(None);
+                };
+                let created_at: Micros = r.get(5)?;
+                let assigned_at: Option<Micros> = r.get(8)?;
+                let started_at: Option<Micros> = r.get(9)?;
+                let step_completed_at: Option<Micros> = r.get(10)?;
+                let span = |from: Option<Micros>, to: Option<Micros>| match (from, to) {
+                    (Some(a), Some(b)) if b >= a => Some(b - a),
+                    _ => None,
+                };
+                Ok(Some(RunResult {
+                    id: r.get(0)?,
+                    task: r.get(1)?,
+                    status: status_of(r.get(2)?)?,
+                    output: opt_json(r.get(3)?)?,
+                    error: opt_json(r.get(4)?)?,
+                    created_at,
+                    completed_at: r.get(6)?,
+                    attempts: u32_of(r.get(7)?)?,
+                    queue_us: span(Some(created_at), assigned_at),
+                    execution_us: span(started_at, step_completed_at),
+                }))
+            },
         )
-        .bind(id)
-        .fetch_optional(&self.reader)
-        .await
-        .with_context(|| format!("cannot read run {id}"))?;
-        let Some(r) = row else {
-            return Ok(None);
-        };
-        let created_at: Micros = r.try_get(5)?;
-        let assigned_at: Option<Micros> = r.try_get(8)?;
-        let started_at: Option<Micros> = r.try_get(9)?;
-        let step_completed_at: Option<Micros> = r.try_get(10)?;
-        let span = |from: Option<Micros>, to: Option<Micros>| match (from, to) {
-            (Some(a), Some(b)) if b >= a => Some(b - a),
-            _ => None,
-        };
-        Ok(Some(RunResult {
-            id: r.try_get(0)?,
-            task: r.try_get(1)?,
-            status: status_of(r.try_get(2)?)?,
-            output: opt_json(r.try_get(3)?)?,
-            error: opt_json(r.try_get(4)?)?,
-            created_at,
-            completed_at: r.try_get(6)?,
-            attempts: u32_of(r.try_get(7)?)?,
-            queue_us: span(Some(created_at), assigned_at),
-            execution_us: span(started_at, step_completed_at),
-        }))
     }
 
     async fn kv_get(&self, scope: &str, key: &str) -> Result<Option<Vec<u8>>> {
-        sqlx::query("SELECT value FROM kv WHERE scope = ? AND key = ?")
-            .bind(scope)
-            .bind(key)
-            .fetch_optional(&self.reader)
-            .await
-            .with_context(|| format!("cannot read key `{key}`"))?
-            .map(|row| row.try_get::<Vec<u8>, _>(0).map_err(Into::into))
-            .transpose()
+        self.read(
+            || format!("cannot read key `{key}`"),
+            |conn| {
+                Ok(conn
+                    .prepare_cached("SELECT value FROM kv WHERE scope = ? AND key = ?")?
+                    .query_row([scope, key], |r| r.get(0))
+                    .optional()?)
+            },
+        )
     }
 
     async fn kv_list(&self, scope: &str, prefix: &str, limit: u32) -> Result<Vec<String>> {
@@ -1102,9 +1050,10 @@ impl Store for SqliteStore {
     }
 
     async fn step_outcomes(&self, ids: &[String]) -> Result<Vec<StepOutcome>> {
-        workflow::step_outcomes(&self.reader, ids)
-            .await
-            .context("cannot read step results")
+        self.read(
+            || "cannot read step results".to_string(),
+            |conn| workflow::step_outcomes(conn, ids),
+        )
     }
 
     async fn last_event_seq(&self) -> Result<i64> {
@@ -1120,25 +1069,19 @@ impl Store for SqliteStore {
     }
 
     async fn send_event(&self, name: &str, payload: &str) -> Result<(i64, u64)> {
-        let mut tx = self.write_tx().await?;
-        let sent = workflow::send_event(&mut tx, name, payload)
-            .await
-            .with_context(|| format!("cannot send event `{name}`"))?;
-        tx.commit()
-            .await
-            .with_context(|| format!("cannot send event `{name}`"))?;
-        Ok(sent)
+        self.write(
+            || format!("cannot send event `{name}`"),
+            |conn| workflow::send_event(conn, name, payload),
+        )
+        .await
     }
 
     async fn cancel_run(&self, id: &str) -> Result<Option<Cancelled>> {
-        let mut tx = self.write_tx().await?;
-        let cancelled = workflow::cancel_run(&mut tx, id)
-            .await
-            .with_context(|| format!("cannot cancel run {id}"))?;
-        tx.commit()
-            .await
-            .with_context(|| format!("cannot cancel run {id}"))?;
-        Ok(cancelled)
+        self.write(
+            || format!("cannot cancel run {id}"),
+            |conn| workflow::cancel_run(conn, id),
+        )
+        .await
     }
 
     async fn cancelled_steps(&self, steps: &[(String, u32)]) -> Result<Vec<(String, u32)>> {
@@ -1152,34 +1095,36 @@ impl Store for SqliteStore {
         id: &str,
         pins: &HashMap<String, (i64, String)>,
     ) -> Result<Option<u64>> {
-        let mut tx = self.write_tx().await?;
-        let resumed = workflow::resume_run(&mut tx, id, pins)
-            .await
-            .with_context(|| format!("cannot resume run {id}"))?;
-        tx.commit()
-            .await
-            .with_context(|| format!("cannot resume run {id}"))?;
-        Ok(resumed)
+        self.write(
+            || format!("cannot resume run {id}"),
+            |conn| workflow::resume_run(conn, id, pins),
+        )
+        .await
     }
 
     async fn register_worker(&self, worker: &WorkerInfo) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO workers (id, host, pid, version, started_at, last_seen_at) \
-             VALUES (?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, \
-             version = excluded.version, started_at = excluded.started_at, \
-             last_seen_at = excluded.last_seen_at",
+        self.write(
+            || format!("cannot register worker {}", worker.id),
+            |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO workers (id, host, pid, version, started_at, last_seen_at) \
+                     VALUES (?, ?, ?, ?, ?, ?) \
+                     ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, \
+                     version = excluded.version, started_at = excluded.started_at, \
+                     last_seen_at = excluded.last_seen_at",
+                )?
+                .execute((
+                    &worker.id,
+                    &worker.host,
+                    worker.pid,
+                    &worker.version,
+                    worker.started_at,
+                    now_micros(),
+                ))?;
+                Ok(())
+            },
         )
-        .bind(&worker.id)
-        .bind(&worker.host)
-        .bind(i64::from(worker.pid))
-        .bind(&worker.version)
-        .bind(worker.started_at)
-        .bind(now_micros())
-        .execute(&self.writer)
         .await
-        .with_context(|| format!("cannot register worker {}", worker.id))?;
-        Ok(())
     }
 }
 
@@ -1190,45 +1135,181 @@ struct Encoded<'a> {
     error: Option<String>,
 }
 
+/// Applies `encoded` completions in order inside the caller's transaction; see
+/// [`Store::complete_steps`].
+fn apply_completions(conn: &Connection, encoded: &[Encoded<'_>]) -> Result<Vec<CommitOutcome>> {
+    let mut outcomes = vec![CommitOutcome::Fenced; encoded.len()];
+    // Completions are applied in order. A batch is split into segments in which every step
+    // appears at most once; each segment is applied with a few multi-row statements, and a
+    // repeated step (a worker bug, but it must not corrupt anything) sees the effect of the
+    // earlier completions of the batch, as if applied one by one.
+    let mut committed: Vec<&Encoded> = Vec::with_capacity(encoded.len());
+    let mut start = 0;
+    while start < encoded.len() {
+        let mut seen = HashSet::new();
+        let end = encoded[start..]
+            .iter()
+            .position(|e| !seen.insert(e.c.step_id.as_str()))
+            .map_or(encoded.len(), |p| start + p);
+        let segment = &encoded[start..end];
+        let mut applied: HashSet<String> = HashSet::with_capacity(segment.len());
+        for chunk in chunks(segment) {
+            applied.extend(fence_and_complete(conn, chunk)?);
+        }
+        let mut ids: Vec<&str> = Vec::with_capacity(applied.len());
+        let mut ended: Vec<&str> = Vec::new();
+        for (i, e) in segment.iter().enumerate() {
+            if applied.contains(&e.c.step_id) {
+                outcomes[start + i] = CommitOutcome::Committed;
+                committed.push(e);
+                ids.push(&e.c.step_id);
+                if e.c.status != Status::Running && e.c.retry_at.is_none() {
+                    ended.push(&e.c.step_id);
+                }
+            } else {
+                outcomes[start + i] = fenced_outcome(conn, &e.c.step_id)?;
+            }
+        }
+        // The attempt mirrors the step: it goes on while its workflow waits or lingers, and
+        // failed when the step is queued for a retry.
+        execute_for_ids(conn, &ids, |list| {
+            [format!(
+                "UPDATE attempts SET status = CASE \
+                 WHEN s.status = 'queued' AND s.wait IS NOT NULL THEN 'running' \
+                 WHEN s.status = 'queued' THEN 'failed' ELSE s.status END, \
+                 worker_id = s.worker_id, \
+                 started_at = COALESCE(attempts.started_at, s.started_at), \
+                 completed_at = s.completed_at, error = s.error \
+                 FROM steps s WHERE s.id = attempts.step_id AND s.attempt = attempts.attempt \
+                 AND s.id IN ({list})"
+            )]
+        })?;
+        // The run mirrors its root step once that has ended.
+        execute_for_ids(conn, &ended, |list| {
+            [format!(
+                "UPDATE runs SET status = s.status, output = s.output, error = s.error, \
+                 completed_at = s.completed_at FROM steps s \
+                 WHERE s.run_id = runs.id AND s.parent_id IS NULL \
+                 AND s.status IN ('succeeded', 'failed', 'cancelled') AND s.id IN ({list})"
+            )]
+        })?;
+        start = end;
+    }
+
+    let committed_completions: Vec<&Completion> = committed.iter().map(|e| e.c).collect();
+    workflow::insert_children(conn, &committed_completions)?;
+    workflow::settle_waits(conn, &committed_completions)?;
+    let finished: Vec<&str> = committed_completions
+        .iter()
+        .filter(|c| c.status != Status::Running && c.retry_at.is_none())
+        .map(|c| c.step_id.as_str())
+        .collect();
+    workflow::wake_parents(conn, &finished)?;
+
+    let journal: Vec<(&Completion, &JournalRecord)> = committed
+        .iter()
+        .flat_map(|e| e.c.journal.iter().map(|j| (e.c, j)))
+        .collect();
+    insert_rows(
+        conn,
+        "INSERT INTO journal (step_id, attempt, seq, kind, data) VALUES ",
+        "(?, ?, ?, ?, ?)",
+        &journal,
+        |(c, j)| vec![&c.step_id, &c.attempt, &j.seq, &j.kind, &j.data],
+    )?;
+    let logs: Vec<(&Completion, &LogRecord)> = committed
+        .iter()
+        .flat_map(|e| e.c.logs.iter().map(|l| (e.c, l)))
+        .collect();
+    insert_rows(
+        conn,
+        "INSERT INTO logs (step_id, attempt, seq, at, stream, level, message) VALUES ",
+        "(?, ?, ?, ?, ?, ?, ?)",
+        &logs,
+        |(c, l)| {
+            vec![
+                &c.step_id, &c.attempt, &l.seq, &l.at, &l.stream, &l.level, &l.message,
+            ]
+        },
+    )?;
+    // Key-value writes of successful attempts, in completion order (later wins).
+    let now = now_micros();
+    for e in committed.iter().filter(|e| e.c.status == Status::Succeeded) {
+        for write in &e.c.kv_writes {
+            match &write.value {
+                Some(value) => conn
+                    .prepare_cached(
+                        "INSERT INTO kv (scope, key, value, updated_at) VALUES (?, ?, ?, ?) \
+                         ON CONFLICT (scope, key) DO UPDATE \
+                         SET value = excluded.value, updated_at = excluded.updated_at",
+                    )?
+                    .execute((&write.scope, &write.key, value.as_slice(), now))?,
+                None => conn
+                    .prepare_cached("DELETE FROM kv WHERE scope = ? AND key = ?")?
+                    .execute((&write.scope, &write.key))?,
+            };
+        }
+    }
+    Ok(outcomes)
+}
+
+/// Why a completion of `step_id` was refused: the step was cancelled, or a newer attempt owns it.
+fn fenced_outcome(conn: &Connection, step_id: &str) -> Result<CommitOutcome> {
+    let status: Option<String> = conn
+        .prepare_cached("SELECT status FROM steps WHERE id = ?")?
+        .query_row([step_id], |r| r.get(0))
+        .optional()?;
+    Ok(match status.as_deref() {
+        Some("cancelled") => CommitOutcome::Cancelled,
+        _ => CommitOutcome::Fenced,
+    })
+}
+
 /// Applies the step part of `chunk` (distinct steps) where the fence holds: the step is still
 /// `running` under the completion's attempt. Returns the ids of the steps it changed.
-async fn fence_and_complete(
-    conn: &mut SqliteConnection,
-    chunk: &[Encoded<'_>],
-) -> Result<Vec<String>> {
+fn fence_and_complete(conn: &Connection, chunk: &[Encoded<'_>]) -> Result<Vec<String>> {
     let sql = values_sql(
         "UPDATE steps SET status = v.column3, output = v.column4, error = v.column5, \
          started_at = v.column6, completed_at = v.column7, worker_id = v.column8, \
          wait = v.column9, wait_event = v.column10, wake_at = v.column11, \
-         activations = CASE WHEN v.column9 IS NULL THEN activations ELSE activations + 1 END, \
-         lease_expires_at = NULL FROM (VALUES ",
+         activations = CASE WHEN v.column3 = 'running' OR v.column9 IS NOT NULL \
+         THEN activations + 1 ELSE activations END, \
+         lease_expires_at = CASE WHEN v.column3 = 'running' THEN lease_expires_at END \
+         FROM (VALUES ",
         "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         chunk.len(),
     ) + ") AS v WHERE steps.id = v.column1 AND steps.attempt = v.column2 \
          AND steps.status = 'running' RETURNING steps.id";
-    let mut q = sqlx::query(&sql);
-    for e in chunk {
-        let (status, wait, wait_event, wake_at) = workflow::step_state(e.c);
-        // A suspended attempt has not completed.
-        let completed_at = wait.is_none().then_some(e.c.completed_at);
-        q = q
-            .bind(&e.c.step_id)
-            .bind(i64::from(e.c.attempt))
-            .bind(status)
-            .bind(e.output.as_deref())
-            .bind(e.error.as_deref())
-            .bind(e.c.started_at)
-            .bind(completed_at)
-            .bind(&e.c.worker_id)
-            .bind(wait)
-            .bind(wait_event)
-            .bind(wake_at);
-    }
-    q.fetch_all(&mut *conn)
-        .await?
+    let states: Vec<_> = chunk
         .iter()
-        .map(|r| r.try_get(0).map_err(Into::into))
-        .collect()
+        .map(|e| {
+            let (status, wait, wait_event, wake_at) = workflow::step_state(e.c);
+            // A suspended or checkpointed attempt has not completed.
+            let completed_at = (status != "running" && wait.is_none()).then_some(e.c.completed_at);
+            (status, wait, wait_event, wake_at, completed_at)
+        })
+        .collect();
+    let mut params: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 11);
+    for (e, (status, wait, wait_event, wake_at, completed_at)) in chunk.iter().zip(&states) {
+        params.extend([
+            &e.c.step_id as &dyn ToSql,
+            &e.c.attempt,
+            status,
+            &e.output,
+            &e.error,
+            &e.c.started_at,
+            completed_at,
+            &e.c.worker_id,
+            wait,
+            wait_event,
+            wake_at,
+        ]);
+    }
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let ids = stmt
+        .query_map(params.as_slice(), |r| r.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    Ok(ids)
 }
 
 /// A clear error for a database that cannot be opened, naming it and saying what to check.
@@ -1268,49 +1349,40 @@ fn chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
     })
 }
 
-/// `prefix` followed by `rows` copies of `row`, comma-separated.
-/// A query on the SQLite driver, as the binding closures of [`insert_rows`] see it.
-type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>;
-
 /// Inserts `rows` with multi-row `prefix row, row, ...` statements (chunked to stay under SQLite's
-/// bound-parameter limit), binding each row's values with `bind`.
-async fn insert_rows<T>(
-    conn: &mut SqliteConnection,
+/// bound-parameter limit), binding each row's values as `bind` lists them.
+fn insert_rows<'a, T>(
+    conn: &Connection,
     prefix: &str,
     row: &str,
-    rows: &[T],
-    bind: impl for<'q> Fn(SqliteQuery<'q>, &'q T) -> SqliteQuery<'q>,
+    rows: &'a [T],
+    bind: impl Fn(&'a T) -> Vec<&'a dyn ToSql>,
 ) -> Result<()> {
     for chunk in chunks(rows) {
         let sql = values_sql(prefix, row, chunk.len());
-        let mut q = sqlx::query(&sql);
-        for item in chunk {
-            q = bind(q, item);
-        }
-        q.execute(&mut *conn).await?;
+        let params: Vec<&dyn ToSql> = chunk.iter().flat_map(&bind).collect();
+        conn.prepare_cached(&sql)?.execute(params.as_slice())?;
     }
     Ok(())
 }
 
 /// Runs the statements `sql(list)` for each chunk of `ids`, where `list` is the chunk's `?, ?, ...`
-/// placeholder list and every statement binds exactly the chunk's ids.
-async fn execute_for_ids<const N: usize>(
-    conn: &mut SqliteConnection,
+/// placeholder list and every statement binds exactly the chunk's ids. Nothing runs for no ids.
+fn execute_for_ids<const N: usize>(
+    conn: &Connection,
     ids: &[&str],
     sql: impl Fn(&str) -> [String; N],
 ) -> Result<()> {
     for chunk in chunks(ids) {
         for statement in sql(&placeholders(chunk.len())) {
-            let mut q = sqlx::query(&statement);
-            for id in chunk {
-                q = q.bind(*id);
-            }
-            q.execute(&mut *conn).await?;
+            conn.prepare_cached(&statement)?
+                .execute(rusqlite::params_from_iter(chunk))?;
         }
     }
     Ok(())
 }
 
+/// `prefix` followed by `rows` copies of `row`, comma-separated.
 fn values_sql(prefix: &str, row: &str, rows: usize) -> String {
     let mut sql = String::with_capacity(prefix.len() + rows * (row.len() + 2));
     sql.push_str(prefix);
@@ -1328,45 +1400,92 @@ fn placeholders(n: usize) -> String {
     values_sql("", "?", n)
 }
 
-/// Claimed steps from the rows returned by a claiming `UPDATE ... RETURNING`; policies are filled
-/// in afterwards.
-/// Claimed steps with their activation count and policy overrides (JSON).
+/// Runs a claiming `UPDATE ... RETURNING` and reads the claimed steps (policies are filled in
+/// afterwards), each with its activation count and policy overrides (JSON).
 fn steps_of(
-    rows: &[SqliteRow],
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
     assigned_at: Micros,
 ) -> Result<Vec<(ClaimedStep, i64, Option<String>)>> {
-    rows.iter()
-        .map(|r| {
-            let activations: i64 = r.try_get(9)?;
-            let attempt = u32_of(r.try_get(7)?)?;
-            let step = ClaimedStep {
-                step_id: r.try_get(0)?,
-                run_id: r.try_get(1)?,
-                task: r.try_get(2)?,
-                deployment: r.try_get(3)?,
-                version: r.try_get(4)?,
-                digest: r.try_get(5)?,
-                input: json_of(r.try_get(6)?)?,
-                attempt,
-                policy: Policy::default(),
-                created_at: r.try_get(8)?,
-                assigned_at,
-                resume: Vec::new(),
-                resume_attempt: attempt,
-            };
-            Ok((step, activations, r.try_get(10)?))
-        })
-        .collect()
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(params, |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, i64>(4)?,
+            r.get::<_, String>(5)?,
+            r.get::<_, String>(6)?,
+            r.get::<_, u32>(7)?,
+            r.get::<_, i64>(8)?,
+            r.get::<_, i64>(9)?,
+            r.get::<_, Option<String>>(10)?,
+        ))
+    })?;
+    let mut steps = Vec::new();
+    for row in rows {
+        let (
+            step_id,
+            run_id,
+            task,
+            deployment,
+            version,
+            digest,
+            input,
+            attempt,
+            created_at,
+            activations,
+            overrides,
+        ) = row?;
+        let step = ClaimedStep {
+            step_id,
+            run_id,
+            task,
+            deployment,
+            version,
+            digest,
+            input: json_of(input)?,
+            attempt,
+            policy: Policy::default(),
+            created_at,
+            assigned_at,
+            resume: Vec::new(),
+            resume_attempt: attempt,
+        };
+        steps.push((step, activations, overrides));
+    }
+    steps.sort_by(|(a, ..), (b, ..)| (a.created_at, &a.step_id).cmp(&(b.created_at, &b.step_id)));
+    Ok(steps)
 }
 
 fn deployment_of(r: &SqliteRow) -> Result<Deployment> {
+    deployment_from(
+        r.try_get(0)?,
+        r.try_get(1)?,
+        r.try_get(2)?,
+        &r.try_get::<String, _>(3)?,
+        r.try_get(4)?,
+        &r.try_get::<String, _>(5)?,
+    )
+}
+
+fn deployment_from(
+    name: String,
+    version: i64,
+    digest: String,
+    policy: &str,
+    created_at: Micros,
+    kind: &str,
+) -> Result<Deployment> {
     Ok(Deployment {
-        name: r.try_get(0)?,
-        version: r.try_get(1)?,
-        digest: r.try_get(2)?,
-        policy: parse_policy(&r.try_get::<String, _>(3)?)?,
-        created_at: r.try_get(4)?,
-        kind: match r.try_get::<String, _>(5)?.as_str() {
+        name,
+        version,
+        digest,
+        policy: parse_policy(policy)?,
+        created_at,
+        kind: match kind {
             "dag" => DeploymentKind::Dag,
             _ => DeploymentKind::Component,
         },

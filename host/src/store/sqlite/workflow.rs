@@ -1,14 +1,18 @@
 //! The SQLite side of workflows: resuming journals, child steps, waits and wake-ups, events and
-//! cancellation. Every function runs inside the caller's transaction unless it says otherwise.
+//! cancellation. Functions taking a [`Connection`] run synchronously inside the caller's write
+//! transaction; those taking a [`SqlitePool`] are reads.
+
+use std::collections::HashMap;
 
 use anyhow::{Context as _, Result};
+use rusqlite::types::ToSql;
+use rusqlite::{Connection, OptionalExtension};
 use serde_json::json;
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{Row, SqlitePool};
 
 use super::{
     chunks, execute_for_ids, insert_rows, json_of, opt_json, placeholders, status_of, u32_of,
 };
-use std::collections::HashMap;
 
 use crate::journal::{resume_cut, Entry};
 use crate::store::{
@@ -17,30 +21,30 @@ use crate::store::{
 
 /// The journal a resuming workflow continues: that of the newest attempt of `step_id` that has
 /// one (the current attempt after a wait; the crashed one when this claim is a new attempt).
-pub(super) async fn resume_journal(
-    conn: &mut SqliteConnection,
+pub(super) fn resume_journal(
+    conn: &Connection,
     step_id: &str,
 ) -> Result<(Vec<JournalRecord>, u32)> {
-    let rows = sqlx::query(
-        "SELECT attempt, seq, kind, data FROM journal WHERE step_id = ? AND attempt = \
-         (SELECT MAX(attempt) FROM journal WHERE step_id = ?) ORDER BY seq",
-    )
-    .bind(step_id)
-    .bind(step_id)
-    .fetch_all(&mut *conn)
-    .await?;
-    let attempt = match rows.first() {
-        Some(r) => u32_of(r.try_get(0)?)?,
-        None => 0,
-    };
-    let records = rows
-        .iter()
-        .map(|r| {
-            Ok(JournalRecord {
-                seq: u32_of(r.try_get(1)?)?,
-                kind: r.try_get(2)?,
-                data: r.try_get(3)?,
-            })
+    let mut stmt = conn.prepare_cached(
+        "SELECT attempt, seq, kind, data FROM journal WHERE step_id = ?1 AND attempt = \
+         (SELECT MAX(attempt) FROM journal WHERE step_id = ?1) ORDER BY seq",
+    )?;
+    let mut attempt = 0;
+    let records = stmt
+        .query_map([step_id], |r| {
+            Ok((
+                r.get::<_, u32>(0)?,
+                JournalRecord {
+                    seq: r.get(1)?,
+                    kind: r.get(2)?,
+                    data: r.get(3)?,
+                },
+            ))
+        })?
+        .map(|row| {
+            let (a, record) = row?;
+            attempt = a;
+            Ok(record)
         })
         .collect::<Result<_>>()?;
     Ok((records, attempt))
@@ -69,10 +73,7 @@ pub(super) fn step_state(
 }
 
 /// Creates the children started by committed activations, queued.
-pub(super) async fn insert_children(
-    conn: &mut SqliteConnection,
-    committed: &[&Completion],
-) -> Result<()> {
+pub(super) fn insert_children(conn: &Connection, committed: &[&Completion]) -> Result<()> {
     let rows: Vec<(&Completion, &NewChild, String, Option<String>)> = committed
         .iter()
         .flat_map(|c| {
@@ -93,30 +94,28 @@ pub(super) async fn insert_children(
          attempt, created_at, parent_id, child_index, policy, start_deadline) VALUES ",
         "(?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?)",
         &rows,
-        |q, (c, child, input, policy)| {
-            q.bind(&child.step_id)
-                .bind(&c.run_id)
-                .bind(&child.task)
-                .bind(&child.deployment)
-                .bind(child.version)
-                .bind(&child.digest)
-                .bind(input.as_str())
-                .bind(now)
-                .bind(&c.step_id)
-                .bind(i64::from(child.index))
-                .bind(policy.as_deref())
-                .bind(child.start_deadline)
+        |(c, child, input, policy)| {
+            vec![
+                &child.step_id,
+                &c.run_id,
+                &child.task,
+                &child.deployment,
+                &child.version,
+                &child.digest,
+                input,
+                &now as &dyn ToSql,
+                &c.step_id,
+                &child.index,
+                policy,
+                &child.start_deadline,
+            ]
         },
     )
-    .await
 }
 
 /// Settles the waits of committed suspensions: children that finished in the meantime and events
 /// already sent count at once, so a wait that is already over leaves the step claimable.
-pub(super) async fn settle_waits(
-    conn: &mut SqliteConnection,
-    committed: &[&Completion],
-) -> Result<()> {
+pub(super) fn settle_waits(conn: &Connection, committed: &[&Completion]) -> Result<()> {
     for c in committed {
         match &c.wait {
             Some(wait @ (Wait::Children(ids) | Wait::AnyChild(ids))) => {
@@ -127,42 +126,35 @@ pub(super) async fn settle_waits(
                          AND status NOT IN ('succeeded', 'failed', 'cancelled') RETURNING id",
                         placeholders(chunk.len())
                     );
-                    let mut mark = sqlx::query(&sql);
-                    for id in chunk {
-                        mark = mark.bind(id);
+                    let mut stmt = conn.prepare_cached(&sql)?;
+                    let mut rows = stmt.query(rusqlite::params_from_iter(chunk))?;
+                    while rows.next()?.is_some() {
+                        pending += 1;
                     }
-                    pending += mark.fetch_all(&mut *conn).await?.len() as i64;
                 }
                 if matches!(wait, Wait::AnyChild(_)) && pending > 0 {
                     // One finished child is enough, unless one already has.
                     pending = if pending < ids.len() as i64 { 0 } else { 1 };
                 }
-                let sql = if pending == 0 {
-                    "UPDATE steps SET wait = NULL, pending = 0 WHERE id = ? AND attempt = ?"
+                if pending == 0 {
+                    conn.prepare_cached(
+                        "UPDATE steps SET wait = NULL, pending = 0 WHERE id = ? AND attempt = ?",
+                    )?
+                    .execute((&c.step_id, c.attempt))?;
                 } else {
-                    "UPDATE steps SET pending = ? WHERE id = ? AND attempt = ?"
-                };
-                let mut q = sqlx::query(sql);
-                if pending > 0 {
-                    q = q.bind(pending);
+                    conn.prepare_cached(
+                        "UPDATE steps SET pending = ? WHERE id = ? AND attempt = ?",
+                    )?
+                    .execute((pending, &c.step_id, c.attempt))?;
                 }
-                q.bind(&c.step_id)
-                    .bind(i64::from(c.attempt))
-                    .execute(&mut *conn)
-                    .await?;
             }
             Some(Wait::Event { name, after, .. }) => {
-                sqlx::query(
+                conn.prepare_cached(
                     "UPDATE steps SET wait = NULL, wait_event = NULL \
                      WHERE id = ? AND attempt = ? AND EXISTS \
                      (SELECT 1 FROM events WHERE name = ? AND seq > ?)",
-                )
-                .bind(&c.step_id)
-                .bind(i64::from(c.attempt))
-                .bind(name)
-                .bind(after)
-                .execute(&mut *conn)
-                .await?;
+                )?
+                .execute((&c.step_id, c.attempt, name, after))?;
             }
             Some(Wait::Timer(_)) | None => {}
         }
@@ -172,7 +164,10 @@ pub(super) async fn settle_waits(
 
 /// Counts finished steps down in the workflows waiting for them, and makes every workflow whose
 /// awaited children have all finished claimable again.
-pub(super) async fn wake_parents(conn: &mut SqliteConnection, finished: &[&str]) -> Result<()> {
+pub(super) fn wake_parents(conn: &Connection, finished: &[&str]) -> Result<()> {
+    if finished.is_empty() {
+        return Ok(());
+    }
     execute_for_ids(conn, finished, |list| {
         [format!(
             "UPDATE steps SET pending = steps.pending - c.finished FROM \
@@ -180,41 +175,37 @@ pub(super) async fn wake_parents(conn: &mut SqliteConnection, finished: &[&str])
              WHERE id IN ({list}) AND awaited = 1 GROUP BY parent_id) AS c \
              WHERE steps.id = c.parent_id AND steps.wait = 'children'"
         )]
-    })
-    .await?;
-    sqlx::query(
+    })?;
+    conn.prepare_cached(
         "UPDATE steps SET wait = NULL, pending = 0 WHERE wait = 'children' AND pending <= 0",
-    )
-    .execute(&mut *conn)
-    .await?;
+    )?
+    .execute([])?;
     Ok(())
 }
 
 /// See [`crate::store::Store::step_outcomes`].
-pub(super) async fn step_outcomes(pool: &SqlitePool, ids: &[String]) -> Result<Vec<StepOutcome>> {
-    let mut found = std::collections::HashMap::with_capacity(ids.len());
+pub(super) fn step_outcomes(conn: &Connection, ids: &[String]) -> Result<Vec<StepOutcome>> {
+    let mut found = HashMap::with_capacity(ids.len());
     for chunk in chunks(ids) {
         let sql = format!(
             "SELECT id, status, wait, output, error, task, digest FROM steps WHERE id IN ({})",
             placeholders(chunk.len())
         );
-        let mut q = sqlx::query(&sql);
-        for id in chunk {
-            q = q.bind(id);
-        }
-        for r in q.fetch_all(pool).await? {
-            let id: String = r.try_get(0)?;
-            let wait: Option<String> = r.try_get(2)?;
-            let status = match status_of(r.try_get(1)?)? {
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(chunk))?;
+        while let Some(r) = rows.next()? {
+            let id: String = r.get(0)?;
+            let wait: Option<String> = r.get(2)?;
+            let status = match status_of(r.get(1)?)? {
                 Status::Queued if wait.is_some() => Status::Waiting,
                 status => status,
             };
             let outcome = StepOutcome {
-                task: r.try_get(5)?,
-                digest: r.try_get(6)?,
+                task: r.get(5)?,
+                digest: r.get(6)?,
                 status,
-                output: opt_json(r.try_get(3)?)?,
-                error: opt_json(r.try_get(4)?)?,
+                output: opt_json(r.get(3)?)?,
+                error: opt_json(r.get(4)?)?,
             };
             found.insert(id, outcome);
         }
@@ -252,56 +243,46 @@ pub(super) async fn next_event(
 }
 
 /// See [`crate::store::Store::send_event`].
-pub(super) async fn send_event(
-    conn: &mut SqliteConnection,
-    name: &str,
-    payload: &str,
-) -> Result<(i64, u64)> {
+pub(super) fn send_event(conn: &Connection, name: &str, payload: &str) -> Result<(i64, u64)> {
     json_of(payload.to_string()).context("an event payload must be JSON")?;
-    let seq: i64 = sqlx::query(
-        "INSERT INTO events (name, payload, created_at) VALUES (?, ?, ?) RETURNING seq",
-    )
-    .bind(name)
-    .bind(payload)
-    .bind(now_micros())
-    .fetch_one(&mut *conn)
-    .await?
-    .try_get(0)?;
-    let woken = sqlx::query(
-        "UPDATE steps SET wait = NULL, wait_event = NULL WHERE wait = 'event' AND wait_event = ?",
-    )
-    .bind(name)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    Ok((seq, woken))
+    let seq: i64 = conn
+        .prepare_cached(
+            "INSERT INTO events (name, payload, created_at) VALUES (?, ?, ?) RETURNING seq",
+        )?
+        .query_row((name, payload, now_micros()), |r| r.get(0))?;
+    let woken = conn
+        .prepare_cached(
+            "UPDATE steps SET wait = NULL, wait_event = NULL WHERE wait = 'event' AND wait_event = ?",
+        )?
+        .execute([name])?;
+    Ok((seq, woken as u64))
 }
 
 /// See [`crate::store::Store::cancel_run`].
-pub(super) async fn cancel_run(conn: &mut SqliteConnection, id: &str) -> Result<Option<Cancelled>> {
+pub(super) fn cancel_run(conn: &Connection, id: &str) -> Result<Option<Cancelled>> {
     let error = json!({
         "kind": "cancelled",
         "message": "the run was cancelled",
     });
-    end_run(conn, id, Status::Cancelled, &error).await
+    end_run(conn, id, Status::Cancelled, &error)
 }
 
 /// Ends an unfinished run with `status` and `error`, cancelling its unfinished steps (their
 /// workers interrupt running attempts).
-async fn end_run(
-    conn: &mut SqliteConnection,
+fn end_run(
+    conn: &Connection,
     id: &str,
     status: Status,
     error: &serde_json::Value,
 ) -> Result<Option<Cancelled>> {
-    let Some(row) = sqlx::query("SELECT status FROM runs WHERE id = ?")
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?
-    else {
+    let current: Option<String> = conn
+        .prepare_cached("SELECT status FROM runs WHERE id = ?")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    let Some(current) = current else {
         return Ok(None);
     };
-    if status_of(row.try_get(0)?)?.is_terminal() {
+    if status_of(current)?.is_terminal() {
         return Ok(Some(Cancelled {
             steps: 0,
             changed: false,
@@ -309,34 +290,21 @@ async fn end_run(
     }
     let now = now_micros();
     let error = error.to_string();
-    sqlx::query(
+    conn.prepare_cached(
         "UPDATE attempts SET status = 'cancelled', completed_at = ?, error = ? \
          WHERE status = 'running' AND step_id IN (SELECT id FROM steps WHERE run_id = ? \
          AND status IN ('queued', 'running'))",
-    )
-    .bind(now)
-    .bind(&error)
-    .bind(id)
-    .execute(&mut *conn)
-    .await?;
-    let steps = sqlx::query(
-        "UPDATE steps SET status = 'cancelled', completed_at = ?, error = ?, wait = NULL, \
-         wait_event = NULL, lease_expires_at = NULL \
-         WHERE run_id = ? AND status IN ('queued', 'running')",
-    )
-    .bind(now)
-    .bind(&error)
-    .bind(id)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    sqlx::query("UPDATE runs SET status = ?, completed_at = ?, error = ? WHERE id = ?")
-        .bind(status.as_str())
-        .bind(now)
-        .bind(&error)
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
+    )?
+    .execute((now, &error, id))?;
+    let steps = conn
+        .prepare_cached(
+            "UPDATE steps SET status = 'cancelled', completed_at = ?, error = ?, wait = NULL, \
+             wait_event = NULL, lease_expires_at = NULL \
+             WHERE run_id = ? AND status IN ('queued', 'running')",
+        )?
+        .execute((now, &error, id))? as u64;
+    conn.prepare_cached("UPDATE runs SET status = ?, completed_at = ?, error = ? WHERE id = ?")?
+        .execute((status.as_str(), now, &error, id))?;
     Ok(Some(Cancelled {
         steps,
         changed: true,
@@ -346,56 +314,45 @@ async fn end_run(
 /// Enforces schedule-to-start and run timeouts that passed by `now`: a queued step nobody
 /// started in time fails (and counts as finished for a waiting workflow); a run past its deadline
 /// fails and its unfinished steps are cancelled.
-pub(super) async fn expire(conn: &mut SqliteConnection, now: i64) -> Result<()> {
+pub(super) fn expire(conn: &Connection, now: i64) -> Result<()> {
     let error = json!({
         "kind": "schedule_to_start_timeout",
         "message": "no worker started the step before its schedule-to-start deadline",
     })
     .to_string();
-    let late = sqlx::query(
-        "UPDATE steps SET status = 'failed', error = ?, completed_at = ?, start_deadline = NULL \
-         WHERE status = 'queued' AND wait IS NULL AND start_deadline <= ? \
-         RETURNING id, parent_id, run_id",
-    )
-    .bind(&error)
-    .bind(now)
-    .bind(now)
-    .fetch_all(&mut *conn)
-    .await?;
+    let late: Vec<(String, Option<String>, String)> = conn
+        .prepare_cached(
+            "UPDATE steps SET status = 'failed', error = ?1, completed_at = ?2, start_deadline = NULL \
+             WHERE status = 'queued' AND wait IS NULL AND start_deadline <= ?2 \
+             RETURNING id, parent_id, run_id",
+        )?
+        .query_map((&error, now), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
     let mut children = Vec::new();
-    for r in &late {
-        let id: String = r.try_get(0)?;
-        let parent: Option<String> = r.try_get(1)?;
+    for (id, parent, run_id) in &late {
         if parent.is_some() {
-            children.push(id);
+            children.push(id.as_str());
         } else {
-            sqlx::query(
+            conn.prepare_cached(
                 "UPDATE runs SET status = 'failed', error = ?, completed_at = ? \
                  WHERE id = ? AND status IN ('queued', 'running')",
-            )
-            .bind(&error)
-            .bind(now)
-            .bind(r.try_get::<String, _>(2)?)
-            .execute(&mut *conn)
-            .await?;
+            )?
+            .execute((&error, now, run_id))?;
         }
     }
-    let children: Vec<&str> = children.iter().map(String::as_str).collect();
-    wake_parents(conn, &children).await?;
-    let overdue: Vec<String> =
-        sqlx::query("SELECT id FROM runs WHERE deadline <= ? AND status IN ('queued', 'running')")
-            .bind(now)
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|r| r.try_get(0))
-            .collect::<Result<_, _>>()?;
+    wake_parents(conn, &children)?;
+    let overdue: Vec<String> = conn
+        .prepare_cached(
+            "SELECT id FROM runs WHERE deadline <= ? AND status IN ('queued', 'running')",
+        )?
+        .query_map([now], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
     for id in overdue {
         let error = json!({
             "kind": "run_timeout",
             "message": "the run did not finish before its deadline (the deployment's run timeout)",
         });
-        end_run(conn, &id, Status::Failed, &error).await?;
+        end_run(conn, &id, Status::Failed, &error)?;
     }
     Ok(())
 }
@@ -427,107 +384,76 @@ pub(super) async fn cancelled_steps(
 }
 
 /// See [`crate::store::Store::resume_run`].
-pub(super) async fn resume_run(
-    conn: &mut SqliteConnection,
+pub(super) fn resume_run(
+    conn: &Connection,
     id: &str,
     pins: &HashMap<String, (i64, String)>,
 ) -> Result<Option<u64>> {
-    let Some(run) = sqlx::query("SELECT status, deployment FROM runs WHERE id = ?")
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?
-    else {
+    let run: Option<(String, String)> = conn
+        .prepare_cached("SELECT status, deployment FROM runs WHERE id = ?")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((status, deployment)) = run else {
         return Ok(None);
     };
-    let status = status_of(run.try_get(0)?)?;
+    let status = status_of(status)?;
     anyhow::ensure!(
         matches!(status, Status::Failed | Status::Cancelled),
         "run {id} is {status}: only failed or cancelled runs can be resumed"
     );
-    let deployment: String = run.try_get(1)?;
-    let steps = sqlx::query(
-        "SELECT id, attempt, activations, deployment FROM steps \
-         WHERE run_id = ? AND status IN ('failed', 'cancelled') ORDER BY created_at, child_index",
-    )
-    .bind(id)
-    .fetch_all(&mut *conn)
-    .await?;
+    let steps: Vec<(String, u32, i64, String)> = conn
+        .prepare_cached(
+            "SELECT id, attempt, activations, deployment FROM steps \
+             WHERE run_id = ? AND status IN ('failed', 'cancelled') ORDER BY created_at, child_index",
+        )?
+        .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<_, _>>()?;
     const RESET: &str = "status = 'queued', wait = NULL, wait_event = NULL, wake_at = NULL, \
                          pending = 0, output = NULL, error = NULL, completed_at = NULL, \
                          lease_expires_at = NULL";
-    for step in &steps {
-        let step_id: String = step.try_get(0)?;
-        let attempt = u32_of(step.try_get(1)?)?;
-        let activations: i64 = step.try_get(2)?;
-        let pin = pins.get(&step.try_get::<String, _>(3)?);
-        if activations > 0 {
+    for (step_id, attempt, activations, step_deployment) in &steps {
+        if *activations > 0 {
             // A workflow: a new attempt that inherits its journal up to the first join that saw
             // a failure, so the re-queued children are waited for and the rest is reused.
-            let (records, _) = resume_journal(conn, &step_id).await?;
+            let (records, _) = resume_journal(conn, step_id)?;
             let entries = records
                 .iter()
                 .map(Entry::from_record)
                 .collect::<Result<Vec<_>>>()?;
-            let kept: Vec<(&str, &JournalRecord)> = records[..resume_cut(&entries)]
-                .iter()
-                .map(|r| (step_id.as_str(), r))
-                .collect();
-            let next = i64::from(attempt) + 1;
-            sqlx::query("INSERT INTO attempts (step_id, attempt, status) VALUES (?, ?, 'queued')")
-                .bind(&step_id)
-                .bind(next)
-                .execute(&mut *conn)
-                .await?;
+            let kept = &records[..resume_cut(&entries)];
+            let next = attempt + 1;
+            conn.prepare_cached(
+                "INSERT INTO attempts (step_id, attempt, status) VALUES (?, ?, 'queued')",
+            )?
+            .execute((step_id, next))?;
             insert_rows(
                 conn,
                 "INSERT INTO journal (step_id, attempt, seq, kind, data) VALUES ",
                 "(?, ?, ?, ?, ?)",
-                &kept,
-                |q, (step_id, r)| {
-                    q.bind(*step_id)
-                        .bind(next)
-                        .bind(i64::from(r.seq))
-                        .bind(&r.kind)
-                        .bind(&r.data)
-                },
-            )
-            .await?;
-            sqlx::query(&format!(
+                kept,
+                |r| vec![step_id as &dyn ToSql, &next, &r.seq, &r.kind, &r.data],
+            )?;
+            conn.prepare_cached(&format!(
                 "UPDATE steps SET {RESET}, attempt = ?, activations = 1 WHERE id = ?"
-            ))
-            .bind(next)
-            .bind(&step_id)
-            .execute(&mut *conn)
-            .await?;
+            ))?
+            .execute((next, step_id))?;
         } else {
-            sqlx::query(&format!("UPDATE steps SET {RESET} WHERE id = ?"))
-                .bind(&step_id)
-                .execute(&mut *conn)
-                .await?;
+            conn.prepare_cached(&format!("UPDATE steps SET {RESET} WHERE id = ?"))?
+                .execute([step_id])?;
         }
-        if let Some((version, digest)) = pin {
-            sqlx::query("UPDATE steps SET version = ?, digest = ? WHERE id = ?")
-                .bind(version)
-                .bind(digest)
-                .bind(&step_id)
-                .execute(&mut *conn)
-                .await?;
+        if let Some((version, digest)) = pins.get(step_deployment) {
+            conn.prepare_cached("UPDATE steps SET version = ?, digest = ? WHERE id = ?")?
+                .execute((version, digest, step_id))?;
         }
     }
-    sqlx::query(
+    conn.prepare_cached(
         "UPDATE runs SET status = 'queued', output = NULL, error = NULL, completed_at = NULL \
          WHERE id = ?",
-    )
-    .bind(id)
-    .execute(&mut *conn)
-    .await?;
+    )?
+    .execute([id])?;
     if let Some((version, digest)) = pins.get(&deployment) {
-        sqlx::query("UPDATE runs SET version = ?, digest = ? WHERE id = ?")
-            .bind(version)
-            .bind(digest)
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
+        conn.prepare_cached("UPDATE runs SET version = ?, digest = ? WHERE id = ?")?
+            .execute((version, digest, id))?;
     }
     Ok(Some(steps.len() as u64))
 }
