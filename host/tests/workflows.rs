@@ -412,6 +412,30 @@ async fn dag_workflows_run_steps_in_parallel_pass_outputs_and_report_failures() 
         .unwrap()
         .starts_with("bad: application"));
     assert_eq!(executions(&hg, "report").await, 1);
+
+    // Resumed, the DAG continues from its first failed join: `bad` fails again and on_failure
+    // runs again at the same position; the first on_failure child is superseded (it keeps its
+    // result but no position, and is not re-run), so no position is taken twice.
+    let resumed = hg.resume_run(&id, false).await.unwrap();
+    assert_eq!(resumed.steps, 2, "the root and `bad`: {resumed:?}");
+    let run = finish(&hg, &id).await;
+    assert_eq!(run.status, Status::Failed);
+    let children: Vec<_> = run.steps.iter().filter(|s| s.parent_id.is_some()).collect();
+    let mut positions: Vec<u32> = children.iter().filter_map(|s| s.child_index).collect();
+    positions.sort();
+    assert_eq!(positions, [0, 1, 2], "{children:#?}");
+    let reports: Vec<_> = children
+        .iter()
+        .filter(|s| s.task == "flow/report")
+        .collect();
+    assert_eq!(reports.len(), 2);
+    assert_eq!(
+        reports.iter().filter(|s| s.child_index.is_none()).count(),
+        1,
+        "the first report is superseded"
+    );
+    assert!(reports.iter().all(|s| s.status == Status::Succeeded));
+    assert_eq!(executions(&hg, "report").await, 2);
 }
 
 #[tokio::test]

@@ -309,10 +309,11 @@ fn step_tree(out: &mut String, steps: &[StepDetail], parent: Option<&str>, inden
         } else {
             "├─ "
         };
-        let index = step
-            .child_index
-            .map(|c| format!("#{c} "))
-            .unwrap_or_default();
+        let index = match (step.child_index, parent) {
+            (Some(c), _) => format!("#{c} "),
+            (None, Some(_)) => "(superseded by a resume) ".to_string(),
+            (None, None) => String::new(),
+        };
         let attempts = match step.attempt {
             1 => "1 attempt".to_string(),
             n => format!("{n} attempts"),

@@ -414,6 +414,8 @@ pub struct AttemptDetail {
 pub struct StepDetail {
     pub id: String,
     /// The workflow step that started this one, and its position among that workflow's children.
+    /// A child without a position was *superseded*: `runs resume` continued its workflow from an
+    /// earlier point of the journal than where it was started.
     pub parent_id: Option<String>,
     pub child_index: Option<u32>,
     pub task: String,

@@ -640,8 +640,8 @@ impl Store for SqliteStore {
                     ),
                     // The run of a claimed step is queued or already running (a reclaim).
                     format!(
-                        "UPDATE runs SET status = 'running' WHERE status <> 'running' \
-                         AND id IN (SELECT run_id FROM steps WHERE id IN ({list}))"
+                        "UPDATE runs SET status = 'running' \
+                         WHERE id IN (SELECT run_id FROM steps WHERE id IN ({list}))"
                     ),
                 ]
             })?;
@@ -1184,13 +1184,15 @@ fn apply_completions(conn: &Connection, encoded: &[Encoded<'_>]) -> Result<Vec<C
                  AND s.id IN ({list})"
             )]
         })?;
-        // The run mirrors its root step once that has ended.
+        // The run mirrors its root step once that has ended. (The unary `+` keeps SQLite from
+        // driving the lookup by the `parent_id` index, which holds every root step.)
         execute_for_ids(conn, &ended, |list| {
             [format!(
-                "UPDATE runs SET status = s.status, output = s.output, error = s.error, \
-                 completed_at = s.completed_at FROM steps s \
-                 WHERE s.run_id = runs.id AND s.parent_id IS NULL \
-                 AND s.status IN ('succeeded', 'failed', 'cancelled') AND s.id IN ({list})"
+                "UPDATE runs SET (status, output, error, completed_at) = \
+                 (SELECT s.status, s.output, s.error, s.completed_at FROM steps s \
+                 WHERE s.run_id = runs.id AND s.parent_id IS NULL) \
+                 WHERE id IN (SELECT run_id FROM steps WHERE id IN ({list}) \
+                 AND +parent_id IS NULL AND +status IN ('succeeded', 'failed', 'cancelled'))"
             )]
         })?;
         start = end;

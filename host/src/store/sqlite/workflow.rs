@@ -2,7 +2,7 @@
 //! cancellation. Functions taking a [`Connection`] run synchronously inside the caller's write
 //! transaction; those taking a [`SqlitePool`] are reads.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context as _, Result};
 use rusqlite::types::ToSql;
@@ -314,6 +314,8 @@ fn end_run(
 /// Enforces schedule-to-start and run timeouts that passed by `now`: a queued step nobody
 /// started in time fails (and counts as finished for a waiting workflow); a run past its deadline
 /// fails and its unfinished steps are cancelled.
+/// (The unary `+` makes SQLite use the deadline indexes, which hold only steps and runs that
+/// have a deadline, rather than the status indexes, which hold every queued step or run.)
 pub(super) fn expire(conn: &Connection, now: i64) -> Result<()> {
     let error = json!({
         "kind": "schedule_to_start_timeout",
@@ -323,7 +325,7 @@ pub(super) fn expire(conn: &Connection, now: i64) -> Result<()> {
     let late: Vec<(String, Option<String>, String)> = conn
         .prepare_cached(
             "UPDATE steps SET status = 'failed', error = ?1, completed_at = ?2, start_deadline = NULL \
-             WHERE status = 'queued' AND wait IS NULL AND start_deadline <= ?2 \
+             WHERE +status = 'queued' AND +wait IS NULL AND start_deadline <= ?2 \
              RETURNING id, parent_id, run_id",
         )?
         .query_map((&error, now), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
@@ -343,7 +345,7 @@ pub(super) fn expire(conn: &Connection, now: i64) -> Result<()> {
     wake_parents(conn, &children)?;
     let overdue: Vec<String> = conn
         .prepare_cached(
-            "SELECT id FROM runs WHERE deadline <= ? AND status IN ('queued', 'running')",
+            "SELECT id FROM runs WHERE deadline <= ? AND +status IN ('queued', 'running')",
         )?
         .query_map([now], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
@@ -411,7 +413,20 @@ pub(super) fn resume_run(
     const RESET: &str = "status = 'queued', wait = NULL, wait_event = NULL, wake_at = NULL, \
                          pending = 0, output = NULL, error = NULL, completed_at = NULL, \
                          lease_expires_at = NULL";
+    let mut superseded: HashSet<String> = HashSet::new();
+    let mut requeued = 0;
     for (step_id, attempt, activations, step_deployment) in &steps {
+        // Children are created after their workflow, so a workflow comes first.
+        if superseded.contains(step_id) {
+            // And so are its own children.
+            let below = conn
+                .prepare_cached("SELECT id FROM steps WHERE parent_id = ?")?
+                .query_map([step_id], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            superseded.extend(below);
+            continue;
+        }
+        requeued += 1;
         if *activations > 0 {
             // A workflow: a new attempt that inherits its journal up to the first join that saw
             // a failure, so the re-queued children are waited for and the rest is reused.
@@ -420,7 +435,23 @@ pub(super) fn resume_run(
                 .iter()
                 .map(Entry::from_record)
                 .collect::<Result<Vec<_>>>()?;
-            let kept = &records[..resume_cut(&entries)];
+            let cut = resume_cut(&entries);
+            let kept = &records[..cut];
+            // Children started after the cut belong to the abandoned continuation: the resumed
+            // workflow starts its own from that position on, so these lose their position (and
+            // are not re-run).
+            let started = entries[..cut]
+                .iter()
+                .filter(|e| matches!(e, Entry::WorkflowStart { child: Some(_), .. }))
+                .count() as u32;
+            let dropped = conn
+                .prepare_cached(
+                    "UPDATE steps SET child_index = NULL WHERE parent_id = ? AND child_index >= ? \
+                     RETURNING id",
+                )?
+                .query_map((step_id, started), |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            superseded.extend(dropped);
             let next = attempt + 1;
             conn.prepare_cached(
                 "INSERT INTO attempts (step_id, attempt, status) VALUES (?, ?, 'queued')",
@@ -455,5 +486,5 @@ pub(super) fn resume_run(
         conn.prepare_cached("UPDATE runs SET version = ?, digest = ? WHERE id = ?")?
             .execute((version, digest, id))?;
     }
-    Ok(Some(steps.len() as u64))
+    Ok(Some(requeued))
 }
