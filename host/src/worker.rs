@@ -147,10 +147,23 @@ impl Worker {
         let slots = Arc::new(Semaphore::new(self.options.concurrency));
         let in_flight: InFlight = Arc::default();
         let (done_tx, done_rx) = mpsc::unbounded_channel::<Commit>();
+        let (handed_tx, mut handed_rx) = mpsc::unbounded_channel::<Vec<ClaimedStep>>();
         // Completions sent to the committer and not yet committed: children and woken workflows
         // only become claimable once they are, so an idle worker waits for them.
         let uncommitted = Arc::new(AtomicUsize::new(0));
-        let committer = tokio::spawn(commit_loop(self.hg.clone(), done_rx, uncommitted.clone()));
+        let claiming = Arc::new(AtomicBool::new(true));
+        let committer = tokio::spawn(commit_loop(
+            self.hg.clone(),
+            done_rx,
+            uncommitted.clone(),
+            ClaimOnCommit {
+                worker_id: self.info.id.clone(),
+                lease: self.options.lease,
+                slots: slots.clone(),
+                enabled: claiming.clone(),
+                handed: handed_tx,
+            },
+        ));
         let renewer = tokio::spawn(renew_loop(
             self.hg.clone(),
             self.info.clone(),
@@ -158,8 +171,20 @@ impl Worker {
             self.options.lease,
         ));
         let canceller = tokio::spawn(cancel_loop(self.hg.clone(), in_flight.clone()));
+        let launcher = Launcher {
+            hg: self.hg.clone(),
+            worker_id: self.info.id.clone(),
+            slots: slots.clone(),
+            in_flight: in_flight.clone(),
+            committer: Committer {
+                done: done_tx,
+                uncommitted: uncommitted.clone(),
+            },
+            linger: self.options.linger,
+        };
 
         let mut running = JoinSet::new();
+        let mut handed: Vec<ClaimedStep> = Vec::new();
         let mut idle_poll = Duration::from_millis(1);
         let (mut stop, idle_mode) = match stop_when {
             StopWhen::Signal(f) => (Some(Box::pin(f)), false),
@@ -171,17 +196,21 @@ impl Worker {
             // wakes us (tokio delivers `notify_waiters` to every `Notified` that exists).
             let wake = self.hg.signals.submitted.notified();
             // Read before claiming: a completion committed after this claim's snapshot must
-            // keep an idle worker going, since it may have made children claimable.
+            // keep an idle worker going, since it may have made children claimable (the
+            // committer hands what it claimed over before it counts the commit done).
             let settled = running.is_empty() && uncommitted.load(Ordering::SeqCst) == 0;
+            while let Ok(steps) = handed_rx.try_recv() {
+                handed.extend(steps);
+            }
+            let mut claimed = std::mem::take(&mut handed);
             let free = slots.available_permits().min(BATCH);
-            let claimed = if free > 0 {
-                self.hg
+            if claimed.is_empty() && free > 0 {
+                claimed = self
+                    .hg
                     .store
                     .claim_steps(&self.info.id, free, self.options.lease)
-                    .await?
-            } else {
-                Vec::new()
-            };
+                    .await?;
+            }
             if claimed.is_empty() {
                 if idle_mode && settled {
                     break;
@@ -190,6 +219,7 @@ impl Worker {
                 let slot_freed = running.join_next();
                 tokio::select! {
                     _ = async { stop.as_mut().unwrap().await }, if stop.is_some() => break,
+                    Some(steps) = handed_rx.recv() => handed.extend(steps),
                     _ = wake => idle_poll = Duration::from_millis(1),
                     _ = sleep => idle_poll = (idle_poll * 2).min(self.options.max_poll_interval),
                     _ = slot_freed, if free == 0 || idle_mode => {}
@@ -198,57 +228,91 @@ impl Worker {
             }
             idle_poll = Duration::from_millis(1);
             for step in claimed {
-                let permit = slots.clone().acquire_owned().await?;
-                let cancel = Arc::new(AtomicBool::new(false));
-                in_flight
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert((step.step_id.clone(), step.attempt), cancel.clone());
-                let hg = self.hg.clone();
-                let worker_id = self.info.id.clone();
-                let committer = Committer {
-                    done: done_tx.clone(),
-                    uncommitted: uncommitted.clone(),
-                };
-                let in_flight = in_flight.clone();
-                let slot = Slot {
-                    slots: slots.clone(),
-                    held: Mutex::new(Some(permit)),
-                };
-                let linger_window = self.options.linger;
-                running.spawn(async move {
-                    let key = (step.step_id.clone(), step.attempt);
-                    let activation = Arc::new(WorkerActivation {
-                        committer: committer.clone(),
-                        step_id: step.step_id.clone(),
-                        attempt: step.attempt,
-                        worker_id: worker_id.clone(),
-                        run_id: step.run_id.clone(),
-                        started_at: now_micros(),
-                        slot,
-                    });
-                    let linger = (!linger_window.is_zero()).then(|| Linger {
-                        window: linger_window,
-                        activation: activation.clone(),
-                    });
-                    let completion = execute(&hg, &worker_id, step, cancel, linger).await;
-                    committer.send(completion);
-                    in_flight
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&key);
-                    // Frees the execution slot (unless a lingering activation gave it back).
-                    drop(activation);
-                });
+                launcher.launch(&mut running, step).await?;
             }
         }
-        while running.join_next().await.is_some() {}
-        drop(done_tx);
+        // No more claims; steps the committer claimed meanwhile still run, as do whatever their
+        // completions hand over, until nothing is left in flight.
+        claiming.store(false, Ordering::SeqCst);
+        loop {
+            while running.join_next().await.is_some() {}
+            let settled = uncommitted.load(Ordering::SeqCst) == 0;
+            while let Ok(steps) = handed_rx.try_recv() {
+                handed.extend(steps);
+            }
+            if handed.is_empty() {
+                if settled {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            for step in std::mem::take(&mut handed) {
+                launcher.launch(&mut running, step).await?;
+            }
+        }
+        drop(launcher);
         renewer.abort();
         canceller.abort();
         let stats = committer.await.context("committer task failed")??;
         tracing::info!(worker = %self.info.id, ?stats, "worker stopped");
         Ok(stats)
+    }
+}
+
+/// Starts claimed steps on a worker's tasks.
+struct Launcher {
+    hg: Hypergraph,
+    worker_id: String,
+    slots: Arc<Semaphore>,
+    in_flight: InFlight,
+    committer: Committer,
+    linger: Duration,
+}
+
+impl Launcher {
+    /// Takes an execution slot (waiting for one) and executes `step` on a task of `running`,
+    /// sending its completion to the committer.
+    async fn launch(&self, running: &mut JoinSet<()>, step: ClaimedStep) -> Result<()> {
+        let permit = self.slots.clone().acquire_owned().await?;
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((step.step_id.clone(), step.attempt), cancel.clone());
+        let hg = self.hg.clone();
+        let worker_id = self.worker_id.clone();
+        let committer = self.committer.clone();
+        let in_flight = self.in_flight.clone();
+        let slot = Slot {
+            slots: self.slots.clone(),
+            held: Mutex::new(Some(permit)),
+        };
+        let linger_window = self.linger;
+        running.spawn(async move {
+            let key = (step.step_id.clone(), step.attempt);
+            let activation = Arc::new(WorkerActivation {
+                committer: committer.clone(),
+                step_id: step.step_id.clone(),
+                attempt: step.attempt,
+                worker_id: worker_id.clone(),
+                run_id: step.run_id.clone(),
+                started_at: now_micros(),
+                slot,
+            });
+            let linger = (!linger_window.is_zero()).then(|| Linger {
+                window: linger_window,
+                activation: activation.clone(),
+            });
+            let completion = execute(&hg, &worker_id, step, cancel, linger).await;
+            committer.send(completion);
+            in_flight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
+            // Frees the execution slot (unless a lingering activation gave it back).
+            drop(activation);
+        });
+        Ok(())
     }
 }
 
@@ -362,11 +426,25 @@ impl Activation for WorkerActivation {
     }
 }
 
-/// Commits completions and checkpoints in batches until every sender is gone.
+/// Commits completions and checkpoints in batches until every sender is gone, claiming in the
+/// same transaction as many steps as the worker has free slots.
+/// How the committer claims steps for its worker in the transaction of each commit.
+struct ClaimOnCommit {
+    worker_id: String,
+    lease: Duration,
+    /// The worker's execution slots: claims take at most as many steps as are free.
+    slots: Arc<Semaphore>,
+    /// Cleared when the worker stops claiming.
+    enabled: Arc<AtomicBool>,
+    /// Where claimed steps go to be executed.
+    handed: mpsc::UnboundedSender<Vec<ClaimedStep>>,
+}
+
 async fn commit_loop(
     hg: Hypergraph,
     mut done: mpsc::UnboundedReceiver<Commit>,
     uncommitted: Arc<AtomicUsize>,
+    claim: ClaimOnCommit,
 ) -> Result<WorkerStats> {
     let mut stats = WorkerStats::default();
     let mut batch = Vec::with_capacity(BATCH);
@@ -383,7 +461,19 @@ async fn commit_loop(
                 Err(_) => break,
             }
         }
-        let outcomes = hg.store.complete_steps(&batch).await?;
+        let free = if claim.enabled.load(Ordering::SeqCst) {
+            claim.slots.available_permits().min(BATCH)
+        } else {
+            0
+        };
+        let (outcomes, claimed) = hg
+            .store
+            .complete_and_claim(&batch, &claim.worker_id, free, claim.lease)
+            .await?;
+        let more = free > 0 && claimed.len() == free;
+        if !claimed.is_empty() {
+            let _ = claim.handed.send(claimed);
+        }
         let mut finished = Vec::new();
         for ((completion, outcome), ack) in batch.iter().zip(outcomes).zip(acks.drain(..)) {
             if let Some(ack) = ack {
@@ -427,8 +517,11 @@ async fn commit_loop(
             .runs
             .completed(batch.iter().map(|c| c.run_id.as_str()));
         hg.signals.steps.completed(finished);
-        // Completions may have created children or woken workflows: let idle workers look.
-        hg.signals.submitted.notify_waiters();
+        if free == 0 || more {
+            // Completions may have created children or woken workflows that this commit did not
+            // claim: let idle workers look.
+            hg.signals.submitted.notify_waiters();
+        }
         batch.clear();
     }
     Ok(stats)

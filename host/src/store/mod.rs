@@ -516,6 +516,20 @@ pub trait Store: Send + Sync + 'static {
     /// Commits completions; each one is atomic and fenced (see module docs). Outcomes are returned
     /// in the order of `completions`.
     async fn complete_steps(&self, completions: &[Completion]) -> Result<Vec<CommitOutcome>>;
+    /// [`Store::complete_steps`], then [`Store::claim_steps`] for `worker_id` in the same
+    /// transaction where the backend can (so children a completion created, or a workflow it
+    /// woke, are claimed without another round trip).
+    async fn complete_and_claim(
+        &self,
+        completions: &[Completion],
+        worker_id: &str,
+        max: usize,
+        lease: Duration,
+    ) -> Result<(Vec<CommitOutcome>, Vec<ClaimedStep>)> {
+        let outcomes = self.complete_steps(completions).await?;
+        let claimed = self.claim_steps(worker_id, max, lease).await?;
+        Ok((outcomes, claimed))
+    }
 
     /// Runs matching `filter`, newest first.
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>>;

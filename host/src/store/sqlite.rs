@@ -12,8 +12,10 @@
 //!   transaction runs synchronously, without a thread hop per statement: with sqlx's SQLite
 //!   driver each statement cost a round trip to the connection's thread (about 50 µs here), which
 //!   made a commit of ten statements cost a millisecond; on this connection it costs a few tens of
-//!   microseconds (see `BENCHMARKS.md`). On a multi-threaded runtime it runs in
-//!   `block_in_place`, so a transaction waiting for another process's lock stalls no other task.
+//!   microseconds (see `BENCHMARKS.md`). It runs on the calling task's thread: that is cheaper
+//!   than handing it to a blocking thread (`block_in_place` cost a tenth of a millisecond per
+//!   workflow step here), at the price of stalling that thread while another process holds the
+//!   write lock (one transaction, typically well under a millisecond).
 //! - a **reader** pool of [`READERS`] sqlx connections for queries, and synchronous rusqlite
 //!   read connections (opened on demand, kept for reuse) for the point reads on the hot path of
 //!   workers and workflows (a task's latest deployment, child results, a run's result, a key).
@@ -234,7 +236,7 @@ impl SqliteStore {
         work: impl FnOnce(&Connection) -> Result<T>,
     ) -> Result<T> {
         let mut conn = self.writer.lock().await;
-        let result: Result<T> = blocking(|| {
+        let result: Result<T> = (|| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .with_context(|| {
@@ -243,7 +245,7 @@ impl SqliteStore {
             let value = work(&tx)?;
             tx.commit()?;
             Ok(value)
-        });
+        })();
         result.with_context(what)
     }
 
@@ -267,6 +269,117 @@ impl SqliteStore {
             value
         })();
         result.with_context(what)
+    }
+
+    /// Claims up to `max` steps inside the caller's write transaction (see
+    /// [`Store::claim_steps`]); every [`SWEEP_INTERVAL`] it first applies deadlines and fires
+    /// timers.
+    fn claim(
+        &self,
+        conn: &Connection,
+        worker_id: &str,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedStep>> {
+        let now = now_micros();
+        let lease_until = now.saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
+        let sweep = self.next_sweep.load(Ordering::Relaxed) <= now;
+        if sweep {
+            self.next_sweep.store(
+                super::micros_after(now, SWEEP_INTERVAL.as_millis() as u64),
+                Ordering::Relaxed,
+            );
+        }
+
+        // The subquery and the update are one statement under the write lock: nobody else
+        // can claim the same rows in between.
+        const RETURNING: &str = "RETURNING id, run_id, task, deployment, version, digest, \
+                                 input, attempt, created_at, activations, policy";
+        if sweep {
+            workflow::expire(conn, now)?;
+            // Timers and event timeouts that have passed end their steps' waits.
+            conn.prepare_cached(
+                "UPDATE steps SET wait = NULL, wait_event = NULL \
+                 WHERE wait IN ('timer', 'event') AND wake_at <= ?",
+            )?
+            .execute([now])?;
+        }
+        // A resumed workflow continues its attempt; anything else starts a new one.
+        let mut claimed = steps_of(
+            conn,
+            &format!(
+                "UPDATE steps SET status = 'running', \
+                 attempt = CASE WHEN activations > 0 THEN attempt ELSE attempt + 1 END, \
+                 worker_id = ?1, assigned_at = ?2, started_at = NULL, completed_at = NULL, \
+                 wake_at = NULL, start_deadline = NULL, lease_expires_at = ?3 \
+                 WHERE id IN (SELECT id FROM steps WHERE status = 'queued' AND wait IS NULL \
+                 AND (wake_at IS NULL OR wake_at <= ?2) ORDER BY created_at LIMIT ?4) {RETURNING}"
+            ),
+            (worker_id, now, lease_until, max as i64),
+            now,
+        )?;
+
+        if claimed.len() < max {
+            let expired = steps_of(
+                conn,
+                &format!(
+                    "UPDATE steps SET status = 'running', attempt = attempt + 1, worker_id = ?1, \
+                     assigned_at = ?2, started_at = NULL, lease_expires_at = ?3 \
+                     WHERE id IN (SELECT id FROM steps WHERE status = 'running' \
+                     AND lease_expires_at < ?2 ORDER BY lease_expires_at LIMIT ?4) {RETURNING}"
+                ),
+                (worker_id, now, lease_until, (max - claimed.len()) as i64),
+                now,
+            )?;
+            let lost = json!({
+                "kind": "lease_expired",
+                "message": "the attempt's lease expired before it completed; the step was claimed again",
+            })
+            .to_string();
+            for (step, ..) in &expired {
+                conn.prepare_cached(
+                    "UPDATE attempts SET status = 'failed', completed_at = ?, error = ? \
+                     WHERE step_id = ? AND attempt = ? AND status = 'running'",
+                )?
+                .execute((now, &lost, &step.step_id, step.attempt - 1))?;
+            }
+            claimed.extend(expired);
+        }
+        if claimed.is_empty() {
+            return Ok(Vec::new());
+        }
+
+        let ids: Vec<&str> = claimed.iter().map(|(s, ..)| s.step_id.as_str()).collect();
+        execute_for_ids(conn, &ids, |list| {
+            [
+                format!(
+                    "INSERT INTO attempts (step_id, attempt, status, worker_id, assigned_at) \
+                     SELECT id, attempt, 'running', worker_id, assigned_at FROM steps \
+                     WHERE id IN ({list}) ON CONFLICT (step_id, attempt) DO UPDATE \
+                     SET status = 'running', worker_id = excluded.worker_id, \
+                     assigned_at = excluded.assigned_at"
+                ),
+                // The run of a claimed step is queued or already running (a reclaim).
+                format!(
+                    "UPDATE runs SET status = 'running' \
+                     WHERE id IN (SELECT run_id FROM steps WHERE id IN ({list}))"
+                ),
+            ]
+        })?;
+        let mut steps = Vec::with_capacity(claimed.len());
+        for (mut step, activations, overrides) in claimed {
+            step.policy = self.policy(conn, &step.deployment, step.version)?;
+            if let Some(overrides) = overrides {
+                let overrides: PolicyOverride = serde_json::from_str(&overrides)
+                    .with_context(|| format!("stored step policy is not valid: {overrides}"))?;
+                step.policy = step.policy.overlaid(&overrides);
+            }
+            if activations > 0 {
+                (step.resume, step.resume_attempt) = workflow::resume_journal(conn, &step.step_id)?;
+            }
+            steps.push(step);
+        }
+        Ok(steps)
     }
 
     /// The policy of a deployment version, from the cache or the database.
@@ -313,15 +426,6 @@ fn open_reader(path: &Path) -> Result<Connection> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
-}
-
-/// Runs synchronous database work without stalling the other tasks of a multi-threaded
-/// runtime (on a current-thread runtime it simply runs).
-fn blocking<T>(work: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
-        _ => work(),
-    }
 }
 
 /// Runs the migrations, retrying when another process is migrating the same file at the same
@@ -560,107 +664,10 @@ impl Store for SqliteStore {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let now = now_micros();
-        let lease_until = now.saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
-        let sweep = self.next_sweep.load(Ordering::Relaxed) <= now;
-        if sweep {
-            self.next_sweep.store(
-                super::micros_after(now, SWEEP_INTERVAL.as_millis() as u64),
-                Ordering::Relaxed,
-            );
-        }
-        self.write(|| "cannot claim steps".to_string(), |conn| {
-            // The subquery and the update are one statement under the write lock: nobody else
-            // can claim the same rows in between.
-            const RETURNING: &str = "RETURNING id, run_id, task, deployment, version, digest, \
-                                     input, attempt, created_at, activations, policy";
-            if sweep {
-                workflow::expire(conn, now)?;
-                // Timers and event timeouts that have passed end their steps' waits.
-                conn.prepare_cached(
-                    "UPDATE steps SET wait = NULL, wait_event = NULL \
-                     WHERE wait IN ('timer', 'event') AND wake_at <= ?",
-                )?
-                .execute([now])?;
-            }
-            // A resumed workflow continues its attempt; anything else starts a new one.
-            let mut claimed = steps_of(
-                conn,
-                &format!(
-                    "UPDATE steps SET status = 'running', \
-                     attempt = CASE WHEN activations > 0 THEN attempt ELSE attempt + 1 END, \
-                     worker_id = ?1, assigned_at = ?2, started_at = NULL, completed_at = NULL, \
-                     wake_at = NULL, start_deadline = NULL, lease_expires_at = ?3 \
-                     WHERE id IN (SELECT id FROM steps WHERE status = 'queued' AND wait IS NULL \
-                     AND (wake_at IS NULL OR wake_at <= ?2) ORDER BY created_at LIMIT ?4) {RETURNING}"
-                ),
-                (worker_id, now, lease_until, max as i64),
-                now,
-            )?;
-
-            if claimed.len() < max {
-                let expired = steps_of(
-                    conn,
-                    &format!(
-                        "UPDATE steps SET status = 'running', attempt = attempt + 1, worker_id = ?1, \
-                         assigned_at = ?2, started_at = NULL, lease_expires_at = ?3 \
-                         WHERE id IN (SELECT id FROM steps WHERE status = 'running' \
-                         AND lease_expires_at < ?2 ORDER BY lease_expires_at LIMIT ?4) {RETURNING}"
-                    ),
-                    (worker_id, now, lease_until, (max - claimed.len()) as i64),
-                    now,
-                )?;
-                let lost = json!({
-                    "kind": "lease_expired",
-                    "message": "the attempt's lease expired before it completed; the step was claimed again",
-                })
-                .to_string();
-                for (step, ..) in &expired {
-                    conn.prepare_cached(
-                        "UPDATE attempts SET status = 'failed', completed_at = ?, error = ? \
-                         WHERE step_id = ? AND attempt = ? AND status = 'running'",
-                    )?
-                    .execute((now, &lost, &step.step_id, step.attempt - 1))?;
-                }
-                claimed.extend(expired);
-            }
-            if claimed.is_empty() {
-                return Ok(Vec::new());
-            }
-
-            let ids: Vec<&str> = claimed.iter().map(|(s, ..)| s.step_id.as_str()).collect();
-            execute_for_ids(conn, &ids, |list| {
-                [
-                    format!(
-                        "INSERT INTO attempts (step_id, attempt, status, worker_id, assigned_at) \
-                         SELECT id, attempt, 'running', worker_id, assigned_at FROM steps \
-                         WHERE id IN ({list}) ON CONFLICT (step_id, attempt) DO UPDATE \
-                         SET status = 'running', worker_id = excluded.worker_id, \
-                         assigned_at = excluded.assigned_at"
-                    ),
-                    // The run of a claimed step is queued or already running (a reclaim).
-                    format!(
-                        "UPDATE runs SET status = 'running' \
-                         WHERE id IN (SELECT run_id FROM steps WHERE id IN ({list}))"
-                    ),
-                ]
-            })?;
-            let mut steps = Vec::with_capacity(claimed.len());
-            for (mut step, activations, overrides) in claimed {
-                step.policy = self.policy(conn, &step.deployment, step.version)?;
-                if let Some(overrides) = overrides {
-                    let overrides: PolicyOverride = serde_json::from_str(&overrides)
-                        .with_context(|| format!("stored step policy is not valid: {overrides}"))?;
-                    step.policy = step.policy.overlaid(&overrides);
-                }
-                if activations > 0 {
-                    (step.resume, step.resume_attempt) =
-                        workflow::resume_journal(conn, &step.step_id)?;
-                }
-                steps.push(step);
-            }
-            Ok(steps)
-        })
+        self.write(
+            || "cannot claim steps".to_string(),
+            |conn| self.claim(conn, worker_id, max, lease),
+        )
         .await
     }
 
@@ -704,37 +711,34 @@ impl Store for SqliteStore {
         if completions.is_empty() {
             return Ok(Vec::new());
         }
-        let encoded = completions
-            .iter()
-            .map(|c| {
-                let suspended = c.wait.is_some() && c.status == Status::Running;
-                let retried = c.retry_at.is_some() && c.status == Status::Failed;
-                if c.wait.is_some() != suspended || c.retry_at.is_some() != retried {
-                    bail!(
-                        "a suspension must be running and a retry failed (step {} attempt {})",
-                        c.step_id,
-                        c.attempt
-                    );
-                }
-                if c.status != Status::Running && !COMPLETION_STATUSES.contains(&c.status) {
-                    bail!(
-                        "a completion must be running (a suspension or a checkpoint), succeeded, failed or cancelled, not {} (step {} attempt {})",
-                        c.status,
-                        c.step_id,
-                        c.attempt
-                    );
-                }
-                Ok(Encoded {
-                    c,
-                    output: c.output.as_ref().map(serde_json::to_string).transpose()?,
-                    error: c.error.as_ref().map(serde_json::to_string).transpose()?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let encoded = encode(completions)?;
 
         self.write(
             || format!("cannot commit {} completion(s)", completions.len()),
             |conn| apply_completions(conn, &encoded),
+        )
+        .await
+    }
+
+    async fn complete_and_claim(
+        &self,
+        completions: &[Completion],
+        worker_id: &str,
+        max: usize,
+        lease: Duration,
+    ) -> Result<(Vec<CommitOutcome>, Vec<ClaimedStep>)> {
+        let encoded = encode(completions)?;
+        self.write(
+            || format!("cannot commit {} completion(s)", completions.len()),
+            |conn| {
+                let outcomes = apply_completions(conn, &encoded)?;
+                let claimed = if max > 0 {
+                    self.claim(conn, worker_id, max, lease)?
+                } else {
+                    Vec::new()
+                };
+                Ok((outcomes, claimed))
+            },
         )
         .await
     }
@@ -1133,6 +1137,38 @@ struct Encoded<'a> {
     c: &'a Completion,
     output: Option<String>,
     error: Option<String>,
+}
+
+/// Checks `completions` and serializes their JSON values.
+fn encode(completions: &[Completion]) -> Result<Vec<Encoded<'_>>> {
+    completions
+        .iter()
+        .map(|c| {
+            let suspended = c.wait.is_some() && c.status == Status::Running;
+            let retried = c.retry_at.is_some() && c.status == Status::Failed;
+            if c.wait.is_some() != suspended || c.retry_at.is_some() != retried {
+                bail!(
+                    "a suspension must be running and a retry failed (step {} attempt {})",
+                    c.step_id,
+                    c.attempt
+                );
+            }
+            if c.status != Status::Running && !COMPLETION_STATUSES.contains(&c.status) {
+                bail!(
+                    "a completion must be running (a suspension or a checkpoint), succeeded, \
+                     failed or cancelled, not {} (step {} attempt {})",
+                    c.status,
+                    c.step_id,
+                    c.attempt
+                );
+            }
+            Ok(Encoded {
+                c,
+                output: c.output.as_ref().map(serde_json::to_string).transpose()?,
+                error: c.error.as_ref().map(serde_json::to_string).transpose()?,
+            })
+        })
+        .collect()
 }
 
 /// Applies `encoded` completions in order inside the caller's transaction; see
