@@ -20,7 +20,7 @@ use serde_json::{json, Map, Value};
 
 use crate::capabilities::bindings::hypergraph::workflow::workflow::Host as _;
 use crate::capabilities::kv::KvState;
-use crate::capabilities::workflow::{ChildResult, Linger, WorkflowState};
+use crate::capabilities::workflow::{ChildOptions, ChildResult, Linger, WorkflowState};
 use crate::capabilities::{HostState, InvocationContext};
 use crate::dag::{DagSpec, DagStep};
 use crate::invoke::{ErrorKind, Outcome, TaskError};
@@ -184,6 +184,10 @@ async fn drive(
             .unwrap_or_else(|| "failures".into());
         let input = json!({ param: failed.clone() }).to_string();
         // The report's own failure does not change the run's.
+        state.workflow.next_child = ChildOptions {
+            name: Some("on_failure".into()),
+            policy: None,
+        };
         let _ = state
             .call(task.clone(), input)
             .await
@@ -216,13 +220,14 @@ async fn start_step(
         timeout_ms: timeout.map(millis),
         schedule_to_start_ms: schedule_to_start.map(millis),
     };
-    state.workflow.next_policy = (overrides != PolicyOverride::default()).then_some(overrides);
-    let started = state
+    state.workflow.next_child = ChildOptions {
+        name: Some(step.name.clone()),
+        policy: (overrides != PolicyOverride::default()).then_some(overrides),
+    };
+    state
         .start(step.task.clone(), step_input.to_string())
         .await
-        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    state.workflow.next_policy = None;
-    Ok(started)
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
 }
 
 /// The parameter names of `task`, by which DAG step inputs are keyed.

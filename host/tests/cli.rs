@@ -407,3 +407,21 @@ fn help_lists_every_command() {
         assert!(help.contains(command), "{command} missing from help");
     }
 }
+
+/// Output into a pipe whose reader is gone (`hypergraph tasks | head -0`) ends the command
+/// quietly with status 141, like SIGPIPE for C tools, instead of a panic.
+#[test]
+fn a_closed_stdout_pipe_ends_quietly() {
+    let cli = Cli::new();
+    cli.ok(&["tasks"]);
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = cli
+        .cmd(&["tasks"])
+        .stdout(writer)
+        .output()
+        .expect("hypergraph runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

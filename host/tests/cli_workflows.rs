@@ -872,8 +872,11 @@ fn dag_files_deploy_validate_and_run_through_the_binary() {
     let id = result["run_id"].as_str().unwrap();
     let shown = cli.ok(&["runs", "show", id]);
     assert!(
-        shown.contains("#0 flow/work [succeeded] 2 attempts"),
+        shown.contains("#0 left: flow/work [succeeded] 2 attempts"),
         "{shown}"
     );
-    assert!(shown.contains("└─ #2 flow/add [succeeded]"), "{shown}");
+    assert!(
+        shown.contains("└─ #2 total: flow/add [succeeded]"),
+        "{shown}"
+    );
 }

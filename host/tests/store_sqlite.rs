@@ -393,6 +393,7 @@ async fn checkpoints_store_progress_while_the_attempt_goes_on() {
         digest: DIGEST_A.into(),
         input: json!([]),
         policy: None,
+        name: None,
         start_deadline: None,
     }];
     let outcomes = store.complete_steps(&[checkpoint]).await.unwrap();

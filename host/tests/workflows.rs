@@ -403,6 +403,10 @@ async fn dag_workflows_run_steps_in_parallel_pass_outputs_and_report_failures() 
         run.steps.iter().all(|s| s.task != "flow/add"),
         "`after` never started"
     );
+    // Each child carries its step's name from the file.
+    let mut names: Vec<&str> = run.steps.iter().filter_map(|s| s.name.as_deref()).collect();
+    names.sort();
+    assert_eq!(names, ["bad", "fine", "on_failure"]);
     let report = run.steps.iter().find(|s| s.task == "flow/report").unwrap();
     assert!(report
         .output

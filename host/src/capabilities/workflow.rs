@@ -62,6 +62,8 @@ pub struct NewChild {
     pub input: Value,
     /// Overrides of the child deployment's policy (a DAG step's `[step.policy]`).
     pub policy: Option<PolicyOverride>,
+    /// The step's name in its DAG file (`None` for a workflow component's child).
+    pub name: Option<String>,
     /// The child fails if no worker starts it by then (schedule-to-start).
     pub start_deadline: Option<Micros>,
 }
@@ -202,6 +204,13 @@ impl ChildResult {
     }
 }
 
+/// A DAG step's name and policy overrides, for the child that runs it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ChildOptions {
+    pub name: Option<String>,
+    pub policy: Option<PolicyOverride>,
+}
+
 /// The workflow state of one activation.
 #[derive(Default)]
 pub struct WorkflowState {
@@ -214,8 +223,9 @@ pub struct WorkflowState {
     new_children: Vec<NewChild>,
     /// Set when the activation suspended.
     wait: Option<Wait>,
-    /// Policy overrides for the next child started (set by the DAG runner per step).
-    pub(crate) next_policy: Option<PolicyOverride>,
+    /// How the next child started is named and configured (set by the DAG runner per step,
+    /// consumed by the next `start`).
+    pub(crate) next_child: ChildOptions,
     /// Set when joins may wait in place before suspending.
     linger: Option<Linger>,
 }
@@ -357,6 +367,7 @@ async fn new_child(
         digest: resolved.deployment.digest.clone(),
         input,
         policy: None,
+        name: None,
         start_deadline: resolved.deployment.policy.start_deadline(now_micros()),
     })
 }
@@ -495,6 +506,7 @@ impl workflow::Host for HostState {
             task: task.clone(),
             input: input.clone(),
         };
+        let options = std::mem::take(&mut self.workflow.next_child);
         let entry = match self.journal.lookup(&call) {
             Lookup::Diverged => return Err(diverged()),
             Lookup::Recorded(entry) => entry,
@@ -508,7 +520,7 @@ impl workflow::Host for HostState {
                     new_child(self.workflow.live()?, &task, &input, index as u32)
                         .await
                         .map(|child| {
-                            let policy = self.workflow.next_policy.clone();
+                            let ChildOptions { name, policy } = options;
                             let start_deadline = policy
                                 .as_ref()
                                 .and_then(|p| p.schedule_to_start_ms)
@@ -516,6 +528,7 @@ impl workflow::Host for HostState {
                                 .or(child.start_deadline);
                             NewChild {
                                 policy,
+                                name,
                                 start_deadline,
                                 ..child
                             }

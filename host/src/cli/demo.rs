@@ -103,7 +103,7 @@ pub async fn run(hg: &Hypergraph, examples: Option<PathBuf>) -> Result<i32> {
         dir.display()
     );
 
-    println!("== building and deploying {} examples", demos.len());
+    outln!("== building and deploying {} examples", demos.len());
     for (path, demo) in &demos {
         let options = BuildOptions {
             target_dir: Some(target_dir.clone()),
@@ -130,7 +130,7 @@ pub async fn run(hg: &Hypergraph, examples: Option<PathBuf>) -> Result<i32> {
                 humantime::format_duration(policy.retry.backoff())
             ),
         };
-        println!(
+        outln!(
             "built {} in {:.1} s ({} KiB) -> deployed `{}` v{}{retries}",
             path.file_name().unwrap_or_default().to_string_lossy(),
             t.elapsed().as_secs_f64(),
@@ -139,7 +139,7 @@ pub async fn run(hg: &Hypergraph, examples: Option<PathBuf>) -> Result<i32> {
             report.deployment.version
         );
     }
-    println!("\n== tasks");
+    outln!("\n== tasks");
     let tasks: Vec<_> = hg
         .tasks()
         .await?
@@ -149,7 +149,7 @@ pub async fn run(hg: &Hypergraph, examples: Option<PathBuf>) -> Result<i32> {
             task
         })
         .collect();
-    print!("{}", render::tasks_table(&tasks));
+    out!("{}", render::tasks_table(&tasks));
 
     let requests: Vec<RunRequest> = demos
         .iter()
@@ -162,7 +162,7 @@ pub async fn run(hg: &Hypergraph, examples: Option<PathBuf>) -> Result<i32> {
                 .collect(),
         })
         .collect();
-    println!(
+    outln!(
         "\n== running {} tasks, each in a fresh instance",
         requests.len()
     );
@@ -192,11 +192,11 @@ pub async fn run(hg: &Hypergraph, examples: Option<PathBuf>) -> Result<i32> {
             }
             _ => run.status.to_string(),
         };
-        println!("{head} {result}");
+        outln!("{head} {result}");
         // Retried steps, so that retries under the example's policy show.
         if let Some(detail) = hg.store.run(id).await? {
             for step in detail.steps.iter().filter(|s| s.attempts.len() > 1) {
-                println!(
+                outln!(
                     "    retried: {} {} after {} attempts",
                     step.task,
                     step.status,
@@ -207,7 +207,7 @@ pub async fn run(hg: &Hypergraph, examples: Option<PathBuf>) -> Result<i32> {
     }
     worker.stop().await?;
 
-    println!("\n== the runs, as recorded in the database");
+    outln!("\n== the runs, as recorded in the database");
     let runs = hg
         .store
         .list_runs(&RunFilter {
@@ -216,18 +216,18 @@ pub async fn run(hg: &Hypergraph, examples: Option<PathBuf>) -> Result<i32> {
             ..RunFilter::default()
         })
         .await?;
-    print!("{}", render::runs_table(&runs));
+    out!("{}", render::runs_table(&runs));
     let succeeded = runs
         .iter()
         .filter(|r| r.status == Status::Succeeded)
         .count();
-    println!(
+    outln!(
         "\n{succeeded} succeeded, {failed} failed (on purpose: application errors are recorded \
          like any result) in {:.1} s.",
         started.elapsed().as_secs_f64()
     );
     let first = ids.first().cloned().unwrap_or_default();
-    println!(
+    outln!(
         "\nTry next:\n  \
          hypergraph tasks\n  \
          hypergraph run greet/greet --input '{{\"name\": \"you\"}}' --wait\n  \

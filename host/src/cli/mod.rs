@@ -2,7 +2,20 @@
 //!
 //! Every read command takes `--json` and then prints exactly one JSON document on stdout. Exit
 //! codes: 0 success, 1 a run that was waited for failed, 2 any other error (bad input, unknown
-//! task, unreachable database, ...), printed as `error: ...` on stderr.
+//! task, unreachable database, ...), printed as `error: ...` on stderr. Output to a pipe closed
+//! early (`hypergraph runs list | head -1`) ends the process quietly with status 141, like
+//! SIGPIPE does for C tools.
+
+/// `print!` to stdout through [`write_stdout`].
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::cli::write_stdout(format_args!($($arg)*)) };
+}
+
+/// `println!` to stdout through [`write_stdout`].
+macro_rules! outln {
+    () => { $crate::cli::write_stdout(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::cli::write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
+}
 
 mod demo;
 mod ops;
@@ -432,8 +445,21 @@ async fn dispatch(cli: Cli) -> Result<i32> {
     }
 }
 
+/// Writes to stdout; a closed pipe ends the process with status 141 instead of a panic.
+fn write_stdout(args: std::fmt::Arguments) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("error: cannot write to stdout: {e}");
+        std::process::exit(2);
+    }
+}
+
 fn print_json(value: &impl serde::Serialize) {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(value).expect("values serialize")
     );
@@ -474,19 +500,20 @@ async fn deploy(hg: &Hypergraph, args: DeployArgs) -> Result<i32> {
     }
     let d = &report.deployment;
     if report.created {
-        println!(
+        outln!(
             "deployed {} version {} (digest {})",
             d.name,
             d.version,
             render::short_digest(&d.digest)
         );
     } else {
-        println!(
+        outln!(
             "{} version {} already has this component and policy; nothing changed",
-            d.name, d.version
+            d.name,
+            d.version
         );
     }
-    print!("{}", render::tasks_table(&report.tasks));
+    out!("{}", render::tasks_table(&report.tasks));
     Ok(0)
 }
 
@@ -495,9 +522,9 @@ async fn tasks(hg: &Hypergraph, args: JsonFlag) -> Result<i32> {
     if args.json {
         print_json(&tasks);
     } else if tasks.is_empty() {
-        println!("no tasks deployed yet: hypergraph deploy <file.wasm> --name <name>");
+        outln!("no tasks deployed yet: hypergraph deploy <file.wasm> --name <name>");
     } else {
-        print!("{}", render::tasks_table(&tasks));
+        out!("{}", render::tasks_table(&tasks));
     }
     Ok(0)
 }
@@ -531,7 +558,7 @@ async fn run(hg: &Hypergraph, args: RunArgs) -> Result<i32> {
         if args.json.json {
             print_json(&json!({ "run_id": id, "status": "queued" }));
         } else {
-            println!("{id}");
+            outln!("{id}");
             eprintln!(
                 "queued; a worker executes it (`hypergraph worker`). Follow it with \
                  `hypergraph runs show {id}`, or use `run --wait` to execute it here."
@@ -551,7 +578,7 @@ async fn run(hg: &Hypergraph, args: RunArgs) -> Result<i32> {
     if args.json.json {
         print_json(&render::run_result_json(&run));
     } else {
-        print!("{}", render::run_result_text(&run));
+        out!("{}", render::run_result_text(&run));
     }
     Ok(if run.status == Status::Succeeded {
         0
@@ -594,9 +621,9 @@ async fn runs_list(hg: &Hypergraph, args: ListArgs) -> Result<i32> {
     if args.json.json {
         print_json(&runs);
     } else if runs.is_empty() {
-        println!("no runs match");
+        outln!("no runs match");
     } else {
-        print!("{}", render::runs_table(&runs));
+        out!("{}", render::runs_table(&runs));
     }
     Ok(0)
 }
@@ -633,7 +660,7 @@ async fn runs_show(hg: &Hypergraph, args: RunIdArgs) -> Result<i32> {
     if args.json.json {
         print_json(&render::run_detail_json(&run));
     } else {
-        print!("{}", render::run_detail_text(&run));
+        out!("{}", render::run_detail_text(&run));
     }
     Ok(0)
 }
@@ -644,9 +671,9 @@ async fn runs_logs(hg: &Hypergraph, args: RunIdArgs) -> Result<i32> {
     if args.json.json {
         print_json(&logs);
     } else if logs.is_empty() {
-        println!("run {} has no log lines", args.id);
+        outln!("run {} has no log lines", args.id);
     } else {
-        print!("{}", render::logs_text(&logs));
+        out!("{}", render::logs_text(&logs));
     }
     Ok(0)
 }
@@ -669,7 +696,7 @@ async fn runs_replay(hg: &Hypergraph, args: ReplayArgs) -> Result<i32> {
     if args.json.json {
         print_json(&report);
     } else {
-        print!("{}", render::replay_text(&report));
+        out!("{}", render::replay_text(&report));
     }
     Ok(if report.identical() { 0 } else { 1 })
 }
@@ -684,7 +711,7 @@ async fn runs_export(hg: &Hypergraph, args: ExportArgs) -> Result<i32> {
     if args.json.json {
         print_json(&json!({ "bundle": path, "bytes": bytes, "run_id": bundle.run.run_id }));
     } else {
-        println!(
+        outln!(
             "wrote {} ({} KiB): run {} with its component, journals and logs",
             path.display(),
             bytes / 1024,
@@ -710,7 +737,7 @@ async fn replay_bundle(cache_dir: &Option<PathBuf>, args: &BundleArgs) -> Result
     if args.json.json {
         print_json(&report);
     } else {
-        print!("{}", render::replay_text(&report));
+        out!("{}", render::replay_text(&report));
     }
     Ok(if report.identical() { 0 } else { 1 })
 }
@@ -723,7 +750,7 @@ async fn check_upgrade(hg: &Hypergraph, args: CheckUpgradeArgs) -> Result<i32> {
     if args.json.json {
         print_json(&report);
     } else {
-        print!("{}", render::upgrade_text(&report));
+        out!("{}", render::upgrade_text(&report));
     }
     Ok(if report.diverged == 0 { 0 } else { 1 })
 }
@@ -784,7 +811,7 @@ fn build(args: &BuildArgs) -> Result<i32> {
             &json!({ "component": output, "bytes": size, "seconds": started.elapsed().as_secs_f64() }),
         );
     } else {
-        println!("{}", output.display());
+        outln!("{}", output.display());
         if std::io::stderr().is_terminal() {
             eprintln!(
                 "built in {:.1} s ({} KiB); deploy it with: hypergraph deploy {} --name <name>",

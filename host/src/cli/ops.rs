@@ -57,12 +57,12 @@ pub(super) async fn runs_cancel(hg: &Hypergraph, id: &str, as_json: bool) -> Res
             &json!({ "run_id": id, "cancelled_steps": cancelled.steps, "changed": cancelled.changed }),
         );
     } else if cancelled.changed {
-        println!(
+        outln!(
             "cancelled run {id}: {} unfinished step(s) cancelled; running attempts stop within a second",
             cancelled.steps
         );
     } else {
-        println!("run {id} had already finished; nothing changed");
+        outln!("run {id} had already finished; nothing changed");
     }
     Ok(0)
 }
@@ -82,7 +82,7 @@ pub(super) async fn send_event(
     if as_json {
         print_json(&json!({ "event": name, "seq": seq, "woken": woken }));
     } else {
-        println!("sent event `{name}` (#{seq}); {woken} waiting workflow(s) woken");
+        outln!("sent event `{name}` (#{seq}); {woken} waiting workflow(s) woken");
     }
     Ok(0)
 }
@@ -94,7 +94,7 @@ pub(super) fn print_resumed(resumed: &[Resumed], as_json: bool) -> Result<i32> {
         return Ok(0);
     }
     if resumed.is_empty() {
-        println!("no runs match");
+        outln!("no runs match");
     }
     for r in resumed {
         let moved: Vec<String> = r
@@ -107,13 +107,14 @@ pub(super) fn print_resumed(resumed: &[Resumed], as_json: bool) -> Result<i32> {
         } else {
             format!(" on {}", moved.join(", "))
         };
-        println!(
+        outln!(
             "resumed run {}: {} step(s) queued again{moved}; completed steps are reused",
-            r.run_id, r.steps
+            r.run_id,
+            r.steps
         );
     }
     if !resumed.is_empty() {
-        println!("a worker executes them: `hypergraph serve` or `hypergraph worker --until-idle`");
+        outln!("a worker executes them: `hypergraph serve` or `hypergraph worker --until-idle`");
     }
     Ok(0)
 }

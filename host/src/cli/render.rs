@@ -324,9 +324,14 @@ fn step_tree(out: &mut String, steps: &[StepDetail], parent: Option<&str>, inden
             .and_then(|e| e.get("kind").and_then(Value::as_str))
             .map(|kind| format!("  {kind}"))
             .unwrap_or_default();
+        let name = step
+            .name
+            .as_ref()
+            .map(|n| format!("{n}: "))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "{indent}{branch}{index}{} [{}] {attempts}, {}{error}",
+            "{indent}{branch}{index}{name}{} [{}] {attempts}, {}{error}",
             step.task,
             step.status,
             span(step.started_at, step.completed_at)

@@ -418,6 +418,9 @@ pub struct StepDetail {
     /// earlier point of the journal than where it was started.
     pub parent_id: Option<String>,
     pub child_index: Option<u32>,
+    /// The step's name in its DAG file (`on_failure` for the failure report); `None` otherwise.
+    #[serde(default)]
+    pub name: Option<String>,
     pub task: String,
     pub status: Status,
     /// The latest attempt number (0 while never claimed).

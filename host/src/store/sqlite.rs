@@ -871,8 +871,8 @@ impl Store for SqliteStore {
             let steps = sqlx::query(
                 "SELECT id, task, CASE WHEN status = 'queued' AND wait IS NOT NULL \
                  THEN 'waiting' ELSE status END, attempt, worker_id, digest, input, output, \
-                 error, created_at, assigned_at, started_at, completed_at, parent_id, child_index \
-                 FROM steps WHERE run_id = ? ORDER BY created_at, child_index, id",
+                 error, created_at, assigned_at, started_at, completed_at, parent_id, child_index, \
+                 name FROM steps WHERE run_id = ? ORDER BY created_at, child_index, id",
             )
             .bind(id)
             .fetch_all(&mut *tx)
@@ -898,6 +898,7 @@ impl Store for SqliteStore {
                         .try_get::<Option<i64>, _>(14)?
                         .map(u32_of)
                         .transpose()?,
+                    name: r.try_get(15)?,
                     attempts: attempts.remove(&id).unwrap_or_default(),
                     id,
                 })

@@ -91,8 +91,8 @@ pub(super) fn insert_children(conn: &Connection, committed: &[&Completion]) -> R
     insert_rows(
         conn,
         "INSERT INTO steps (id, run_id, task, deployment, version, digest, input, status, \
-         attempt, created_at, parent_id, child_index, policy, start_deadline) VALUES ",
-        "(?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?)",
+         attempt, created_at, parent_id, child_index, policy, start_deadline, name) VALUES ",
+        "(?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?, ?)",
         &rows,
         |(c, child, input, policy)| {
             vec![
@@ -108,6 +108,7 @@ pub(super) fn insert_children(conn: &Connection, committed: &[&Completion]) -> R
                 &child.index,
                 policy,
                 &child.start_deadline,
+                &child.name,
             ]
         },
     )
