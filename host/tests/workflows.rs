@@ -294,6 +294,70 @@ async fn cancel_cascades_to_children_and_interrupts_running_attempts() {
 }
 
 #[tokio::test]
+async fn a_workflow_that_ends_cancels_the_children_it_did_not_join() {
+    let dir = tempfile::tempdir().unwrap();
+    let hg = setup(dir.path()).await;
+    // `hasty` starts a `fan-out` child (itself waiting on two sleeping `work` children) and,
+    // once told to go on, fails without joining it.
+    let id = submit(&hg, "flow/hasty", json!({"prefix": "h", "sleep-ms": 5000})).await;
+    let worker = Worker::new(hg.clone(), WorkerOptions::default()).spawn();
+    let started = std::time::Instant::now();
+    loop {
+        let run = hg.store.run(&id).await.unwrap().unwrap();
+        let working = run
+            .steps
+            .iter()
+            .filter(|s| s.task == "flow/work" && s.status == Status::Running)
+            .count();
+        if working == 2 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the grandchildren never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    hg.store.send_event("go-h", "null").await.unwrap();
+    hg.wait(&id, Some(Duration::from_secs(60))).await.unwrap();
+    worker.stop().await.unwrap();
+
+    let run = hg.store.run(&id).await.unwrap().unwrap();
+    assert_eq!(run.status, Status::Failed);
+    assert!(
+        run.error
+            .as_ref()
+            .unwrap()
+            .to_string()
+            .contains("broken child 1"),
+        "{:?}",
+        run.error
+    );
+    let status_of = |task: &str| -> Vec<Status> {
+        run.steps
+            .iter()
+            .filter(|s| s.task == task)
+            .map(|s| s.status)
+            .collect()
+    };
+    assert_eq!(status_of("flow/broken"), [Status::Failed]);
+    // The child it left and that child's own children were cancelled with it, running attempts
+    // included, and nothing they did was committed.
+    assert_eq!(status_of("flow/fan-out"), [Status::Cancelled]);
+    assert_eq!(
+        status_of("flow/work"),
+        [Status::Cancelled, Status::Cancelled]
+    );
+    for step in run.steps.iter().filter(|s| s.task == "flow/work") {
+        let error = step.error.as_ref().unwrap().to_string();
+        assert!(error.contains("did not join"), "{error}");
+        assert_eq!(step.attempts.len(), 1);
+        assert_eq!(step.attempts[0].status, Status::Cancelled);
+    }
+    assert_eq!(executions(&hg, "h/0").await, 0);
+}
+
+#[tokio::test]
 async fn resume_reruns_only_the_failed_children_of_failed_runs_in_bulk() {
     let dir = tempfile::tempdir().unwrap();
     let hg = setup(dir.path()).await;

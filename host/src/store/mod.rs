@@ -12,6 +12,9 @@
 //! - **Fencing.** A completion is applied only if the step is still `running` under the same attempt
 //!   number; a stale attempt (its lease expired and the step was claimed again) gets
 //!   [`CommitOutcome::Fenced`] and changes nothing.
+//! - **Nothing outlives its step.** When a step ends (succeeded, failed or cancelled, not queued
+//!   for a retry), its unfinished descendants (children it started and did not join, their
+//!   children, ...) are cancelled in the same transaction.
 //! - **Exactly one claimant.** [`Store::claim_steps`] hands a queued step (or a running step whose
 //!   lease has expired) to exactly one caller, across threads and processes, bumping its attempt.
 //! - Timestamps are microseconds since the Unix epoch (UTC); JSON columns hold text.

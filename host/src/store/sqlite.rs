@@ -1244,6 +1244,7 @@ fn apply_completions(conn: &Connection, encoded: &[Encoded<'_>]) -> Result<Vec<C
         .map(|c| c.step_id.as_str())
         .collect();
     workflow::wake_parents(conn, &finished)?;
+    workflow::cancel_abandoned(conn, &finished)?;
 
     let journal: Vec<(&Completion, &JournalRecord)> = committed
         .iter()

@@ -289,27 +289,76 @@ fn end_run(
             changed: false,
         }));
     }
+    let unfinished: Vec<String> = conn
+        .prepare_cached(
+            "SELECT id FROM steps WHERE run_id = ? AND status IN ('queued', 'running')",
+        )?
+        .query_map([id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
     let now = now_micros();
     let error = error.to_string();
-    conn.prepare_cached(
-        "UPDATE attempts SET status = 'cancelled', completed_at = ?, error = ? \
-         WHERE status = 'running' AND step_id IN (SELECT id FROM steps WHERE run_id = ? \
-         AND status IN ('queued', 'running'))",
-    )?
-    .execute((now, &error, id))?;
-    let steps = conn
-        .prepare_cached(
-            "UPDATE steps SET status = 'cancelled', completed_at = ?, error = ?, wait = NULL, \
-             wait_event = NULL, lease_expires_at = NULL \
-             WHERE run_id = ? AND status IN ('queued', 'running')",
-        )?
-        .execute((now, &error, id))? as u64;
+    let steps = cancel_steps(conn, &unfinished, now, &error)?;
     conn.prepare_cached("UPDATE runs SET status = ?, completed_at = ?, error = ? WHERE id = ?")?
         .execute((status.as_str(), now, &error, id))?;
     Ok(Some(Cancelled {
         steps,
         changed: true,
     }))
+}
+
+/// Cancels the unfinished descendants of steps that just ended (`ended`, none of them queued
+/// for a retry): a workflow that ends takes the children it did not join with it, and theirs,
+/// so nothing of a finished step runs on. Their workers interrupt running attempts.
+pub(super) fn cancel_abandoned(conn: &Connection, ended: &[&str]) -> Result<()> {
+    let mut abandoned: Vec<String> = Vec::new();
+    for chunk in chunks(ended) {
+        let sql = format!(
+            "WITH RECURSIVE abandoned(id) AS ( \
+             SELECT id FROM steps WHERE parent_id IN ({}) AND status IN ('queued', 'running') \
+             UNION SELECT s.id FROM steps s JOIN abandoned a ON s.parent_id = a.id \
+             WHERE s.status IN ('queued', 'running')) SELECT id FROM abandoned",
+            placeholders(chunk.len())
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(chunk), |r| r.get(0))?;
+        for id in rows {
+            abandoned.push(id?);
+        }
+    }
+    if abandoned.is_empty() {
+        return Ok(());
+    }
+    let error = json!({
+        "kind": "cancelled",
+        "message": "its workflow ended before it finished (a workflow takes the children it did not join with it)",
+    })
+    .to_string();
+    cancel_steps(conn, &abandoned, now_micros(), &error)?;
+    Ok(())
+}
+
+/// Cancels the steps `ids` that are still queued or running, with their running attempts, and
+/// returns how many steps it cancelled.
+fn cancel_steps(conn: &Connection, ids: &[String], now: i64, error: &str) -> Result<u64> {
+    let mut cancelled = 0;
+    for chunk in chunks(ids) {
+        let list = placeholders(chunk.len());
+        let mut params: Vec<&dyn ToSql> = vec![&now, &error];
+        params.extend(chunk.iter().map(|id| id as &dyn ToSql));
+        conn.prepare_cached(&format!(
+            "UPDATE attempts SET status = 'cancelled', completed_at = ?, error = ? \
+             WHERE status = 'running' AND step_id IN ({list})"
+        ))?
+        .execute(params.as_slice())?;
+        cancelled += conn
+            .prepare_cached(&format!(
+                "UPDATE steps SET status = 'cancelled', completed_at = ?, error = ?, wait = NULL, \
+                 wait_event = NULL, lease_expires_at = NULL \
+                 WHERE status IN ('queued', 'running') AND id IN ({list})"
+            ))?
+            .execute(params.as_slice())? as u64;
+    }
+    Ok(cancelled)
 }
 
 /// Enforces schedule-to-start and run timeouts that passed by `now`: a queued step nobody

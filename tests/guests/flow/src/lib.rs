@@ -31,6 +31,16 @@ struct Work {
     fail_attempts: u32,
 }
 
+/// The input of a `fan-out` child workflow.
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct FanOut {
+    prefix: String,
+    n: u32,
+    sleep_ms: u32,
+    fail_index: Option<u32>,
+}
+
 fn executions_key(key: &str) -> String {
     format!("executions/{key}")
 }
@@ -158,6 +168,19 @@ impl Guest for Flow {
             .into_iter()
             .map(|r| r.map_err(|e| e.to_string()))
             .collect()
+    }
+
+    fn hasty(prefix: String, sleep_ms: u32) -> Result<u32, String> {
+        let deployment = deployment();
+        let input = FanOut {
+            prefix: prefix.clone(),
+            n: 2,
+            sleep_ms,
+            fail_index: None,
+        };
+        workflow::start(&format!("{deployment}/fan-out"), &input).map_err(|e| e.to_string())?;
+        workflow::wait_event::<serde_json::Value>(&format!("go-{prefix}"), None);
+        workflow::call::<_, u32>(&format!("{deployment}/broken"), &1u32).map_err(|e| e.to_string())
     }
 }
 
