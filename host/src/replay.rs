@@ -99,6 +99,10 @@ pub enum Verdict {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AttemptReplay {
     pub step_id: String,
+    /// The step's task (empty in the placeholder of a run with nothing to replay, and in reports
+    /// written before it was recorded).
+    #[serde(default)]
+    pub task: String,
     pub attempt: u32,
     #[serde(flatten)]
     pub verdict: Verdict,
@@ -112,6 +116,20 @@ pub struct ReplayReport {
     /// The digest of the component the replay ran (the pinned one unless another was given).
     pub digest: String,
     pub attempts: Vec<AttemptReplay>,
+}
+
+impl AttemptReplay {
+    /// The only entry of the report of a run with no attempt to replay.
+    fn nothing_to_replay(run: &RecordedRun) -> Self {
+        Self {
+            step_id: String::new(),
+            task: String::new(),
+            attempt: 0,
+            verdict: Verdict::Skipped {
+                reason: format!("the run is {} and has no completed attempt", run.status),
+            },
+        }
+    }
 }
 
 impl ReplayReport {
@@ -231,19 +249,14 @@ pub async fn replay(
             };
             attempts.push(AttemptReplay {
                 step_id: step.step_id.clone(),
+                task: step.task.clone(),
                 attempt: attempt.attempt,
                 verdict,
             });
         }
     }
     if attempts.is_empty() {
-        attempts.push(AttemptReplay {
-            step_id: String::new(),
-            attempt: 0,
-            verdict: Verdict::Skipped {
-                reason: format!("the run is {} and has no completed attempt", run.status),
-            },
-        });
+        attempts.push(AttemptReplay::nothing_to_replay(run));
     }
     Ok(ReplayReport {
         run_id: run.run_id.clone(),
@@ -464,13 +477,7 @@ impl crate::runtime::Hypergraph {
             )
         });
         if report.attempts.is_empty() {
-            report.attempts.push(AttemptReplay {
-                step_id: String::new(),
-                attempt: 0,
-                verdict: Verdict::Skipped {
-                    reason: format!("the run is {} and has no completed attempt", run.status),
-                },
-            });
+            report.attempts.push(AttemptReplay::nothing_to_replay(&run));
         }
         Ok(report)
     }

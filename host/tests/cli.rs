@@ -289,9 +289,14 @@ fn replay_and_check_upgrade_through_the_binary() {
     let id = run["run_id"].as_str().unwrap();
 
     let same = cli.ok(&["runs", "replay", id]);
+    assert!(
+        same.contains("  flood/flood attempt #1: identical"),
+        "{same}"
+    );
     assert!(same.trim_end().ends_with("identical"), "{same}");
     let json = cli.json(&["runs", "replay", id, "--json"]);
     assert_eq!(json["attempts"][0]["verdict"], "identical");
+    assert_eq!(json["attempts"][0]["task"], "flood/flood");
 
     let breaking = fixture("log-flood-breaking.wat");
     let diverged = cli.expect(1, &["runs", "replay", id, "--component", &breaking]);

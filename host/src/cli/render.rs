@@ -365,19 +365,24 @@ pub fn logs_text(logs: &[RunLogLine]) -> String {
 }
 
 fn verdict_text(out: &mut String, replay: &AttemptReplay) {
+    let attempt = if replay.task.is_empty() {
+        format!("attempt #{}", replay.attempt)
+    } else {
+        format!("{} attempt #{}", replay.task, replay.attempt)
+    };
     match &replay.verdict {
         Verdict::Identical => {
-            let _ = writeln!(out, "  attempt #{}: identical", replay.attempt);
+            let _ = writeln!(out, "  {attempt}: identical");
         }
         Verdict::Skipped { reason } => {
-            let _ = writeln!(out, "  attempt #{}: skipped ({reason})", replay.attempt);
+            let _ = writeln!(out, "  {attempt}: skipped ({reason})");
         }
         Verdict::Diverged { divergence } => {
             let place = match divergence.seq {
                 Some(seq) => format!("at journal entry {seq}"),
                 None => "in its result".to_string(),
             };
-            let _ = writeln!(out, "  attempt #{}: diverged {place}", replay.attempt);
+            let _ = writeln!(out, "  {attempt}: diverged {place}");
             let _ = writeln!(out, "    recorded: {}", compact(&divergence.expected));
             let _ = writeln!(out, "    replayed: {}", compact(&divergence.actual));
         }
