@@ -447,7 +447,8 @@ impl HostState {
             })?;
         if !owned {
             wasmtime::bail!(
-                "the attempt no longer owns its step (its lease expired and it was claimed                  again, or the run was cancelled)"
+                "the attempt no longer owns its step (its lease expired and it was claimed \
+                 again, or the run was cancelled)"
             );
         }
         linger.activation.release_slot();
