@@ -426,8 +426,6 @@ impl Activation for WorkerActivation {
     }
 }
 
-/// Commits completions and checkpoints in batches until every sender is gone, claiming in the
-/// same transaction as many steps as the worker has free slots.
 /// How the committer claims steps for its worker in the transaction of each commit.
 struct ClaimOnCommit {
     worker_id: String,
@@ -440,6 +438,8 @@ struct ClaimOnCommit {
     handed: mpsc::UnboundedSender<Vec<ClaimedStep>>,
 }
 
+/// Commits completions and checkpoints in batches until every sender is gone, claiming in the
+/// same transaction as many steps as the worker has free slots.
 async fn commit_loop(
     hg: Hypergraph,
     mut done: mpsc::UnboundedReceiver<Commit>,
@@ -505,10 +505,7 @@ async fn commit_loop(
                     );
                 }
             }
-            if outcome == CommitOutcome::Committed
-                && completion.wait.is_none()
-                && completion.retry_at.is_none()
-            {
+            if outcome == CommitOutcome::Committed && completion.ends_step() {
                 finished.push(completion.step_id.as_str());
             }
         }

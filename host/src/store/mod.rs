@@ -322,6 +322,14 @@ pub struct Completion {
     pub retry_at: Option<Micros>,
 }
 
+impl Completion {
+    /// True when the completion ends its step for good: not a suspension or checkpoint (the
+    /// attempt goes on) and not a failure queued for a retry.
+    pub fn ends_step(&self) -> bool {
+        self.status != Status::Running && self.retry_at.is_none()
+    }
+}
+
 /// Where a step stands, as a workflow's `join` sees its children.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StepOutcome {

@@ -402,30 +402,28 @@ impl SqliteStore {
     }
 }
 
+/// Opens a rusqlite connection on an existing (migrated) database file with `flags`, waiting
+/// up to [`BUSY_TIMEOUT`] for locks and caching up to `statements` prepared statements.
+fn open_connection(path: &Path, flags: OpenFlags, statements: usize) -> Result<Connection> {
+    let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(statements);
+    Ok(conn)
+}
+
 /// Opens the writing connection on an existing (migrated) database file.
 fn open_writer(path: &Path) -> Result<Connection> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let conn = open_connection(path, OpenFlags::SQLITE_OPEN_READ_WRITE, 256)?;
     conn.pragma_update(None, "journal_mode", "wal")?;
     conn.pragma_update(None, "synchronous", "normal")?;
     conn.pragma_update(None, "foreign_keys", "on")?;
     conn.pragma_update(None, "temp_store", "memory")?;
-    conn.set_prepared_statement_cache_capacity(256);
     Ok(conn)
 }
 
 /// Opens a point-read connection on an existing database file.
 fn open_reader(path: &Path) -> Result<Connection> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    conn.set_prepared_statement_cache_capacity(64);
-    Ok(conn)
+    open_connection(path, OpenFlags::SQLITE_OPEN_READ_ONLY, 64)
 }
 
 /// Runs the migrations, retrying when another process is migrating the same file at the same
@@ -488,19 +486,7 @@ impl Store for SqliteStore {
             if !exists {
                 bail!("component {digest} is not stored; store it (put_component) before deploying it");
             }
-            let latest = conn
-                .prepare_cached(
-                    "SELECT name, version, digest, policy, created_at, kind FROM deployments \
-                     WHERE name = ? ORDER BY version DESC LIMIT 1",
-                )?
-                .query_row([name], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, String>(3)?, r.get(4)?, r.get::<_, String>(5)?))
-                })
-                .optional()?
-                .map(|(name, version, digest, policy, created_at, kind)| {
-                    deployment_from(name, version, digest, &policy, created_at, &kind)
-                })
-                .transpose()?;
+            let latest = latest_deployment(conn, name)?;
             if let Some(latest) = &latest {
                 if latest.digest == digest && latest.kind == kind && latest.policy == *policy {
                     return Ok(latest.clone());
@@ -534,27 +520,7 @@ impl Store for SqliteStore {
     async fn latest_deployment(&self, name: &str) -> Result<Option<Deployment>> {
         self.read(
             || format!("cannot read deployment `{name}`"),
-            |conn| {
-                conn.prepare_cached(
-                    "SELECT name, version, digest, policy, created_at, kind FROM deployments \
-                     WHERE name = ? ORDER BY version DESC LIMIT 1",
-                )?
-                .query_row([name], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get(4)?,
-                        r.get::<_, String>(5)?,
-                    ))
-                })
-                .optional()?
-                .map(|(name, version, digest, policy, created_at, kind)| {
-                    deployment_from(name, version, digest, &policy, created_at, &kind)
-                })
-                .transpose()
-            },
+            |conn| latest_deployment(conn, name),
         )
     }
 
@@ -1200,7 +1166,7 @@ fn apply_completions(conn: &Connection, encoded: &[Encoded<'_>]) -> Result<Vec<C
                 outcomes[start + i] = CommitOutcome::Committed;
                 committed.push(e);
                 ids.push(&e.c.step_id);
-                if e.c.status != Status::Running && e.c.retry_at.is_none() {
+                if e.c.ends_step() {
                     ended.push(&e.c.step_id);
                 }
             } else {
@@ -1240,7 +1206,7 @@ fn apply_completions(conn: &Connection, encoded: &[Encoded<'_>]) -> Result<Vec<C
     workflow::settle_waits(conn, &committed_completions)?;
     let finished: Vec<&str> = committed_completions
         .iter()
-        .filter(|c| c.status != Status::Running && c.retry_at.is_none())
+        .filter(|c| c.ends_step())
         .map(|c| c.step_id.as_str())
         .collect();
     workflow::wake_parents(conn, &finished)?;
@@ -1509,6 +1475,29 @@ fn deployment_of(r: &SqliteRow) -> Result<Deployment> {
         r.try_get(4)?,
         &r.try_get::<String, _>(5)?,
     )
+}
+
+/// The newest version of deployment `name`, read on `conn`.
+fn latest_deployment(conn: &Connection, name: &str) -> Result<Option<Deployment>> {
+    conn.prepare_cached(
+        "SELECT name, version, digest, policy, created_at, kind FROM deployments \
+         WHERE name = ? ORDER BY version DESC LIMIT 1",
+    )?
+    .query_row([name], |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get::<_, String>(3)?,
+            r.get(4)?,
+            r.get::<_, String>(5)?,
+        ))
+    })
+    .optional()?
+    .map(|(name, version, digest, policy, created_at, kind)| {
+        deployment_from(name, version, digest, &policy, created_at, &kind)
+    })
+    .transpose()
 }
 
 fn deployment_from(
