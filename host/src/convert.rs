@@ -536,6 +536,86 @@ pub fn val_to_json(val: &Val) -> Value {
     }
 }
 
+/// The length of [`val_to_json`]`(val)`'s compact JSON text (floats approximately), computed
+/// without building it, so an oversized value can be refused before it is converted.
+pub fn val_json_len(val: &Val) -> u64 {
+    fn text(s: &str) -> u64 {
+        let escaped: u64 = s
+            .chars()
+            .map(|c| match c {
+                '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+                c if (c as u32) < 0x20 => 6,
+                c => c.len_utf8() as u64,
+            })
+            .sum();
+        escaped + 2
+    }
+    fn digits(n: impl std::fmt::Display) -> u64 {
+        n.to_string().len() as u64
+    }
+    fn items<'a>(values: impl Iterator<Item = &'a Val>) -> u64 {
+        let (mut len, mut count) = (2, 0u64);
+        for value in values {
+            len += val_json_len(value);
+            count += 1;
+        }
+        len + count.saturating_sub(1)
+    }
+    /// `{"key": value}`.
+    fn single(key: &str, value: u64) -> u64 {
+        2 + text(key) + 1 + value
+    }
+    match val {
+        Val::Bool(true) => 4,
+        Val::Bool(false) => 5,
+        Val::S8(n) => digits(n),
+        Val::U8(n) => digits(n),
+        Val::S16(n) => digits(n),
+        Val::U16(n) => digits(n),
+        Val::S32(n) => digits(n),
+        Val::U32(n) => digits(n),
+        Val::S64(n) if n.unsigned_abs() <= MAX_SAFE_INTEGER => digits(n),
+        Val::U64(n) if *n <= MAX_SAFE_INTEGER => digits(n),
+        Val::S64(n) => digits(n) + 2,
+        Val::U64(n) => digits(n) + 2,
+        Val::Float32(f) => digits(f) + 2,
+        Val::Float64(f) => digits(f) + 2,
+        Val::Char(c) => text(c.encode_utf8(&mut [0; 4])),
+        Val::String(s) => text(s),
+        Val::List(values) | Val::Tuple(values) | Val::FixedLengthList(values) => {
+            items(values.iter())
+        }
+        Val::Map(entries) => {
+            let inner: u64 = entries
+                .iter()
+                .map(|(k, v)| val_json_len(k) + 1 + val_json_len(v))
+                .sum();
+            2 + inner + (entries.len() as u64).saturating_sub(1)
+        }
+        Val::Record(fields) => {
+            let inner: u64 = fields
+                .iter()
+                .map(|(name, value)| text(name) + 1 + val_json_len(value))
+                .sum();
+            2 + inner + (fields.len() as u64).saturating_sub(1)
+        }
+        Val::Variant(name, None) | Val::Enum(name) => text(name),
+        Val::Variant(name, Some(payload)) => single(name, val_json_len(payload)),
+        Val::Option(None) => 4,
+        Val::Option(Some(inner)) if matches!(**inner, Val::Option(_)) => {
+            single("some", val_json_len(inner))
+        }
+        Val::Option(Some(inner)) => val_json_len(inner),
+        Val::Result(Ok(payload)) => single("ok", payload.as_deref().map_or(4, val_json_len)),
+        Val::Result(Err(payload)) => single("err", payload.as_deref().map_or(4, val_json_len)),
+        Val::Flags(names) => {
+            let inner: u64 = names.iter().map(|n| text(n)).sum();
+            2 + inner + (names.len() as u64).saturating_sub(1)
+        }
+        Val::Resource(_) | Val::Future(_) | Val::Stream(_) | Val::ErrorContext(_) => 16,
+    }
+}
+
 fn float_to_json(f: f64) -> Value {
     match Number::from_f64(f) {
         Some(n) => Value::Number(n),
@@ -954,6 +1034,36 @@ pub fn suggest(name: &str, candidates: &[String]) -> Vec<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn json_length_is_measured_without_converting() {
+        let values = [
+            Val::Bool(true),
+            Val::U64(u64::MAX),
+            Val::S64(-5),
+            Val::Char('é'),
+            Val::String("tab\t \"quoted\" \u{1} \\ ünïcode".into()),
+            Val::List(vec![Val::U8(0), Val::U8(255), Val::U8(7)]),
+            Val::List(vec![]),
+            Val::Record(vec![
+                ("a-b".into(), Val::Option(None)),
+                ("c".into(), Val::Option(Some(Box::new(Val::Option(None))))),
+            ]),
+            Val::Variant("named".into(), Some(Box::new(Val::String("x".into())))),
+            Val::Enum("low".into()),
+            Val::Result(Ok(None)),
+            Val::Result(Err(Some(Box::new(Val::Tuple(vec![
+                Val::U32(1),
+                Val::String("e".into()),
+            ]))))),
+            Val::Flags(vec!["read".into(), "exec".into()]),
+            Val::Map(vec![(Val::String("k".into()), Val::U16(9))]),
+        ];
+        for value in &values {
+            let text = val_to_json(value).to_string();
+            assert_eq!(val_json_len(value), text.len() as u64, "{value:?}: {text}");
+        }
+    }
 
     /// Named types and one imported function per type kind: `<kind>: func(v: T) -> T`.
     const TYPES: &str = r#"

@@ -50,7 +50,7 @@ pub async fn run_dag(
         },
         &limits,
         journal.clone(),
-        KvState::new(None),
+        KvState::new(None, 0),
         WorkflowState::new(Some(hg.clone()), linger),
     );
     let result = drive(hg, &spec, &step.input, &mut state).await;
@@ -76,6 +76,7 @@ pub async fn run_dag(
         journal: journal.take(),
         logs: state.logs.finish(),
         kv_writes: Vec::new(),
+        kv_reads: Vec::new(),
         children,
         wait,
     })

@@ -277,12 +277,21 @@ impl Engine {
         // Read into memory rather than mmap the file: a cache file replaced or truncated by another
         // process must never be able to fault this one.
         if let Ok(cached) = std::fs::read(&path) {
-            // SAFETY: the bytes were written by `Component::serialize` of an engine with the same
-            // compatibility hash (it is part of the path), into a cache directory this host owns;
-            // deserialize still validates the header and rejects incompatible artifacts.
-            match unsafe { Component::deserialize(&self.wasmtime, &cached) } {
-                Ok(component) => return Ok(component),
-                Err(e) => tracing::warn!(path = %path.display(), "ignoring bad cache entry: {e:#}"),
+            match verified_artifact(&cached) {
+                // SAFETY: the artifact's checksum matches the one written with it, so these are
+                // exactly the bytes `Component::serialize` produced on an engine with the same
+                // compatibility hash (it is part of the path); deserialize also checks the header.
+                Some(artifact) => match unsafe { Component::deserialize(&self.wasmtime, artifact) }
+                {
+                    Ok(component) => return Ok(component),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), "ignoring bad cache entry: {e:#}")
+                    }
+                },
+                None => tracing::warn!(
+                    path = %path.display(),
+                    "ignoring a corrupt compile cache entry (its checksum does not match); recompiling"
+                ),
             }
         }
         let component = self.compile(bytes)?;
@@ -305,11 +314,35 @@ impl Engine {
     }
 }
 
+/// The first bytes of a compile cache entry; the format is `CACHE_MAGIC`, the sha256 of the
+/// artifact, then the artifact (`Component::serialize`'s output).
+const CACHE_MAGIC: &[u8; 8] = b"HGCWASM1";
+
+/// A compile cache entry: the artifact framed with [`CACHE_MAGIC`] and its checksum.
+fn cache_entry(artifact: &[u8]) -> Vec<u8> {
+    let mut entry = Vec::with_capacity(CACHE_MAGIC.len() + 32 + artifact.len());
+    entry.extend_from_slice(CACHE_MAGIC);
+    entry.extend_from_slice(&Sha256::digest(artifact));
+    entry.extend_from_slice(artifact);
+    entry
+}
+
+/// The artifact of a compile cache entry whose checksum matches, `None` for anything else (a
+/// corrupted, truncated or foreign file). Native code is never loaded unverified.
+fn verified_artifact(entry: &[u8]) -> Option<&[u8]> {
+    let rest = entry.strip_prefix(CACHE_MAGIC.as_slice())?;
+    if rest.len() < 32 {
+        return None;
+    }
+    let (checksum, artifact) = rest.split_at(32);
+    (Sha256::digest(artifact).as_slice() == checksum).then_some(artifact)
+}
+
 fn write_cache(path: &Path, component: &Component) -> Result<()> {
     let dir = path.parent().context("cache path has no parent")?;
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(".{}.tmp", std::process::id()));
-    std::fs::write(&tmp, component.serialize()?)?;
+    std::fs::write(&tmp, cache_entry(&component.serialize()?))?;
     std::fs::rename(&tmp, path)?;
     Ok(())
 }
@@ -352,6 +385,22 @@ impl Drop for EpochTicker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cache_entries_are_verified_before_use() {
+        let artifact = b"native code".repeat(100);
+        let entry = cache_entry(&artifact);
+        assert_eq!(verified_artifact(&entry), Some(artifact.as_slice()));
+        // Any flipped byte, a truncation, or a file without the frame is refused.
+        for at in [0, 9, 40, entry.len() - 1] {
+            let mut bad = entry.clone();
+            bad[at] ^= 0x20;
+            assert_eq!(verified_artifact(&bad), None, "byte {at}");
+        }
+        assert_eq!(verified_artifact(&entry[..entry.len() - 1]), None);
+        assert_eq!(verified_artifact(&entry[..20]), None);
+        assert_eq!(verified_artifact(&artifact), None);
+    }
 
     #[test]
     fn shapes() {

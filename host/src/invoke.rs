@@ -17,13 +17,13 @@ use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
 
 use crate::capabilities::kv::{KvBackend, KvState};
 use crate::capabilities::workflow::{Linger, NewChild, Wait, WorkflowState};
-use crate::capabilities::{HostState, InvocationContext};
-use crate::convert::{results_buffer, results_to_json};
+use crate::capabilities::{HostFault, HostState, InvocationContext};
+use crate::convert::{results_buffer, results_to_json, val_json_len};
 use crate::engine::{Engine, Prepared, PreparedTask, EPOCH_TICK};
 use crate::journal::{Divergence, Entry, Journal};
-use crate::limits::{Limits, MemoryLimitExceeded};
+use crate::limits::{format_bytes, LimitExceeded, Limits, MemoryLimitExceeded};
 use crate::runtime::Hypergraph;
-use crate::store::{now_micros, LogRecord, Micros};
+use crate::store::{now_micros, KvRead, LogRecord, Micros};
 
 /// What went wrong in a failed attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +45,11 @@ pub enum ErrorKind {
     Host,
     /// The step was cancelled (`runs cancel`) while the attempt ran.
     Cancelled,
+    /// The attempt hit a size limit of its deployment (output, key-value writes).
+    Limit,
+    /// The keys the attempt read kept changing before it could commit, through every
+    /// re-execution the host allows (see `capabilities::kv`).
+    KvConflict,
 }
 
 /// A failed attempt, as stored in the step's `error` column.
@@ -114,6 +119,8 @@ pub struct Outcome {
     pub divergence: Option<Divergence>,
     /// The attempt's buffered key-value writes (`None` deletes), to commit if it succeeded.
     pub kv_writes: Vec<(String, Option<Vec<u8>>)>,
+    /// The store reads the commit validates (those since the activation's last checkpoint).
+    pub kv_reads: Vec<KvRead>,
     /// Children a workflow started in this activation.
     pub children: Vec<NewChild>,
     /// Set when a workflow suspended: what it waits for. `result` is then meaningless.
@@ -135,7 +142,7 @@ pub async fn invoke(
             invocation.context,
             limits,
             invocation.journal.clone(),
-            KvState::new(invocation.kv),
+            KvState::new(invocation.kv, limits.max_kv_write_bytes),
             WorkflowState::new(invocation.workflow, invocation.linger),
         ),
     );
@@ -170,7 +177,7 @@ pub async fn invoke(
         }
     };
     let result = tokio::select! {
-        result = call(&mut store, prepared, task, invocation.params) => Some(result),
+        result = call(&mut store, prepared, task, invocation.params, limits) => Some(result),
         () = blocked_too_long => None,
     };
     let result = match result {
@@ -190,6 +197,7 @@ pub async fn invoke(
         }),
     };
     let kv_writes = store.data_mut().kv.take_writes();
+    let kv_reads = store.data_mut().kv.take_reads();
     let (children, wait) = store.data_mut().workflow.take();
     let state = store.data();
     let logs = state.logs.finish();
@@ -212,6 +220,7 @@ pub async fn invoke(
         logs,
         divergence,
         kv_writes,
+        kv_reads,
         children,
         wait,
     }
@@ -234,18 +243,49 @@ fn panic_message(logs: &[LogRecord]) -> Option<String> {
     Some(text)
 }
 
+/// Longest pause between two tries to get an instance from an exhausted pool.
+const POOL_RETRY_MAX: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Instantiates and calls the task. An output larger than `limits` allow fails with
+/// [`LimitExceeded`] before it is converted.
 async fn call(
     store: &mut Store<HostState>,
     prepared: &Prepared,
     task: &PreparedTask,
     params: &[Val],
+    limits: &Limits,
 ) -> wasmtime::Result<Vec<Val>> {
-    let instance = prepared.pre.instantiate_async(&mut *store).await?;
+    // Every instance slot of the pool busy (other attempts, lingering workflows, replays) is
+    // not this attempt's failure: wait for one (the attempt's deadline still applies).
+    let mut pause = std::time::Duration::from_millis(1);
+    let instance = loop {
+        match prepared.pre.instantiate_async(&mut *store).await {
+            Ok(instance) => break instance,
+            Err(e)
+                if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+                    .is_some() =>
+            {
+                tracing::debug!("waiting for a free instance slot: {e}");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(POOL_RETRY_MAX);
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let func = instance
         .get_func(&mut *store, task.index)
         .ok_or_else(|| wasmtime::format_err!("export `{}` is not a function", task.export.name))?;
     let mut results = results_buffer(&task.export.ty);
     func.call_async(&mut *store, params, &mut results).await?;
+    let size: u64 = results.iter().map(val_json_len).sum();
+    if size > limits.max_output_bytes {
+        return Err(wasmtime::Error::new(LimitExceeded(format!(
+            "the task's output is {} of JSON, larger than the deployment's limit of {} \
+             (raise it with `hypergraph deploy --max-output`)",
+            format_bytes(size),
+            format_bytes(limits.max_output_bytes)
+        ))));
+    }
     Ok(results)
 }
 
@@ -305,6 +345,12 @@ fn classify(
             format!("the task called exit with status {}", exit.0),
         );
     }
+    if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
+        return with(ErrorKind::Limit, limit.to_string());
+    }
+    if let Some(fault) = error.downcast_ref::<HostFault>() {
+        return with(ErrorKind::Host, fault.to_string());
+    }
     match error.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) if Instant::now() + EPOCH_TICK >= deadline => {
             with(ErrorKind::Timeout, timeout_message(limits))
@@ -314,7 +360,12 @@ fn classify(
             "the guest overflowed its call stack (unbounded recursion?)".into(),
         ),
         Some(trap) => with(ErrorKind::Trap, format!("the guest trapped: {trap}")),
-        None => with(ErrorKind::Host, format!("{error:#}")),
+        // Anything else is the guest's doing: it broke the component ABI (a string that is not
+        // UTF-8, a pointer out of bounds, a bad discriminant) or misused a host call.
+        None => with(
+            ErrorKind::Trap,
+            format!("the guest made an invalid call: {error:#}"),
+        ),
     }
 }
 

@@ -11,11 +11,97 @@
 
 use std::sync::{Arc, Mutex};
 
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use crate::capabilities::http::{HttpOutcome, HttpRequest};
 use crate::capabilities::workflow::ChildResult;
 use crate::store::{JournalRecord, Micros};
+
+/// Bytes as journaled (key-value values, HTTP bodies): UTF-8 text as it is, other bytes in
+/// base64. Journals written before this encoding held key-value bytes as a hex string, which
+/// still reads.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Blob {
+    Utf8(String),
+    Base64(String),
+}
+
+impl Blob {
+    /// `bytes` in the journal's encoding: as text when they are UTF-8 that JSON does not
+    /// inflate past base64's size (control characters are escaped as six bytes each), else in
+    /// base64.
+    pub fn from_bytes(bytes: &[u8]) -> Blob {
+        let base64_len = bytes.len().div_ceil(3) * 4;
+        match std::str::from_utf8(bytes) {
+            Ok(text) if json_text_len(text) <= base64_len.max(bytes.len()) => {
+                Blob::Utf8(text.to_string())
+            }
+            _ => Blob::Base64(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        }
+    }
+
+    /// The bytes (empty for base64 that does not decode, which only a corrupted journal holds).
+    pub fn to_vec(&self) -> Vec<u8> {
+        match self {
+            Blob::Utf8(text) => text.as_bytes().to_vec(),
+            Blob::Base64(data) => base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The size of the bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            Blob::Utf8(text) => text.len(),
+            Blob::Base64(data) => data.len() / 4 * 3,
+        }
+    }
+
+    /// True for no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The length of `text` inside a JSON string, escapes included.
+fn json_text_len(text: &str) -> usize {
+    text.chars()
+        .map(|c| match c {
+            '"' | '\\' | '\n' | '\r' | '\t' => 2,
+            c if (c as u32) < 0x20 => 6,
+            c => c.len_utf8(),
+        })
+        .sum()
+}
+
+impl<'de> Deserialize<'de> for Blob {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        enum Tagged {
+            Utf8(String),
+            Base64(String),
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Tagged(Tagged),
+            /// The earlier encoding of key-value bytes.
+            Hex(String),
+        }
+        Ok(match Repr::deserialize(deserializer)? {
+            Repr::Tagged(Tagged::Utf8(text)) => Blob::Utf8(text),
+            Repr::Tagged(Tagged::Base64(data)) => Blob::Base64(data),
+            Repr::Hex(hex) => Blob::from_bytes(
+                &hex::decode(&hex)
+                    .map_err(|e| serde::de::Error::custom(format!("bad hex bytes: {e}")))?,
+            ),
+        })
+    }
+}
 
 /// One journaled host call. The serde tag (`kind`) is stored in its own column so journals can be
 /// queried by kind; the whole entry is stored as JSON.
@@ -51,15 +137,21 @@ pub enum Entry {
     /// Lines the guest emitted beyond the per-attempt log cap; they are counted, not kept.
     #[serde(rename = "log.dropped")]
     LogsDropped { count: u64 },
-    /// `hypergraph:task/kv.get`: the value the guest saw (hex), including its own buffered writes.
+    /// `hypergraph:task/kv.get`: the value the guest saw, including its own buffered writes, and
+    /// the version of the stored key it read (0: absent; none when its own write answered).
     #[serde(rename = "kv.get")]
-    KvGet { key: String, value: Option<String> },
+    KvGet {
+        key: String,
+        value: Option<Blob>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<i64>,
+    },
     /// `hypergraph:task/kv.list-keys`: the keys the guest saw.
     #[serde(rename = "kv.list_keys")]
     KvListKeys { prefix: String, keys: Vec<String> },
-    /// `hypergraph:task/kv.set` (an output): the key and the value written (hex).
+    /// `hypergraph:task/kv.set` (an output): the key and the value written.
     #[serde(rename = "kv.set")]
-    KvSet { key: String, value: String },
+    KvSet { key: String, value: Blob },
     /// `hypergraph:task/kv.delete` (an output).
     #[serde(rename = "kv.delete")]
     KvDelete { key: String },
@@ -695,6 +787,7 @@ mod tests {
             Entry::KvGet {
                 key: "k".into(),
                 value: None,
+                version: Some(0),
             },
             Entry::KvListKeys {
                 prefix: "p".into(),
@@ -702,7 +795,7 @@ mod tests {
             },
             Entry::KvSet {
                 key: "k".into(),
-                value: "00".into(),
+                value: Blob::from_bytes(&[0]),
             },
             Entry::KvDelete { key: "k".into() },
         ];
@@ -710,6 +803,40 @@ mod tests {
             let json: serde_json::Value = serde_json::to_value(&entry).unwrap();
             assert_eq!(json["kind"], entry.kind(), "{entry:?}");
         }
+    }
+
+    #[test]
+    fn key_value_bytes_are_journaled_compactly_and_old_hex_journals_still_read() {
+        let binary = Entry::KvSet {
+            key: "k".into(),
+            value: Blob::from_bytes(&[0xff; 300]),
+        };
+        let text = serde_json::to_string(&binary).unwrap();
+        assert!(text.contains(r#""base64":"#), "{text}");
+        assert!(text.len() < 300 * 2, "{text}");
+        let utf8 = serde_json::to_string(&Entry::KvSet {
+            key: "k".into(),
+            value: Blob::from_bytes(b"hello"),
+        })
+        .unwrap();
+        assert!(utf8.contains(r#"{"utf8":"hello"}"#), "{utf8}");
+        // Control characters are valid UTF-8 but six bytes each in JSON: base64 then.
+        let controls = Blob::from_bytes(&[7; 300]);
+        assert!(matches!(controls, Blob::Base64(_)), "{controls:?}");
+        assert_eq!(controls.to_vec(), vec![7; 300]);
+        // A journal written before: values as hex strings.
+        let old: Entry =
+            serde_json::from_str(r#"{"kind":"kv.get","key":"k","value":"68656c6c6f"}"#).unwrap();
+        assert_eq!(
+            old,
+            Entry::KvGet {
+                key: "k".into(),
+                value: Some(Blob::from_bytes(b"hello")),
+                version: None,
+            }
+        );
+        let round: Entry = serde_json::from_str(&text).unwrap();
+        assert_eq!(round, binary);
     }
 
     #[test]

@@ -244,6 +244,10 @@ pub async fn replay(
                 Verdict::Skipped {
                     reason: "the attempt never committed (its lease expired)".into(),
                 }
+            } else if attempt.status == Status::Cancelled {
+                Verdict::Skipped {
+                    reason: "the attempt was cancelled while it ran and never committed".into(),
+                }
             } else {
                 replay_attempt(engine, prepared, run, step, attempt).await?
             };
@@ -362,6 +366,39 @@ fn replayed_result(result: &std::result::Result<Value, TaskError>) -> Value {
             }})
         }
     }
+}
+
+/// Caps the limits of `policy` (a bundle's, which came from elsewhere) at this host's: an
+/// attempt's timeout at `timeout` and an instance's memory at `memory` bytes, whatever the
+/// policy asks for. Returns a note for each limit it lowered: a replay that hits a lowered
+/// limit may then diverge where the recording did not.
+pub fn cap_limits(policy: &mut Policy, timeout: std::time::Duration, memory: u64) -> Vec<String> {
+    let mut notes = Vec::new();
+    let defaults = Limits::default();
+    let asked = policy
+        .timeout_ms
+        .unwrap_or(defaults.timeout.as_millis() as u64);
+    let cap = timeout.as_millis() as u64;
+    if asked > cap {
+        notes.push(format!(
+            "the bundle asks for a {} timeout per attempt; replaying with this host's {} \
+             (raise it with --timeout)",
+            humantime::format_duration(std::time::Duration::from_millis(asked)),
+            humantime::format_duration(timeout)
+        ));
+        policy.timeout_ms = Some(cap.max(1));
+    }
+    let asked = policy.memory_limit_bytes.unwrap_or(defaults.memory_bytes);
+    if asked > memory {
+        notes.push(format!(
+            "the bundle asks for {} of memory per instance; replaying with this host's {} \
+             (raise it with --memory)",
+            crate::limits::format_bytes(asked),
+            crate::limits::format_bytes(memory)
+        ));
+        policy.memory_limit_bytes = Some(memory);
+    }
+    notes
 }
 
 /// Which component a replay runs.

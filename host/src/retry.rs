@@ -32,9 +32,10 @@ pub const DEFAULT_RETRY_ON: &[RetryOn] = &[RetryOn::Trap, RetryOn::Timeout, Retr
 
 /// A class of failures that a policy may retry.
 ///
-/// Errors of kind [`ErrorKind::MemoryLimit`], [`ErrorKind::StackOverflow`] and [`ErrorKind::Host`]
-/// match no class and are never retried: the first two are deterministic limits that a fresh
-/// instance fed the same input hits again, and a host error means the task could not be run at all
+/// Errors of kind [`ErrorKind::MemoryLimit`], [`ErrorKind::StackOverflow`], [`ErrorKind::Limit`],
+/// [`ErrorKind::KvConflict`] and [`ErrorKind::Host`] match no class and are never retried: the
+/// first three are deterministic limits that a fresh instance fed the same input hits again, a
+/// key-value conflict was already re-executed as often as the host allows, and a host error means the task could not be run at all
 /// (instantiation or input conversion failed), which another attempt does not change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -313,7 +314,7 @@ mod tests {
         }
     }
 
-    const ALL_KINDS: [ErrorKind; 7] = [
+    const ALL_KINDS: [ErrorKind; 9] = [
         ErrorKind::Application,
         ErrorKind::Trap,
         ErrorKind::Timeout,
@@ -321,6 +322,8 @@ mod tests {
         ErrorKind::StackOverflow,
         ErrorKind::Exit,
         ErrorKind::Host,
+        ErrorKind::Limit,
+        ErrorKind::KvConflict,
     ];
 
     #[test]
@@ -410,6 +413,8 @@ mod tests {
             ErrorKind::MemoryLimit,
             ErrorKind::StackOverflow,
             ErrorKind::Host,
+            ErrorKind::Limit,
+            ErrorKind::KvConflict,
         ] {
             assert!(
                 !everything.retries(&error(kind, Some(json!("retryable")))),

@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::convert::{params_from_json, val_to_json};
+use crate::limits::check_input_size;
 use crate::registry::ResolvedTask;
 use crate::runtime::Hypergraph;
 use crate::store::{now_micros, NewRun, RunResult, Store};
@@ -97,6 +98,8 @@ pub fn validate_meta(meta: &[(String, String)]) -> Result<()> {
 /// Converts `input` against the task's signature and returns its canonical JSON form: an object
 /// with every parameter by name, in the form `hypergraph` itself prints values.
 pub fn canonical_input(task: &ResolvedTask, input: &Value) -> Result<Value> {
+    check_input_size(input, &task.deployment.policy)
+        .with_context(|| format!("invalid input for task `{}`", task.name))?;
     let export = &task.task().export;
     let params = params_from_json(&export.ty, input)
         .map_err(|e| anyhow::anyhow!("invalid input for task `{}`: {e}", task.name))?;
@@ -124,6 +127,9 @@ impl Hypergraph {
             // A DAG workflow: its name has no `/`, and its input is any JSON.
             if !request.task.contains('/') {
                 if let Some(dag) = self.dag_deployment(&request.task).await? {
+                    check_input_size(&request.input, &dag.policy).with_context(|| {
+                        format!("invalid input for workflow `{}`", request.task)
+                    })?;
                     let now = now_micros();
                     runs.push(NewRun {
                         id: uuid::Uuid::now_v7().to_string(),

@@ -21,12 +21,12 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::capabilities::kv::KvBackend;
+use crate::capabilities::kv::{KvBackend, MAX_RERUNS};
 use crate::capabilities::workflow::{Activation, Linger, Progress};
 use crate::capabilities::InvocationContext;
 use crate::convert::params_from_json;
 use crate::dag_runner::run_dag;
-use crate::invoke::{invoke, Invocation, Outcome, TaskError};
+use crate::invoke::{invoke, ErrorKind, Invocation, Outcome, TaskError};
 use crate::journal::{Entry, Journal};
 use crate::limits::Limits;
 use crate::registry::function_of;
@@ -37,6 +37,10 @@ use crate::store::{
 
 /// Most steps claimed in one query, and most completions committed in one transaction.
 const BATCH: usize = 256;
+
+/// Most steps one worker executes at once: the instance pool is sized from this (each slot may
+/// also have a lingering workflow), and one process serves at most this many.
+pub const MAX_CONCURRENCY: usize = 1024;
 
 /// Worker tuning.
 #[derive(Clone, Debug)]
@@ -79,6 +83,9 @@ pub struct WorkerStats {
     /// Completions refused because the step no longer ran under that attempt (its lease expired
     /// and a newer attempt owns it, or it was cancelled).
     pub fenced: u64,
+    /// Completions refused because a key-value key they read changed before they committed;
+    /// their steps were queued to run again (see `capabilities::kv`).
+    pub conflicts: u64,
 }
 
 /// When a worker stops.
@@ -142,6 +149,11 @@ impl Worker {
     }
 
     async fn run<F: Future<Output = ()>>(&self, stop_when: StopWhen<F>) -> Result<WorkerStats> {
+        anyhow::ensure!(
+            (1..=MAX_CONCURRENCY).contains(&self.options.concurrency),
+            "a worker's concurrency must be between 1 and {MAX_CONCURRENCY}, not {}",
+            self.options.concurrency
+        );
         self.hg.store.register_worker(&self.info).await?;
         tracing::info!(worker = %self.info.id, concurrency = self.options.concurrency, "worker started");
         let slots = Arc::new(Semaphore::new(self.options.concurrency));
@@ -175,6 +187,7 @@ impl Worker {
             hg: self.hg.clone(),
             worker_id: self.info.id.clone(),
             slots: slots.clone(),
+            lingering: Arc::new(Semaphore::new(self.options.concurrency)),
             in_flight: in_flight.clone(),
             committer: Committer {
                 done: done_tx,
@@ -264,6 +277,8 @@ struct Launcher {
     hg: Hypergraph,
     worker_id: String,
     slots: Arc<Semaphore>,
+    /// Places for lingering activations (see [`Slot`]).
+    lingering: Arc<Semaphore>,
     in_flight: InFlight,
     committer: Committer,
     linger: Duration,
@@ -286,6 +301,8 @@ impl Launcher {
         let slot = Slot {
             slots: self.slots.clone(),
             held: Mutex::new(Some(permit)),
+            places: self.lingering.clone(),
+            place: Mutex::new(None),
         };
         let linger_window = self.linger;
         running.spawn(async move {
@@ -369,10 +386,14 @@ impl Committer {
     }
 }
 
-/// An execution slot, given back while its activation lingers.
+/// An execution slot, given back while its activation lingers, and the lingering place taken
+/// meanwhile (as many places as slots, so lingering never holds more than `concurrency`
+/// instances on top of the running ones).
 struct Slot {
     slots: Arc<Semaphore>,
     held: Mutex<Option<OwnedSemaphorePermit>>,
+    places: Arc<Semaphore>,
+    place: Mutex<Option<OwnedSemaphorePermit>>,
 }
 
 /// The worker's side of one attempt's workflow activation: checkpoints and its execution slot.
@@ -401,6 +422,7 @@ impl Activation for WorkerActivation {
             journal: progress.journal,
             logs: progress.logs,
             kv_writes: Vec::new(),
+            kv_reads: Vec::new(),
             run_id: self.run_id.clone(),
             children: progress.children,
             wait: None,
@@ -409,7 +431,11 @@ impl Activation for WorkerActivation {
         Ok(self.committer.commit(checkpoint).await? == CommitOutcome::Committed)
     }
 
-    fn release_slot(&self) {
+    fn release_slot(&self) -> bool {
+        let Ok(place) = self.slot.places.clone().try_acquire_owned() else {
+            return false;
+        };
+        *self.slot.place.lock().unwrap_or_else(|e| e.into_inner()) = Some(place);
         drop(
             self.slot
                 .held
@@ -417,12 +443,20 @@ impl Activation for WorkerActivation {
                 .unwrap_or_else(|e| e.into_inner())
                 .take(),
         );
+        true
     }
 
     async fn reacquire_slot(&self) {
         if let Ok(permit) = self.slot.slots.clone().acquire_owned().await {
             *self.slot.held.lock().unwrap_or_else(|e| e.into_inner()) = Some(permit);
         }
+        drop(
+            self.slot
+                .place
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
     }
 }
 
@@ -494,6 +528,14 @@ async fn commit_loop(
                         step = %completion.step_id,
                         attempt = completion.attempt,
                         "attempt interrupted: its step was cancelled"
+                    );
+                }
+                CommitOutcome::Conflict => {
+                    stats.conflicts += 1;
+                    tracing::debug!(
+                        step = %completion.step_id,
+                        attempt = completion.attempt,
+                        "a key the attempt read changed before it committed: running it again"
                     );
                 }
                 CommitOutcome::Fenced => {
@@ -596,21 +638,34 @@ async fn execute(
     let journal = journal_of(&step);
     let handle = journal.as_ref().ok().cloned();
     let outcome = match journal {
-        Ok(journal) => prepare_and_invoke(hg, &step, journal, cancel, linger).await,
-        Err(e) => Err(e),
+        Ok(_) if step.reruns >= MAX_RERUNS => Err(TaskError {
+            kind: ErrorKind::KvConflict,
+            message: format!(
+                "the keys this attempt reads kept changing before it could commit: it ran \
+                 {MAX_RERUNS} times and was refused each time (make the keys it reads less \
+                 contended, e.g. one key per writer)"
+            ),
+            backtrace: None,
+            value: None,
+        }),
+        Ok(journal) => prepare_and_invoke(hg, &step, journal, cancel, linger)
+            .await
+            .map_err(|e| TaskError::host(format!("{e:#}"))),
+        Err(e) => Err(TaskError::host(format!("{e:#}"))),
     };
     let mut outcome = match outcome {
         Ok(outcome) => outcome,
-        Err(e) => {
+        Err(error) => {
             let now = now_micros();
             Outcome {
                 started_at: now,
                 completed_at: now,
-                result: Err(TaskError::host(format!("{e:#}"))),
+                result: Err(error),
                 journal: Vec::new(),
                 logs: Vec::new(),
                 divergence: None,
                 kv_writes: Vec::new(),
+                kv_reads: Vec::new(),
                 children: Vec::new(),
                 wait: None,
             }
@@ -626,6 +681,13 @@ async fn execute(
         )));
     }
     let wait = outcome.wait.take();
+    // A suspension stores its reads as history (see `capabilities::kv`); an attempt's end has
+    // them checked.
+    let kv_reads = if wait.is_none() {
+        outcome.kv_reads
+    } else {
+        Vec::new()
+    };
     let kv_writes = if outcome.result.is_ok() && wait.is_none() {
         let scope = kv_scope(&step.deployment);
         outcome
@@ -670,6 +732,7 @@ async fn execute(
         journal,
         logs: outcome.logs,
         kv_writes,
+        kv_reads,
         run_id: step.run_id,
         children: if status == Status::Failed {
             Vec::new()

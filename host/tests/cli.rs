@@ -2,71 +2,10 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 
-use common::repo;
+use common::cli::{fixture_path as fixture, Cli};
 use serde_json::{json, Value};
-
-struct Cli {
-    _dir: tempfile::TempDir,
-    db: PathBuf,
-}
-
-impl Cli {
-    fn new() -> Cli {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("hg.db");
-        Cli { _dir: dir, db }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hypergraph"));
-        cmd.arg("--db").arg(&self.db).args(args);
-        cmd.env_remove("HYPERGRAPH_DB").env_remove("RUST_LOG");
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().expect("hypergraph runs")
-    }
-
-    /// Runs and expects exit code `code`; returns stdout.
-    fn expect(&self, code: i32, args: &[&str]) -> String {
-        let out = self.run(args);
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "hypergraph {args:?}\nstdout: {stdout}\nstderr: {stderr}"
-        );
-        stdout
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        self.expect(0, args)
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let stdout = self.ok(args);
-        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: {e}\n{stdout}"))
-    }
-
-    fn stderr_of_failure(&self, code: i32, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(out.status.code(), Some(code), "hypergraph {args:?}");
-        String::from_utf8_lossy(&out.stderr).to_string()
-    }
-}
-
-fn fixture(name: &str) -> String {
-    repo()
-        .join("tests/fixtures")
-        .join(name)
-        .to_string_lossy()
-        .to_string()
-}
 
 #[test]
 fn deploy_run_and_inspect_through_the_binary() {
@@ -429,4 +368,64 @@ fn a_closed_stdout_pipe_ends_quietly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(141), "stderr: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn guests_that_break_the_component_abi_fail_as_traps_not_host_errors() {
+    let cli = Cli::new();
+    cli.ok(&["deploy", &fixture("abi-violations.wat"), "--name", "abi"]);
+    for (task, says) in [
+        ("abi/bad-utf8", "utf-8"),
+        ("abi/out-of-bounds", "out of bounds"),
+        ("abi/bad-discriminant", "discriminant"),
+    ] {
+        let out = cli.expect(1, &["run", task, "--wait", "--json"]);
+        let run: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(run["error"]["kind"], "trap", "{task}: {run}");
+        let message = run["error"]["message"].as_str().unwrap().to_lowercase();
+        assert!(message.contains(says), "{task}: {message}");
+    }
+}
+
+#[test]
+fn check_upgrade_with_the_same_component_passes_a_cancelled_run() {
+    let cli = Cli::new();
+    let hostile = fixture("hostile.wat");
+    cli.ok(&["deploy", &hostile, "--name", "hostile"]);
+    let ok = cli.json(&["run", "hostile/ok", "--wait", "--json"]);
+    assert_eq!(ok["status"], "succeeded");
+    let id = cli.submit("hostile/spin", Value::Null);
+    let serve = cli.serve(&[]);
+    cli.wait_until(&id, "the spin to run", |run| {
+        run["steps"][0]["status"] == "running"
+    });
+    cli.ok(&["runs", "cancel", &id]);
+    cli.wait_until(&id, "the attempt to be cancelled", |run| {
+        run["steps"][0]["attempts"][0]["status"] == "cancelled"
+    });
+    assert!(serve.terminate().success());
+
+    let report = cli.json(&["check-upgrade", "hostile", &hostile, "--json"]);
+    assert_eq!(report["diverged"], 0, "{report}");
+    assert_eq!(report["identical"], 1, "{report}");
+    let cancelled = report["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["run_id"] == id.as_str())
+        .expect("the cancelled run is in the report");
+    assert_eq!(
+        cancelled["attempts"][0]["verdict"], "skipped",
+        "{cancelled}"
+    );
+    assert!(
+        cancelled["attempts"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cancelled"),
+        "{cancelled}"
+    );
+    assert!(cli
+        .ok(&["check-upgrade", "hostile", &hostile])
+        .contains("cancelled"));
 }

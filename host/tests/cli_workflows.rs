@@ -6,310 +6,52 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::cli::{attempts, children, count, root, steps, summary, Cli};
 use common::repo;
-use hypergraph::builder::{build_guest, BuildOptions};
 use serde_json::{json, Value};
 
-/// How long any wait in these tests may take before it fails.
-const DEADLINE: Duration = Duration::from_secs(60);
-/// Between two polls of `runs show`.
-const POLL: Duration = Duration::from_millis(50);
-
 /// The `flow` guest component, built once per test process.
-fn flow_component() -> &'static [u8] {
-    static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
-    BYTES.get_or_init(|| {
-        let options = BuildOptions {
-            target_dir: Some(repo().join("target/guests")),
-            ..BuildOptions::default()
-        };
-        let wasm = build_guest(&repo().join("tests/guests/flow"), &options)
-            .unwrap_or_else(|e| panic!("building tests/guests/flow: {e:#}"));
-        std::fs::read(&wasm).unwrap_or_else(|e| panic!("reading {}: {e}", wasm.display()))
-    })
+fn flow_component() -> Vec<u8> {
+    common::guest("flow")
 }
 
-/// One database in a temp dir and the commands that use it.
-struct Cli {
-    dir: tempfile::TempDir,
-    db: PathBuf,
+/// A fresh database with the `flow` guest deployed as `flow`, three attempts per step.
+fn with_flow() -> Cli {
+    let cli = Cli::new();
+    // A private copy: another test process rebuilding the guest cannot change it under us.
+    let wasm = cli.dir.path().join("flow.wasm");
+    std::fs::write(&wasm, flow_component()).unwrap();
+    let deployed = cli.ok(&[
+        "deploy",
+        wasm.to_str().unwrap(),
+        "--name",
+        "flow",
+        "--max-attempts",
+        "3",
+        "--backoff",
+        "50ms",
+    ]);
+    assert!(
+        deployed.contains("deployed flow version 1") && deployed.contains("flow/fan-out"),
+        "{deployed}"
+    );
+    cli
 }
 
-impl Cli {
-    /// A fresh database with the `flow` guest deployed as `flow`, three attempts per step.
-    fn with_flow() -> Cli {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("hg.db");
-        let cli = Cli { dir, db };
-        // A private copy: another test process rebuilding the guest cannot change it under us.
-        let wasm = cli.dir.path().join("flow.wasm");
-        std::fs::write(&wasm, flow_component()).unwrap();
-        let deployed = cli.ok(&[
-            "deploy",
-            wasm.to_str().unwrap(),
-            "--name",
-            "flow",
-            "--max-attempts",
-            "3",
-            "--backoff",
-            "50ms",
-        ]);
-        assert!(
-            deployed.contains("deployed flow version 1") && deployed.contains("flow/fan-out"),
-            "{deployed}"
-        );
-        cli
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hypergraph"));
-        cmd.arg("--db").arg(&self.db).args(args);
-        cmd.env_remove("HYPERGRAPH_DB")
-            .env_remove("HYPERGRAPH_CACHE_DIR")
-            .env_remove("RUST_LOG");
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().expect("hypergraph runs")
-    }
-
-    /// Runs and expects exit code 0; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "hypergraph {args:?}\nstdout: {stdout}\nstderr: {stderr}"
-        );
-        stdout
-    }
-
-    /// Like [`Cli::ok`] for a command that must exit by itself: killed after [`DEADLINE`].
-    fn ok_within_deadline(&self, args: &[&str]) -> String {
-        let mut child = self
-            .cmd(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("hypergraph starts");
-        let started = Instant::now();
-        while child.try_wait().expect("status").is_none() {
-            if started.elapsed() > DEADLINE {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("hypergraph {args:?} did not exit within {DEADLINE:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let out = child.wait_with_output().expect("output");
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "hypergraph {args:?}\nstdout: {stdout}\nstderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
-    }
-
-    /// `worker --until-idle --json`: the worker's stats.
-    fn worker_until_idle(&self) -> Value {
-        let stdout = self.ok_within_deadline(&["worker", "--until-idle", "--json"]);
-        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("worker stats: {e}\n{stdout}"))
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let stdout = self.ok(args);
-        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: {e}\n{stdout}"))
-    }
-
-    /// Submits a run without waiting; returns its id.
-    fn submit(&self, task: &str, input: Value) -> String {
-        let queued = self.json(&["run", task, "--input", &input.to_string(), "--json"]);
-        assert_eq!(queued["status"], "queued", "{queued}");
-        queued["run_id"].as_str().expect("a run id").to_string()
-    }
-
-    /// `runs show <id> --json`.
-    fn show(&self, id: &str) -> Value {
-        self.json(&["runs", "show", id, "--json"])
-    }
-
-    /// Polls `runs show` until `done` accepts the run; panics after [`DEADLINE`] with `what` and
-    /// a summary of the run's last state.
-    fn wait_until(&self, id: &str, what: &str, mut done: impl FnMut(&Value) -> bool) -> Value {
-        let started = Instant::now();
-        loop {
-            let run = self.show(id);
-            if done(&run) {
-                return run;
-            }
-            assert!(
-                started.elapsed() < DEADLINE,
-                "gave up after {DEADLINE:?} waiting for {what}; run is {}",
-                summary(&run)
-            );
-            std::thread::sleep(POLL);
-        }
-    }
-
-    /// Polls until the run has finished, whatever its outcome.
-    fn wait_finished(&self, id: &str) -> Value {
-        self.wait_until(id, "the run to finish", |run| {
-            matches!(
-                run["status"].as_str(),
-                Some("succeeded" | "failed" | "cancelled")
-            )
-        })
-    }
-
-    /// How many executions of `work` with `key` committed (the guest counts them in kv).
-    fn executions(&self, key: &str) -> u64 {
-        let result = self.json(&[
-            "run",
-            "flow/executions",
-            "--input",
-            &json!(key).to_string(),
-            "--wait",
-            "--json",
-        ]);
-        assert_eq!(result["status"], "succeeded", "{result}");
-        result["output"].as_u64().expect("a count")
-    }
-
-    /// Starts `hypergraph serve --lease 1s` with `extra` arguments; its stderr goes to a file
-    /// that is printed if the test fails.
-    fn serve(&self, extra: &[&str]) -> Serve {
-        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let log = self.dir.path().join(format!("serve-{n}.log"));
-        let mut args = vec!["serve", "--lease", "1s"];
-        args.extend_from_slice(extra);
-        let child = self
-            .cmd(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("serve starts");
-        Serve { child, log }
-    }
-}
-
-/// A running `hypergraph serve`, SIGKILLed when dropped if still running.
-struct Serve {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Serve {
-    /// SIGKILL: the process dies at once, in the middle of whatever it was doing.
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL serve");
-        self.child.wait().expect("reap serve");
-    }
-
-    /// SIGTERM, then waits for it to exit (in-flight steps finish and commit first).
-    fn terminate(mut self) -> ExitStatus {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill -TERM");
-        assert!(sent.success(), "kill -TERM {pid} failed");
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("serve status") {
-                return status;
-            }
-            assert!(
-                started.elapsed() < DEADLINE,
-                "serve did not stop within {DEADLINE:?} of SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("--- {} ---\n{}", self.log.display(), self.log());
-        }
-    }
-}
-
-fn steps(run: &Value) -> &Vec<Value> {
-    run["steps"].as_array().expect("steps")
-}
-
-/// The workflow's own step (the one without a parent).
-fn root(run: &Value) -> &Value {
-    let roots: Vec<&Value> = steps(run)
-        .iter()
-        .filter(|s| s["parent_id"].is_null())
-        .collect();
-    assert_eq!(roots.len(), 1, "exactly one root step: {}", summary(run));
-    roots[0]
-}
-
-/// The steps started by the root, ordered by `child_index`.
-fn children(run: &Value) -> Vec<&Value> {
-    let mut children: Vec<&Value> = steps(run)
-        .iter()
-        .filter(|s| !s["parent_id"].is_null())
-        .collect();
-    children.sort_by_key(|s| s["child_index"].as_u64());
-    children
-}
-
-fn count(steps: &[&Value], status: &str) -> usize {
-    steps.iter().filter(|s| s["status"] == status).count()
-}
-
-/// `status (queued 3, running 4, succeeded 10, ...)`: enough to see why a wait failed.
-fn summary(run: &Value) -> String {
-    let all: Vec<&Value> = steps(run).iter().collect();
-    let statuses: Vec<String> = [
-        "queued",
-        "running",
-        "waiting",
-        "succeeded",
-        "failed",
-        "cancelled",
-    ]
-    .iter()
-    .map(|s| (s, count(&all, s)))
-    .filter(|(_, n)| *n > 0)
-    .map(|(s, n)| format!("{s} {n}"))
-    .collect();
-    format!(
-        "{} with {} step(s) ({}); root {}; error {}",
-        run["status"],
-        all.len(),
-        statuses.join(", "),
-        all.first().map(|s| s["status"].clone()).unwrap_or_default(),
-        run["error"]
-    )
-}
-
-fn attempts(step: &Value) -> &Vec<Value> {
-    step["attempts"].as_array().expect("attempts")
+/// How many executions of `work` with `key` committed (the guest counts them in kv).
+fn executions(cli: &Cli, key: &str) -> u64 {
+    let result = cli.json(&[
+        "run",
+        "flow/executions",
+        "--input",
+        &json!(key).to_string(),
+        "--wait",
+        "--json",
+    ]);
+    assert_eq!(result["status"], "succeeded", "{result}");
+    result["output"].as_u64().expect("a count")
 }
 
 fn now_micros() -> i64 {
@@ -326,7 +68,7 @@ fn fan_out_output(n: u32) -> Value {
 
 #[test]
 fn fan_out_of_100_children_retries_the_failing_child_only() {
-    let cli = Cli::with_flow();
+    let cli = with_flow();
     let result = cli.json(&[
         "run",
         "flow/fan-out",
@@ -396,7 +138,7 @@ fn fan_out_of_100_children_retries_the_failing_child_only() {
 
 #[test]
 fn durable_sleep_survives_a_killed_server() {
-    let cli = Cli::with_flow();
+    let cli = with_flow();
     let id = cli.submit("flow/nap", json!(3000));
     let submitted = Instant::now();
     let serve = cli.serve(&[]);
@@ -429,7 +171,7 @@ fn durable_sleep_survives_a_killed_server() {
 
 #[test]
 fn an_event_wakes_a_waiting_workflow_and_a_timeout_returns_null() {
-    let cli = Cli::with_flow();
+    let cli = with_flow();
     // An event sent before the workflow waits is not the one it waits for.
     let stale = cli.json(&[
         "events",
@@ -481,7 +223,7 @@ fn an_event_wakes_a_waiting_workflow_and_a_timeout_returns_null() {
 
 #[test]
 fn cancel_cascades_to_every_child_and_interrupts_them() {
-    let cli = Cli::with_flow();
+    let cli = with_flow();
     let id = cli.submit(
         "flow/fan-out",
         json!({"prefix": "x", "n": 8, "sleep-ms": 5000, "fail-index": null}),
@@ -517,7 +259,7 @@ fn cancel_cascades_to_every_child_and_interrupts_them() {
     }
     for i in 0..8 {
         assert_eq!(
-            cli.executions(&format!("x/{i}")),
+            executions(&cli, &format!("x/{i}")),
             0,
             "child {i}: cancelled work commits nothing"
         );
@@ -533,7 +275,7 @@ fn cancel_cascades_to_every_child_and_interrupts_them() {
 /// resumes from its journal instead of starting its children again.
 #[test]
 fn killed_server_mid_fan_out_resumes_without_rerunning_completed_children() {
-    let cli = Cli::with_flow();
+    let cli = with_flow();
     let id = cli.submit(
         "flow/fan-out",
         json!({"prefix": "c", "n": 30, "sleep-ms": 300, "fail-index": null}),
@@ -627,13 +369,13 @@ fn killed_server_mid_fan_out_resumes_without_rerunning_completed_children() {
     // Each child's work committed exactly once, including the ones executed twice (the killed
     // attempt's kv write died with it).
     for i in 0..30 {
-        assert_eq!(cli.executions(&format!("c/{i}")), 1, "child {i}");
+        assert_eq!(executions(&cli, &format!("c/{i}")), 1, "child {i}");
     }
 }
 
 #[test]
 fn sequential_chain_through_run_wait() {
-    let cli = Cli::with_flow();
+    let cli = with_flow();
     let result = cli.json(&[
         "run",
         "flow/chain",
@@ -672,7 +414,7 @@ fn sequential_chain_through_run_wait() {
 /// continues from its journal without starting any child twice.
 #[test]
 fn repeated_kills_mid_chain_never_start_a_child_twice() {
-    let cli = Cli::with_flow();
+    let cli = with_flow();
     let n = 200;
     let id = cli.submit("flow/chain", json!({"prefix": "k", "n": n}));
     for progress in [40, 110] {
@@ -732,26 +474,26 @@ fn repeated_kills_mid_chain_never_start_a_child_twice() {
         .collect();
     keys.extend([0, n - 1]);
     for i in keys {
-        assert_eq!(cli.executions(&format!("k/{i}")), 1, "child {i}");
+        assert_eq!(executions(&cli, &format!("k/{i}")), 1, "child {i}");
     }
 }
 
 #[test]
 fn worker_until_idle_exits_while_a_workflow_waits_for_an_event() {
-    let cli = Cli::with_flow();
+    let cli = with_flow();
     let id = cli.submit(
         "flow/await-event",
         json!({"name": "go", "timeout-ms": null}),
     );
     // The waiting workflow is not claimable: the worker exits instead of holding it.
-    cli.worker_until_idle();
+    cli.worker_until_idle(&[]);
     let run = cli.show(&id);
     assert_eq!(run["status"], "running", "{}", summary(&run));
     assert_eq!(root(&run)["status"], "waiting", "{}", summary(&run));
 
     let sent = cli.json(&["events", "send", "go", "--payload", "7", "--json"]);
     assert_eq!(sent["woken"], 1, "{sent}");
-    cli.worker_until_idle();
+    cli.worker_until_idle(&[]);
     let run = cli.show(&id);
     assert_eq!(run["status"], "succeeded", "{}", summary(&run));
     assert_eq!(run["output"], json!("7"));
@@ -761,12 +503,12 @@ fn worker_until_idle_exits_while_a_workflow_waits_for_an_event() {
 /// are claimable.
 #[test]
 fn worker_until_idle_runs_the_children_a_workflow_starts() {
-    let cli = Cli::with_flow();
+    let cli = with_flow();
     // The bug is a race (the worker exits before its last completion is committed): a few
     // rounds make it show reliably.
     for round in 0..8 {
         let id = cli.submit("flow/chain", json!({"prefix": format!("w{round}"), "n": 3}));
-        cli.worker_until_idle();
+        cli.worker_until_idle(&[]);
         let run = cli.show(&id);
         assert_eq!(
             run["status"],
@@ -783,11 +525,11 @@ fn worker_until_idle_runs_the_children_a_workflow_starts() {
 /// count stays 0 when nothing failed.
 #[test]
 fn worker_stats_do_not_count_suspended_workflows_as_failed() {
-    let cli = Cli::with_flow();
+    let cli = with_flow();
     let id = cli.submit("flow/chain", json!({"prefix": "s", "n": 3}));
     let (mut succeeded, mut failed) = (0, 0);
     for _ in 0..20 {
-        let stats = cli.worker_until_idle();
+        let stats = cli.worker_until_idle(&[]);
         succeeded += stats["succeeded"].as_u64().unwrap();
         failed += stats["failed"].as_u64().unwrap();
         if cli.show(&id)["status"] == "succeeded" {
@@ -804,7 +546,7 @@ fn worker_stats_do_not_count_suspended_workflows_as_failed() {
 /// a newer attempt owns a step that was cancelled.
 #[test]
 fn serve_does_not_report_cancelled_attempts_as_lost_leases() {
-    let cli = Cli::with_flow();
+    let cli = with_flow();
     let id = cli.submit(
         "flow/fan-out",
         json!({"prefix": "y", "n": 1, "sleep-ms": 5000, "fail-index": null}),
@@ -830,7 +572,7 @@ fn serve_does_not_report_cancelled_attempts_as_lost_leases() {
 /// nothing deployed; a valid one deploys, runs with `run <name> --wait`, and shows its tree.
 #[test]
 fn dag_files_deploy_validate_and_run_through_the_binary() {
-    let cli = Cli::with_flow();
+    let cli = with_flow();
     let bad = cli.dir.path().join("bad.dag.toml");
     std::fs::write(
         &bad,
@@ -879,4 +621,95 @@ fn dag_files_deploy_validate_and_run_through_the_binary() {
         shown.contains("└─ #2 total: flow/add [succeeded]"),
         "{shown}"
     );
+}
+
+#[test]
+fn an_event_reaches_a_wait_with_a_long_timeout_at_once() {
+    let cli = with_flow();
+    // An hour, and the longest timeout a guest can ask for: the event must not wait for either.
+    let hour = cli.submit(
+        "flow/await-event",
+        json!({"name": "bell", "timeout-ms": 3_600_000u64}),
+    );
+    let forever = cli.submit(
+        "flow/await-event",
+        json!({"name": "bell", "timeout-ms": u64::MAX}),
+    );
+    let serve = cli.serve(&[]);
+    for id in [&hour, &forever] {
+        cli.wait_until(id, "the workflow to wait for `bell`", |run| {
+            root(run)["status"] == "waiting"
+        });
+    }
+    let sent = cli.json(&["events", "send", "bell", "--payload", r#""ding""#, "--json"]);
+    assert_eq!(sent["woken"], 2, "{sent}");
+    // `wait_finished` gives up after a minute, far less than either timeout.
+    for id in [&hour, &forever] {
+        let run = cli.wait_finished(id);
+        assert_eq!(run["status"], "succeeded", "{}", summary(&run));
+        assert_eq!(run["output"], json!(r#""ding""#));
+    }
+    assert!(serve.terminate().success());
+}
+
+#[test]
+fn a_workflow_cannot_wait_for_an_event_name_that_cannot_be_sent() {
+    let cli = with_flow();
+    for name in ["", "tab\there"] {
+        let out = cli.expect(
+            1,
+            &[
+                "run",
+                "flow/await-event",
+                "--input",
+                &json!({"name": name, "timeout-ms": null}).to_string(),
+                "--wait",
+                "--wait-timeout",
+                "30s",
+                "--json",
+            ],
+        );
+        let run: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(run["error"]["kind"], "trap", "{run}");
+        let message = run["error"]["message"].as_str().unwrap();
+        assert!(message.contains("wait-event: an event name"), "{message}");
+    }
+}
+
+#[test]
+fn a_step_that_keeps_losing_its_worker_fails_after_its_lease_budget() {
+    let cli = with_flow();
+    // A step that runs far longer than the lease: its worker is killed under it, twice.
+    cli.ok(&[
+        "deploy",
+        &common::cli::fixture_path("hostile.wat"),
+        "--name",
+        "hostile",
+        "--max-lost-leases",
+        "2",
+    ]);
+    let id = cli.submit("hostile/spin", Value::Null);
+    for round in 1..=2u32 {
+        let serve = cli.serve(&[]);
+        let run = cli.wait_until(&id, "a worker to run the step", |run| {
+            root(run)["status"] == "running" && root(run)["attempt"] == round
+        });
+        assert_eq!(root(&run)["lost_leases"], round - 1, "{run}");
+        serve.kill();
+        // Until a worker claims it again, `runs show` says why it is late.
+        std::thread::sleep(Duration::from_millis(1200));
+        let text = cli.ok(&["runs", "show", &id]);
+        assert!(text.contains("its lease expired"), "{text}");
+    }
+    let serve = cli.serve(&[]);
+    let run = cli.wait_finished(&id);
+    assert_eq!(run["status"], "failed", "{}", summary(&run));
+    assert_eq!(run["error"]["kind"], "lease_expired", "{run}");
+    let message = run["error"]["message"].as_str().unwrap();
+    assert!(message.contains("outlived 2 worker(s)"), "{message}");
+    // Two attempts, both lost; never a third.
+    let tries = attempts(root(&run));
+    assert_eq!(tries.len(), 2, "{run}");
+    assert!(tries.iter().all(|a| a["error"]["kind"] == "lease_expired"));
+    assert!(serve.terminate().success());
 }

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use hypergraph::store::sqlite::SqliteStore;
 use hypergraph::store::{
-    now_micros, ClaimedStep, CommitOutcome, Completion, DeploymentKind, JournalRecord, KvWrite,
-    LogRecord, NewChild, NewRun, Policy, RunFilter, Status, Store, WorkerInfo,
+    now_micros, ClaimedStep, CommitOutcome, Completion, DeploymentKind, JournalRecord, KvRead,
+    KvWrite, LogRecord, NewChild, NewRun, Policy, RunFilter, Status, Store, WorkerInfo,
 };
 use serde_json::json;
 
@@ -91,6 +91,7 @@ fn completion(step: &ClaimedStep, journal: usize, logs: usize) -> Completion {
             })
             .collect(),
         kv_writes: Vec::new(),
+        kv_reads: Vec::new(),
         run_id: step.run_id.clone(),
         children: Vec::new(),
         wait: None,
@@ -129,7 +130,7 @@ async fn kv_writes_land_only_with_a_committed_success() {
 
     assert_eq!(store.kv_get("default/t", "a/1").await.unwrap(), None);
     assert_eq!(
-        store.kv_get("default/t", "a/2").await.unwrap(),
+        value(store.kv_get("default/t", "a/2").await.unwrap()),
         Some(b"TWO".to_vec())
     );
     assert_eq!(
@@ -143,7 +144,7 @@ async fn kv_writes_land_only_with_a_committed_success() {
         "scoped"
     );
     assert_eq!(
-        store.kv_list("default/t", "a/", 100).await.unwrap(),
+        store.kv_list("default/t", "a/", 100).await.unwrap().keys,
         vec!["a/2"]
     );
 
@@ -157,8 +158,105 @@ async fn kv_writes_land_only_with_a_committed_success() {
     );
     assert_eq!(store.kv_get("default/t", "b").await.unwrap(), None);
     assert_eq!(
-        store.kv_list("default/t", "", 100).await.unwrap(),
+        store.kv_list("default/t", "", 100).await.unwrap().keys,
         vec!["a/2"]
+    );
+}
+
+fn value(stored: Option<(Vec<u8>, i64)>) -> Option<Vec<u8>> {
+    stored.map(|(value, _)| value)
+}
+
+#[tokio::test]
+async fn a_commit_whose_kv_reads_changed_is_refused_and_its_step_runs_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with(dir.path(), &["t"]).await;
+    let scope = "default/t";
+    let runs: Vec<NewRun> = (0..4)
+        .map(|i| new_run("t/f", now_micros() + i, &[]))
+        .collect();
+    store.submit_runs(&runs).await.unwrap();
+    let steps = store.claim_steps("w1", 4, HOUR).await.unwrap();
+    // Every attempt read `n` absent (version 0) and the prefix `list/` empty.
+    let read_n = KvRead::Key {
+        scope: scope.into(),
+        key: "n".into(),
+        version: 0,
+    };
+    let mut first = completion(&steps[0], 0, 0);
+    first.kv_reads = vec![read_n.clone()];
+    first.kv_writes = vec![kv_write("n", Some("1"))];
+    // In the same batch, after `first`: its read no longer holds.
+    let mut second = completion(&steps[1], 3, 2);
+    second.kv_reads = vec![read_n.clone()];
+    second.kv_writes = vec![kv_write("n", Some("1"))];
+    let outcomes = store.complete_steps(&[first, second]).await.unwrap();
+    assert_eq!(
+        outcomes,
+        [CommitOutcome::Committed, CommitOutcome::Conflict]
+    );
+    let (stored, version) = store.kv_get(scope, "n").await.unwrap().unwrap();
+    assert_eq!(stored, b"1");
+    assert!(version > 1, "a write stamps a new version: {version}");
+
+    // The conflicting attempt left nothing: no journal, logs, output; the step is queued again
+    // and claimed under the same attempt number, its rerun counted.
+    let run = store.run(&steps[1].run_id).await.unwrap().unwrap();
+    assert_eq!(run.steps[0].status, Status::Queued);
+    assert_eq!(run.steps[0].output, None);
+    assert_eq!(run.steps[0].attempts[0].journal_entries, 0);
+    assert_eq!(run.steps[0].attempts[0].reruns, 1);
+    let again = store.claim_steps("w2", 4, HOUR).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].step_id, steps[1].step_id);
+    assert_eq!(again[0].attempt, steps[1].attempt, "not a new attempt");
+    assert_eq!(again[0].reruns, 1);
+    // With the version it now reads, it commits.
+    let mut retried = completion(&again[0], 0, 0);
+    retried.worker_id = "w2".into();
+    retried.kv_reads = vec![KvRead::Key {
+        scope: scope.into(),
+        key: "n".into(),
+        version,
+    }];
+    retried.kv_writes = vec![kv_write("n", Some("2"))];
+    assert_eq!(
+        store.complete_steps(&[retried]).await.unwrap(),
+        [CommitOutcome::Committed]
+    );
+
+    // A prefix read: any insert, update or delete under it is a conflict, others are not.
+    let listing = store.kv_list(scope, "list/", 10).await.unwrap();
+    assert_eq!((listing.count, listing.max_version), (0, 0));
+    let read_list = KvRead::Prefix {
+        scope: scope.into(),
+        prefix: "list/".into(),
+        count: listing.count,
+        max_version: listing.max_version,
+    };
+    let mut elsewhere = completion(&steps[2], 0, 0);
+    elsewhere.kv_reads = vec![read_list.clone()];
+    elsewhere.kv_writes = vec![kv_write("other", Some("x"))];
+    let mut inside = completion(&steps[3], 0, 0);
+    inside.kv_reads = vec![read_list];
+    inside.kv_writes = vec![kv_write("list/a", Some("x"))];
+    assert_eq!(
+        store.complete_steps(&[elsewhere, inside]).await.unwrap(),
+        [CommitOutcome::Committed, CommitOutcome::Committed]
+    );
+    let listing = store.kv_list(scope, "list/", 10).await.unwrap();
+    assert_eq!(listing.keys, ["list/a"]);
+    assert_eq!(listing.count, 1);
+    // A stale attempt is fenced, not re-run: a newer attempt owns the step.
+    let runs = [new_run("t/f", now_micros(), &[])];
+    store.submit_runs(&runs).await.unwrap();
+    let step = &store.claim_steps("w1", 1, HOUR).await.unwrap()[0];
+    let mut stale = completion(step, 0, 0);
+    stale.attempt += 1;
+    stale.kv_reads = vec![read_n];
+    assert_eq!(
+        store.complete_steps(&[stale]).await.unwrap(),
+        [CommitOutcome::Fenced]
     );
 }
 
@@ -547,6 +645,38 @@ async fn renewed_lease_is_not_reclaimed() {
 }
 
 #[tokio::test]
+async fn a_dead_workers_steps_are_reclaimed_before_queued_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with(dir.path(), &["t"]).await;
+    store
+        .submit_runs(&[new_run("t/f", now_micros(), &[])])
+        .await
+        .unwrap();
+    let lost = store
+        .claim_steps("dead", 1, Duration::from_millis(20))
+        .await
+        .unwrap()
+        .remove(0);
+    // A queue that never runs dry: more queued steps than the claim takes.
+    let queued: Vec<NewRun> = (0..10)
+        .map(|i| new_run("t/f", now_micros() + i, &[]))
+        .collect();
+    store.submit_runs(&queued).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let claimed = store.claim_steps("alive", 1, HOUR).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].step_id, lost.step_id, "the expired lease first");
+    assert_eq!(claimed[0].attempt, 2);
+    let run = store.run(&lost.run_id).await.unwrap().unwrap();
+    assert_eq!(run.steps[0].lost_leases, 1);
+    assert_eq!(run.steps[0].attempts[0].status, Status::Failed);
+    assert_eq!(
+        run.steps[0].attempts[0].error.as_ref().unwrap()["kind"],
+        "lease_expired"
+    );
+}
+
+#[tokio::test]
 async fn queued_steps_are_claimed_oldest_first() {
     let dir = tempfile::tempdir().unwrap();
     let store = store_with(dir.path(), &["t"]).await;
@@ -869,7 +999,7 @@ async fn reopening_keeps_data_and_creates_parent_directories() {
         })
         .await
         .unwrap();
-    store.close().await;
+    store.close().await.unwrap();
     let store = SqliteStore::open(&path).await.unwrap();
     assert_eq!(
         store.latest_deployment("t").await.unwrap().unwrap().version,

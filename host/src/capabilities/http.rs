@@ -20,7 +20,6 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
@@ -33,7 +32,7 @@ use wasmtime_wasi_http::{
 
 use super::log::LogSink;
 use super::HostState;
-use crate::journal::{Call, Entry, Journal};
+use crate::journal::{Blob, Call, Entry, Journal};
 
 /// The interfaces this module serves.
 pub const INTERFACES: &[&str] = &[
@@ -122,34 +121,6 @@ fn split_port(entry: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// A body as journaled: UTF-8 text when it is text, base64 otherwise.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HttpBody {
-    Utf8(String),
-    Base64(String),
-}
-
-impl HttpBody {
-    fn from_bytes(bytes: &[u8]) -> HttpBody {
-        match std::str::from_utf8(bytes) {
-            Ok(text) => HttpBody::Utf8(text.to_string()),
-            Err(_) => HttpBody::Base64(base64::engine::general_purpose::STANDARD.encode(bytes)),
-        }
-    }
-
-    fn to_bytes(&self) -> Bytes {
-        match self {
-            HttpBody::Utf8(text) => Bytes::from(text.clone().into_bytes()),
-            HttpBody::Base64(data) => Bytes::from(
-                base64::engine::general_purpose::STANDARD
-                    .decode(data)
-                    .unwrap_or_default(),
-            ),
-        }
-    }
-}
-
 /// An outgoing request as journaled. `body` is absent only when the attempt ended before the
 /// guest finished writing it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,7 +129,7 @@ pub struct HttpRequest {
     pub uri: String,
     pub headers: Vec<(String, String)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<HttpBody>,
+    pub body: Option<Blob>,
 }
 
 /// What came back for a request, as journaled and as the guest sees it.
@@ -168,7 +139,7 @@ pub enum HttpOutcome {
     Response {
         status: u16,
         headers: Vec<(String, String)>,
-        body: HttpBody,
+        body: Blob,
     },
     Failed {
         error: HttpFailure,
@@ -370,7 +341,7 @@ impl WasiHttpHooks for Hooks {
                         Some(outcome) => outcome,
                         None => send_live(parts, bytes.clone(), options, deadline).await,
                     };
-                    (Some(HttpBody::from_bytes(&bytes)), outcome)
+                    (Some(Blob::from_bytes(&bytes)), outcome)
                 }
                 Err(_) => (
                     None,
@@ -394,7 +365,7 @@ impl WasiHttpHooks for Hooks {
                     for (name, value) in &headers {
                         response = response.header(name, value);
                     }
-                    let body = Full::new(body.to_bytes())
+                    let body = Full::new(Bytes::from(body.to_vec()))
                         .map_err(|never| match never {})
                         .boxed_unsync();
                     let response = response
@@ -430,7 +401,7 @@ async fn send_live(
         Ok::<_, HttpError>(HttpOutcome::Response {
             status: parts.status.as_u16(),
             headers: header_pairs(&parts.headers),
-            body: HttpBody::from_bytes(&body),
+            body: Blob::from_bytes(&body),
         })
     };
     let remaining = deadline.saturating_duration_since(Instant::now());
@@ -504,10 +475,10 @@ mod tests {
     #[test]
     fn bodies_keep_their_bytes() {
         for bytes in [&b"hello"[..], &[0xff, 0x00, 0x80][..], &[][..]] {
-            let body = HttpBody::from_bytes(bytes);
-            assert_eq!(&body.to_bytes()[..], bytes);
+            let body = Blob::from_bytes(bytes);
+            assert_eq!(&body.to_vec()[..], bytes);
         }
-        assert!(matches!(HttpBody::from_bytes(b"text"), HttpBody::Utf8(_)));
+        assert!(matches!(Blob::from_bytes(b"text"), Blob::Utf8(_)));
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! `hypergraph:task/log` and the capture of the guest's stdout and stderr.
 //!
 //! Every line a guest emits, through the log interface or by writing to stdout/stderr, becomes one
-//! log line of the attempt and one `log` journal entry. At most `max_lines` lines are kept per
-//! attempt; further lines are counted, and [`LogSink::finish`] appends a visible marker line and a
-//! `log.dropped` journal entry with the count. Output without a newline is split into lines of at
-//! most [`MAX_LINE_BYTES`] so a guest cannot make the host buffer unbounded output.
+//! log line of the attempt and one `log` journal entry. The deployment's limits bound what is kept:
+//! a line longer than `max_log_line_bytes` is cut there (with a marker saying how much was cut),
+//! and at most `max_log_lines` lines and `max_log_bytes` bytes are kept per attempt; further lines
+//! are counted, and [`LogSink::finish`] appends a visible marker line and a `log.dropped` journal
+//! entry with the count. Output without a newline is split into lines of at most
+//! [`MAX_LINE_BYTES`] so a guest cannot make the host buffer unbounded output.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -18,6 +20,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use super::bindings::hypergraph::task::log::{self, Level};
 use super::HostState;
 use crate::journal::{Entry, Journal};
+use crate::limits::{format_bytes, Limits};
 use crate::store::{now_micros, LogRecord};
 
 /// Longest line kept; longer output is split.
@@ -31,8 +34,12 @@ pub struct LogSink {
 
 struct LogBuffer {
     max_lines: u32,
+    max_line_bytes: usize,
+    max_bytes: u64,
     /// Lines emitted so far, including those replayed from a resumed journal.
     count: u32,
+    /// Bytes of the lines emitted so far (after cutting), likewise.
+    bytes: u64,
     /// Lines to store: those emitted live.
     lines: Vec<LogRecord>,
     dropped: u64,
@@ -64,12 +71,16 @@ impl Std {
 }
 
 impl LogSink {
-    /// A sink keeping at most `max_lines` lines, journaling each kept line into `journal`.
-    pub fn new(max_lines: u32, journal: Journal) -> LogSink {
+    /// A sink keeping what `limits` allow (lines, bytes per line, bytes per attempt),
+    /// journaling each kept line into `journal`.
+    pub fn new(limits: &Limits, journal: Journal) -> LogSink {
         LogSink {
             inner: Arc::new(Mutex::new(LogBuffer {
-                max_lines,
+                max_lines: limits.max_log_lines,
+                max_line_bytes: usize::try_from(limits.max_log_line_bytes).unwrap_or(usize::MAX),
+                max_bytes: limits.max_log_bytes,
                 count: 0,
+                bytes: 0,
                 lines: Vec::new(),
                 dropped: 0,
                 journal,
@@ -126,9 +137,10 @@ impl LogSink {
             buffer.journal.emit(Entry::LogsDropped { count });
             let seq = buffer.count;
             let message = format!(
-                "[hypergraph] {count} more log line(s) dropped: the cap is {} lines per attempt \
-                 (deployment policy max_log_lines)",
-                buffer.max_lines
+                "[hypergraph] {count} more log line(s) dropped: the caps are {} lines and {} per \
+                 attempt (deployment policy max_log_lines, max_log_bytes)",
+                buffer.max_lines,
+                format_bytes(buffer.max_bytes)
             );
             buffer.lines.push(LogRecord {
                 seq,
@@ -144,12 +156,15 @@ impl LogSink {
 
 impl LogBuffer {
     fn push(&mut self, stream: &str, level: &str, message: &str) {
-        if self.count >= self.max_lines {
+        let message = cut(message, self.max_line_bytes);
+        if self.count >= self.max_lines || self.bytes + message.len() as u64 > self.max_bytes {
             self.dropped += 1;
             return;
         }
         let seq = self.count;
         self.count += 1;
+        self.bytes += message.len() as u64;
+        let message = message.as_ref();
         let new = self.journal.emit(Entry::Log {
             stream: stream.to_string(),
             level: level.to_string(),
@@ -173,6 +188,25 @@ impl LogBuffer {
         let text = text.strip_suffix('\r').unwrap_or(&text);
         self.push(which.stream(), which.level(), text);
     }
+}
+
+/// `message` cut to at most `max` bytes (at a character boundary), with a marker saying how many
+/// bytes were cut; unchanged when it fits.
+fn cut(message: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if message.len() <= max {
+        return message.into();
+    }
+    let mut end = max;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{} [hypergraph: line cut at {}, {} more bytes dropped; deployment policy max_log_line_bytes]",
+        &message[..end],
+        format_bytes(max as u64),
+        message.len() - end
+    )
+    .into()
 }
 
 fn level_name(level: Level) -> &'static str {
@@ -287,7 +321,7 @@ mod tests {
 
     #[test]
     fn splits_stdout_into_lines_and_flushes_partial() {
-        let sink = LogSink::new(10, Journal::default());
+        let sink = LogSink::new(&lines_cap(10), Journal::default());
         sink.write_std(Std::Out, b"one\ntw");
         sink.write_std(Std::Out, b"o\r\nthree");
         sink.write_std(Std::Err, b"oops\n");
@@ -312,7 +346,7 @@ mod tests {
     #[test]
     fn cap_keeps_first_lines_and_adds_marker_and_journal_entry() {
         let journal = Journal::default();
-        let sink = LogSink::new(3, journal.clone());
+        let sink = LogSink::new(&lines_cap(3), journal.clone());
         for i in 0..10 {
             sink.line("log", "info", &format!("line {i}"));
         }
@@ -331,10 +365,60 @@ mod tests {
 
     #[test]
     fn unbounded_line_is_split() {
-        let sink = LogSink::new(100, Journal::default());
+        let sink = LogSink::new(&lines_cap(100), Journal::default());
         sink.write_std(Std::Out, &vec![b'x'; MAX_LINE_BYTES * 2 + 5]);
         let lines = sink.finish();
         assert_eq!(lines.len(), 3);
         assert_eq!(lines[2].message.len(), 5);
+    }
+
+    #[test]
+    fn long_lines_are_cut_and_bytes_per_attempt_are_capped() {
+        let journal = Journal::default();
+        let limits = Limits {
+            max_log_line_bytes: 1024,
+            max_log_bytes: 4096,
+            ..Limits::default()
+        };
+        let sink = LogSink::new(&limits, journal.clone());
+        // A multi-byte character straddles the cut: the line is cut before it.
+        let long = format!("{}é{}", "a".repeat(1023), "b".repeat(100_000));
+        sink.line("log", "info", &long);
+        for _ in 0..10 {
+            sink.line("log", "info", &"c".repeat(1000));
+        }
+        let lines = sink.finish();
+        assert!(
+            lines[0].message.starts_with(&"a".repeat(1023)),
+            "{}",
+            &lines[0].message[..40]
+        );
+        assert!(
+            lines[0]
+                .message
+                .contains("line cut at 1 KiB, 100002 more bytes dropped"),
+            "{}",
+            &lines[0].message[1020..]
+        );
+        let kept: u64 = lines[..lines.len() - 1]
+            .iter()
+            .map(|l| l.message.len() as u64)
+            .sum();
+        assert!(kept <= 4096, "{kept} bytes kept");
+        let marker = lines.last().unwrap();
+        assert!(
+            marker.message.contains("more log line(s) dropped"),
+            "{marker:?}"
+        );
+        // The journal holds the cut line, so a replay cuts the same way and matches.
+        let entries = journal.take();
+        assert!(matches!(&entries[0], Entry::Log { message, .. } if message == &lines[0].message));
+    }
+
+    fn lines_cap(max_log_lines: u32) -> Limits {
+        Limits {
+            max_log_lines,
+            ..Limits::default()
+        }
     }
 }

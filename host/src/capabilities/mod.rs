@@ -52,6 +52,19 @@ pub(crate) mod bindings {
     });
 }
 
+/// A host call that failed because of the host, not the guest (the database could not be read,
+/// the attempt lost its step, ...): the attempt fails with kind `host`. Any other error a host
+/// call returns (a key too long, a join on a child that does not exist) is the guest's fault and
+/// fails the attempt like a trap.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct HostFault(pub String);
+
+/// A [`HostFault`] as the error a host call returns.
+pub(crate) fn host_fault(message: String) -> wasmtime::Error {
+    wasmtime::Error::new(HostFault(message))
+}
+
 /// Identity of the invocation, served to the guest by [`context`].
 #[derive(Clone, Debug, Default)]
 pub struct InvocationContext {
@@ -86,7 +99,7 @@ impl HostState {
         kv: kv::KvState,
         workflow: workflow::WorkflowState,
     ) -> HostState {
-        let logs = log::LogSink::new(limits.max_log_lines, journal.clone());
+        let logs = log::LogSink::new(limits, journal.clone());
         let wasi = wasi::build_ctx(&journal, &logs);
         let deadline = Instant::now() + limits.timeout;
         let http = http::HttpState::new(

@@ -48,6 +48,28 @@ pub const INTERFACES: &[&str] = &["hypergraph:workflow/workflow@0.1.0"];
 /// Most children one workflow attempt may start.
 pub const MAX_CHILDREN: usize = 100_000;
 
+/// Longest event name, in bytes.
+pub const MAX_EVENT_NAME_BYTES: usize = 256;
+
+/// Largest event payload, in bytes of JSON.
+pub const MAX_EVENT_PAYLOAD_BYTES: u64 = crate::limits::DEFAULT_MAX_INPUT_BYTES;
+
+/// Checks an event name, the same way for `events send` and for a workflow's `wait-event`, so
+/// that nothing can wait for a name that cannot be sent: 1 to 256 bytes, no control characters.
+pub fn validate_event_name(name: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(!name.is_empty(), "an event name must not be empty");
+    anyhow::ensure!(
+        name.len() <= MAX_EVENT_NAME_BYTES,
+        "an event name must be at most {MAX_EVENT_NAME_BYTES} bytes, not {}",
+        name.len()
+    );
+    anyhow::ensure!(
+        !name.chars().any(char::is_control),
+        "an event name must not contain control characters: {name:?}"
+    );
+    Ok(())
+}
+
 /// A child step started by an activation, created when the activation commits.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewChild {
@@ -90,9 +112,12 @@ pub trait Activation: Send + Sync {
     /// Commits `progress` durably, fenced by the attempt; false when the attempt no longer owns
     /// its step (its lease expired and it was claimed again, or the run was cancelled).
     async fn checkpoint(&self, progress: Progress) -> anyhow::Result<bool>;
-    /// The activation starts waiting: its execution slot may run other steps meanwhile.
-    fn release_slot(&self);
-    /// The activation runs again: takes an execution slot back, waiting for one.
+    /// The activation starts waiting: its execution slot may run other steps meanwhile. False
+    /// (and the slot is kept) when as many activations linger already as the worker allows:
+    /// the activation must suspend instead, so lingering never holds more instances than that.
+    fn release_slot(&self) -> bool;
+    /// The activation runs again: takes an execution slot back, waiting for one, and frees its
+    /// lingering place.
     async fn reacquire_slot(&self);
 }
 
@@ -249,7 +274,7 @@ impl WorkflowState {
     fn live(&self) -> wasmtime::Result<&Hypergraph> {
         self.live
             .as_ref()
-            .ok_or_else(|| wasmtime::format_err!("workflow calls are not available here"))
+            .ok_or_else(|| super::host_fault("workflow calls are not available here".into()))
     }
 
     fn suspend(&mut self, wait: Wait) -> wasmtime::Error {
@@ -260,9 +285,10 @@ impl WorkflowState {
 
 /// The trap that ends an activation whose calls no longer match its journal.
 fn diverged() -> wasmtime::Error {
-    wasmtime::format_err!(
+    super::host_fault(
         "the workflow made a call its journal does not hold: workflow code must be deterministic \
          (see the divergence)"
+            .into(),
     )
 }
 
@@ -275,7 +301,7 @@ async fn child_states(
         .store
         .step_outcomes(ids)
         .await
-        .map_err(|e| wasmtime::format_err!("reading child results failed: {e:#}"))?;
+        .map_err(|e| super::host_fault(format!("reading child results failed: {e:#}")))?;
     let mut results = Vec::with_capacity(outcomes.len());
     for outcome in &outcomes {
         let returns_result = match hg.prepared_digest(&outcome.digest).await {
@@ -416,7 +442,8 @@ impl HostState {
 
     /// Checkpoints the activation and waits in place for the children (see the module docs),
     /// for at most the linger window and half the attempt's remaining execution time. `None`:
-    /// the activation must suspend (no linger, too many children, or the window passed).
+    /// the activation must suspend (no linger, too many children, too many activations lingering
+    /// already, or the window passed).
     async fn linger(
         &mut self,
         ids: &[String],
@@ -436,23 +463,30 @@ impl HostState {
             return Ok(None);
         }
         let hg = self.workflow.live()?.clone();
+        // Before anything is handed to the checkpoint: with no lingering place free, suspend.
+        if !linger.activation.release_slot() {
+            return Ok(None);
+        }
         let progress = Progress {
             journal: self.journal.checkpoint(),
             logs: self.logs.take_lines(),
             children: std::mem::take(&mut self.workflow.new_children),
         };
-        let owned =
-            linger.activation.checkpoint(progress).await.map_err(|e| {
-                wasmtime::format_err!("storing the workflow's progress failed: {e:#}")
-            })?;
-        if !owned {
-            wasmtime::bail!(
+        let waited = match linger.activation.checkpoint(progress).await {
+            Ok(true) => {
+                // The reads are stored history now: the end of the step does not check them.
+                self.kv.take_reads();
+                wait_in_place(&hg, ids, &mut states, any, until).await
+            }
+            Ok(false) => Err(super::host_fault(
                 "the attempt no longer owns its step (its lease expired and it was claimed \
                  again, or the run was cancelled)"
-            );
-        }
-        linger.activation.release_slot();
-        let waited = wait_in_place(&hg, ids, &mut states, any, until).await;
+                    .into(),
+            )),
+            Err(e) => Err(super::host_fault(format!(
+                "storing the workflow's progress failed: {e:#}"
+            ))),
+        };
         linger.activation.reacquire_slot().await;
         Ok(waited?.then_some(states))
     }
@@ -649,6 +683,9 @@ impl workflow::Host for HostState {
         name: String,
         timeout_millis: Option<u64>,
     ) -> wasmtime::Result<Option<String>> {
+        if let Err(e) = validate_event_name(&name) {
+            wasmtime::bail!("wait-event: {e}");
+        }
         let call = Call::WorkflowWaitEvent {
             name: name.clone(),
             timeout_millis,
@@ -666,7 +703,7 @@ impl workflow::Host for HostState {
                     .store
                     .last_event_seq()
                     .await
-                    .map_err(|e| wasmtime::format_err!("reading events failed: {e:#}"))?;
+                    .map_err(|e| super::host_fault(format!("reading events failed: {e:#}")))?;
                 let deadline = timeout_millis.map(|ms| micros_after(now_micros(), ms));
                 self.journal.append(Entry::WorkflowWaitEvent {
                     name: name.clone(),
@@ -689,7 +726,7 @@ impl workflow::Host for HostState {
                     .store
                     .next_event(&name, after)
                     .await
-                    .map_err(|e| wasmtime::format_err!("reading events failed: {e:#}"))?;
+                    .map_err(|e| super::host_fault(format!("reading events failed: {e:#}")))?;
                 let payload = match event {
                     Some((_, payload)) => Some(payload),
                     None if deadline.is_some_and(|d| now_micros() >= d) => None,

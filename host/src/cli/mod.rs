@@ -33,21 +33,24 @@ use serde_json::{json, Value};
 use crate::builder::{build_guest, BuildOptions};
 use crate::bundle;
 use crate::engine::{Engine, EngineOptions};
+use crate::limits::{format_bytes, MAX_PAYLOAD_LIMIT};
 use crate::replay::{self, ReplayWith};
 use crate::retry::{RetryOn, RetryPolicy};
 use crate::runtime::Hypergraph;
 use crate::scheduler::RunRequest;
+use crate::store::location::DbLocation;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{Micros, Policy, RunDetail, RunFilter, RunResult, Status};
-use crate::worker::{Worker, WorkerOptions};
+use crate::store::{Micros, Policy, RunDetail, RunFilter, RunResult, Status, StepQuery};
+use crate::worker::{Worker, WorkerOptions, MAX_CONCURRENCY};
 
 /// Durable task runtime: every task is a WebAssembly component, every run is recorded.
 #[derive(Parser, Debug)]
 #[command(name = "hypergraph", version, about, long_about = None)]
 pub struct Cli {
-    /// SQLite database file [default: $XDG_DATA_HOME/hypergraph/hypergraph.db].
+    /// The database: a SQLite file path or a sqlite:// URL
+    /// [default: $XDG_DATA_HOME/hypergraph/hypergraph.db].
     #[arg(long, global = true, env = "HYPERGRAPH_DB")]
-    db: Option<PathBuf>,
+    db: Option<String>,
 
     /// Where compiled components are cached [default: `hypergraph-cache` beside the database].
     #[arg(long, global = true, env = "HYPERGRAPH_CACHE_DIR")]
@@ -64,7 +67,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Deploy a component (.wasm or .wat) under a name; redeploying makes a new version.
-    Deploy(DeployArgs),
+    Deploy(Box<DeployArgs>),
     /// List deployed tasks with their WIT signatures.
     Tasks(JsonFlag),
     /// Submit a run of a task; with --wait, execute it here and print its result.
@@ -90,6 +93,24 @@ enum Command {
     Build(BuildArgs),
     /// Build, deploy and run the examples on the embedded SQLite database, then show the runs.
     Demo(DemoArgs),
+    /// The database itself: backups.
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum DbCommand {
+    /// Copy the database, as of one moment, into a new file with SQLite's online backup; other
+    /// processes may go on using it meanwhile. The copy is a complete database (`--db <file>`).
+    Backup(BackupArgs),
+}
+
+#[derive(Args, Debug)]
+struct BackupArgs {
+    /// The new file to write (it must not exist).
+    file: PathBuf,
+    #[command(flatten)]
+    json: JsonFlag,
 }
 
 #[derive(Args, Debug)]
@@ -116,6 +137,24 @@ struct DeployArgs {
     /// Log lines kept per attempt [default: 1000].
     #[arg(long)]
     max_log_lines: Option<u32>,
+    /// Longest log line kept; longer ones are cut, e.g. `64KiB` [default: 64KiB].
+    #[arg(long, value_parser = parse_bytes)]
+    max_log_line: Option<u64>,
+    /// Log bytes kept per attempt [default: 1MiB].
+    #[arg(long, value_parser = parse_bytes)]
+    max_log_bytes: Option<u64>,
+    /// Largest input accepted, in bytes of JSON [default: 16MiB, at most 64MiB].
+    #[arg(long, value_parser = parse_bytes)]
+    max_input: Option<u64>,
+    /// Largest output (or error value) of an attempt, in bytes of JSON [default: 16MiB].
+    #[arg(long, value_parser = parse_bytes)]
+    max_output: Option<u64>,
+    /// Key-value bytes (keys and values) one attempt may write [default: 16MiB].
+    #[arg(long, value_parser = parse_bytes)]
+    max_kv_write: Option<u64>,
+    /// Lost leases (worker died or stalled) a step survives before it fails [default: 3].
+    #[arg(long)]
+    max_lost_leases: Option<u32>,
     /// Host the tasks may send HTTP requests to (repeatable): `host`, `host:port` or
     /// `*.domain` [default: none].
     #[arg(long = "allow-http", value_name = "HOST")]
@@ -170,7 +209,7 @@ enum RunsCommand {
     /// List runs, newest first.
     List(ListArgs),
     /// Show one run: steps, attempts, timings, worker, digest, input, output, error.
-    Show(RunIdArgs),
+    Show(ShowArgs),
     /// Print a run's captured log lines.
     Logs(RunIdArgs),
     /// Re-execute a run against its journal (no clock, randomness or network is consulted) and
@@ -221,7 +260,7 @@ enum EventsCommand {
 struct SendEventArgs {
     /// The event name workflows wait for.
     name: String,
-    /// The payload, JSON [default: null].
+    /// The payload, JSON [default: null]; `@file` reads it from a file, `-` from stdin.
     #[arg(long)]
     payload: Option<String>,
     #[command(flatten)]
@@ -230,8 +269,8 @@ struct SendEventArgs {
 
 #[derive(Args, Debug)]
 struct ServeArgs {
-    /// Steps executed at once.
-    #[arg(long, default_value_t = 32)]
+    /// Steps executed at once (1 to 1024).
+    #[arg(long, default_value_t = 32, value_parser = parse_concurrency)]
     concurrency: usize,
     /// How long a claimed step stays leased without renewal: after a crash, its steps are
     /// claimed again this long after the last renewal.
@@ -261,6 +300,12 @@ struct BundleArgs {
     /// Replay against this component file instead of the one in the bundle.
     #[arg(long)]
     component: Option<PathBuf>,
+    /// Longest an attempt may run in the replay, whatever the bundle's policy says.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    timeout: Duration,
+    /// Most memory an instance may use in the replay, whatever the bundle's policy says.
+    #[arg(long, value_parser = parse_bytes, default_value = "256MiB")]
+    memory: u64,
     #[command(flatten)]
     json: JsonFlag,
 }
@@ -328,9 +373,23 @@ struct RunIdArgs {
 }
 
 #[derive(Args, Debug)]
+struct ShowArgs {
+    /// The run id.
+    id: String,
+    /// Show at most this many steps (0: all); the rest are counted by status.
+    #[arg(long, default_value_t = 1000)]
+    steps: u32,
+    /// Only steps with this status (queued, running, waiting, succeeded, failed, cancelled).
+    #[arg(long)]
+    step_status: Option<Status>,
+    #[command(flatten)]
+    json: JsonFlag,
+}
+
+#[derive(Args, Debug)]
 struct WorkerArgs {
-    /// Steps executed at once.
-    #[arg(long, default_value_t = 32)]
+    /// Steps executed at once (1 to 1024).
+    #[arg(long, default_value_t = 32, value_parser = parse_concurrency)]
     concurrency: usize,
     /// Stop when there is nothing left to run instead of waiting for more.
     #[arg(long)]
@@ -403,26 +462,68 @@ pub fn default_db_path() -> PathBuf {
     base.join("hypergraph").join("hypergraph.db")
 }
 
-async fn open(cli_db: &Option<PathBuf>, cache_dir: &Option<PathBuf>) -> Result<Hypergraph> {
-    let db = cli_db.clone().unwrap_or_else(default_db_path);
-    let store = SqliteStore::open(&db).await?;
-    let cache = cache_dir.clone().unwrap_or_else(|| {
-        db.parent()
-            .unwrap_or(Path::new("."))
-            .join("hypergraph-cache")
+/// Where the database is: `--db` (or `$HYPERGRAPH_DB`), else [`default_db_path`].
+fn db_location(cli_db: &Option<String>) -> Result<DbLocation> {
+    match cli_db {
+        Some(text) => DbLocation::parse(text),
+        None => Ok(DbLocation::Sqlite(default_db_path())),
+    }
+}
+
+/// Opens the database and an engine with room for `max_instances` instances at once.
+async fn open(
+    cli_db: &Option<String>,
+    cache_dir: &Option<PathBuf>,
+    max_instances: u32,
+) -> Result<Hypergraph> {
+    let location = db_location(cli_db)?;
+    let store = SqliteStore::open_location(&location).await?;
+    let cache = cache_dir.clone().or_else(|| match &location {
+        DbLocation::Sqlite(db) => Some(
+            db.parent()
+                .unwrap_or(Path::new("."))
+                .join("hypergraph-cache"),
+        ),
+        DbLocation::SqliteMemory => None,
     });
-    Hypergraph::new(Arc::new(store), Some(cache))
+    let engine = Engine::new(EngineOptions {
+        cache_dir: cache,
+        max_instances,
+    })?;
+    Ok(Hypergraph::with_engine(Arc::new(store), Arc::new(engine)))
+}
+
+/// Instances a process with a worker of `concurrency` slots may hold at once: every slot, as
+/// many lingering workflows, and room for the CLI's own (replays, deploys).
+fn instances_for(concurrency: usize) -> u32 {
+    (2 * concurrency as u32).max(256) + 16
 }
 
 async fn dispatch(cli: Cli) -> Result<i32> {
     match &cli.command {
         Command::Build(args) => return build(args),
         Command::Replay(args) => return replay_bundle(&cli.cache_dir, args).await,
+        Command::Db(DbCommand::Backup(args)) => return backup(&cli.db, args).await,
         _ => {}
     }
-    let hg = open(&cli.db, &cli.cache_dir).await?;
-    match cli.command {
-        Command::Deploy(args) => deploy(&hg, args).await,
+    let concurrency = match &cli.command {
+        Command::Serve(args) => args.concurrency,
+        Command::Worker(args) => args.concurrency,
+        _ => WorkerOptions::default().concurrency,
+    };
+    let hg = open(&cli.db, &cli.cache_dir, instances_for(concurrency)).await?;
+    let code = run_command(&hg, cli.command).await;
+    // The database is left self-contained however the command ended.
+    let closed = hg.store.close().await;
+    let code = code?;
+    closed?;
+    Ok(code)
+}
+
+async fn run_command(hg: &Hypergraph, command: Command) -> Result<i32> {
+    let hg = hg.clone();
+    match command {
+        Command::Deploy(args) => deploy(&hg, *args).await,
         Command::Tasks(args) => tasks(&hg, args).await,
         Command::Run(args) => run(&hg, args).await,
         Command::Runs(RunsCommand::List(args)) => runs_list(&hg, args).await,
@@ -435,14 +536,50 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             ops::runs_cancel(&hg, &args.id, args.json.json).await
         }
         Command::Events(EventsCommand::Send(args)) => {
-            ops::send_event(&hg, &args.name, args.payload.as_deref(), args.json.json).await
+            let payload = args
+                .payload
+                .map(|text| read_json_arg(&text, "--payload"))
+                .transpose()?;
+            ops::send_event(&hg, &args.name, payload.as_ref(), args.json.json).await
         }
         Command::Serve(args) => ops::serve(&hg, &args).await,
         Command::CheckUpgrade(args) => check_upgrade(&hg, args).await,
         Command::Worker(args) => worker(&hg, args).await,
         Command::Demo(args) => demo::run(&hg, args.examples).await,
-        Command::Build(_) | Command::Replay(_) => unreachable!("handled above"),
+        Command::Build(_) | Command::Replay(_) | Command::Db(_) => {
+            unreachable!("handled above")
+        }
     }
+}
+
+/// `hypergraph db backup <file>`.
+async fn backup(cli_db: &Option<String>, args: &BackupArgs) -> Result<i32> {
+    let location = db_location(cli_db)?;
+    let DbLocation::Sqlite(path) = &location else {
+        bail!("an in-memory database cannot be backed up: it ends with the process");
+    };
+    anyhow::ensure!(
+        path.exists(),
+        "there is no database at {}: nothing to back up",
+        path.display()
+    );
+    let store = SqliteStore::open_location(&location).await?;
+    let bytes = store.backup(&args.file).await;
+    store.close().await?;
+    let bytes = bytes?;
+    if args.json.json {
+        print_json(
+            &json!({ "database": location.to_string(), "backup": args.file, "bytes": bytes }),
+        );
+    } else {
+        outln!(
+            "backed up {location} to {} ({} KiB); it is a complete database: open it with --db {}",
+            args.file.display(),
+            bytes / 1024,
+            args.file.display()
+        );
+    }
+    Ok(0)
 }
 
 /// Writes to stdout; a closed pipe ends the process with status 141 instead of a panic.
@@ -472,6 +609,12 @@ async fn deploy(hg: &Hypergraph, args: DeployArgs) -> Result<i32> {
         memory_limit_bytes: args.memory,
         timeout_ms: args.timeout.map(|d| d.as_millis() as u64),
         max_log_lines: args.max_log_lines,
+        max_log_line_bytes: args.max_log_line,
+        max_log_bytes: args.max_log_bytes,
+        max_input_bytes: args.max_input,
+        max_output_bytes: args.max_output,
+        max_kv_write_bytes: args.max_kv_write,
+        max_lost_leases: args.max_lost_leases,
         http_allow: args.allow_http,
         retry: RetryPolicy {
             max_attempts: args.max_attempts,
@@ -530,20 +673,46 @@ async fn tasks(hg: &Hypergraph, args: JsonFlag) -> Result<i32> {
 }
 
 fn read_input(input: Option<String>) -> Result<Value> {
-    let Some(text) = input else {
-        return Ok(Value::Null);
+    match input {
+        Some(text) => read_json_arg(&text, "--input"),
+        None => Ok(Value::Null),
+    }
+}
+
+/// Reads the JSON value of argument `flag`: the text itself, `@file` for a file's contents or `-`
+/// for stdin. Text longer than any deployment accepts is refused before it is parsed.
+fn read_json_arg(text: &str, flag: &str) -> Result<Value> {
+    use std::io::Read as _;
+    let too_big = || {
+        anyhow::anyhow!(
+            "{flag} is larger than {}, the most any deployment accepts",
+            format_bytes(MAX_PAYLOAD_LIMIT)
+        )
     };
     let text = if text == "-" {
-        std::io::read_to_string(std::io::stdin()).context("reading the input from stdin")?
+        let mut buffer = String::new();
+        std::io::stdin()
+            .take(MAX_PAYLOAD_LIMIT + 1)
+            .read_to_string(&mut buffer)
+            .with_context(|| format!("reading {flag} from stdin"))?;
+        buffer
     } else if let Some(path) = text.strip_prefix('@') {
-        std::fs::read_to_string(path).with_context(|| format!("reading the input file `{path}`"))?
+        let size = std::fs::metadata(path)
+            .with_context(|| format!("reading the {flag} file `{path}`"))?
+            .len();
+        if size > MAX_PAYLOAD_LIMIT {
+            return Err(too_big());
+        }
+        std::fs::read_to_string(path)
+            .with_context(|| format!("reading the {flag} file `{path}`"))?
     } else {
-        text
+        text.to_string()
     };
+    if text.len() as u64 > MAX_PAYLOAD_LIMIT {
+        return Err(too_big());
+    }
     serde_json::from_str(&text).map_err(|e| {
-        anyhow::anyhow!(
-            "--input is not valid JSON ({e}); for a string, quote it: --input '\"text\"'"
-        )
+        anyhow::anyhow!("{flag} is not valid JSON ({e}); for a string, quote it: {flag} '\"text\"'")
     })
 }
 
@@ -655,8 +824,17 @@ async fn find_run(hg: &Hypergraph, id: &str) -> Result<RunDetail> {
     }
 }
 
-async fn runs_show(hg: &Hypergraph, args: RunIdArgs) -> Result<i32> {
-    let run = find_run(hg, &args.id).await?;
+async fn runs_show(hg: &Hypergraph, args: ShowArgs) -> Result<i32> {
+    let query = StepQuery {
+        status: args.step_status,
+        limit: args.steps,
+    };
+    let Some(run) = hg.store.run_view(&args.id, &query).await? else {
+        bail!(
+            "run `{}` not found (`hypergraph runs list` shows recent runs)",
+            args.id
+        );
+    };
     if args.json.json {
         print_json(&render::run_detail_json(&run));
     } else {
@@ -721,9 +899,14 @@ async fn runs_export(hg: &Hypergraph, args: ExportArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// Replays a bundle with an engine of its own: no database is opened, nothing is written.
+/// Replays a bundle with an engine of its own: no database is opened, nothing is written. The
+/// bundle comes from elsewhere: its limits are capped by this host's (`--timeout`, `--memory`).
 async fn replay_bundle(cache_dir: &Option<PathBuf>, args: &BundleArgs) -> Result<i32> {
-    let bundle = bundle::read(&args.bundle)?;
+    let mut bundle = bundle::read(&args.bundle)?;
+    let capped = replay::cap_limits(&mut bundle.run.policy, args.timeout, args.memory);
+    for note in capped {
+        eprintln!("note: {note}");
+    }
     let engine = Engine::new(EngineOptions {
         cache_dir: cache_dir.clone(),
         ..EngineOptions::default()
@@ -759,7 +942,7 @@ async fn worker(hg: &Hypergraph, args: WorkerArgs) -> Result<i32> {
     let worker = Worker::new(
         hg.clone(),
         WorkerOptions {
-            concurrency: args.concurrency.max(1),
+            concurrency: args.concurrency,
             ..WorkerOptions::default()
         },
     );
@@ -862,6 +1045,17 @@ fn parse_since(s: &str) -> Result<Micros, String> {
     humantime::parse_rfc3339_weak(s)
         .map(to_micros)
         .map_err(|_| format!("expected a duration like 10m or 2h, or an RFC 3339 time, got `{s}`"))
+}
+
+fn parse_concurrency(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=MAX_CONCURRENCY).contains(&n) => Ok(n),
+        Ok(n) => Err(format!(
+            "{n} is out of range: a worker runs 1 to {MAX_CONCURRENCY} steps at once \
+             (run more processes for more)"
+        )),
+        Err(_) => Err(format!("expected a number of steps, got `{text}`")),
+    }
 }
 
 fn parse_retry_on(text: &str) -> Result<RetryOn> {

@@ -6,6 +6,8 @@ use anyhow::{Context as _, Result};
 use serde_json::json;
 
 use super::{print_json, ServeArgs};
+use crate::capabilities::workflow::{validate_event_name, MAX_EVENT_PAYLOAD_BYTES};
+use crate::limits::{format_bytes, json_len};
 use crate::resume::Resumed;
 use crate::runtime::Hypergraph;
 use crate::worker::{Worker, WorkerOptions};
@@ -20,7 +22,7 @@ pub(super) async fn serve(hg: &Hypergraph, args: &ServeArgs) -> Result<i32> {
     let worker = Worker::new(
         hg.clone(),
         WorkerOptions {
-            concurrency: concurrency.max(1),
+            concurrency,
             lease,
             linger: args.linger,
             ..WorkerOptions::default()
@@ -41,8 +43,14 @@ pub(super) async fn serve(hg: &Hypergraph, args: &ServeArgs) -> Result<i32> {
         })
         .await?;
     eprintln!(
-        "stopped: {} executed, {} succeeded, {} failed, {} suspended, {} discarded (stale or cancelled attempts)",
-        stats.executed, stats.succeeded, stats.failed, stats.suspended, stats.fenced
+        "stopped: {} executed, {} succeeded, {} failed, {} suspended, {} discarded (stale or \
+         cancelled attempts), {} re-executed after key-value conflicts",
+        stats.executed,
+        stats.succeeded,
+        stats.failed,
+        stats.suspended,
+        stats.fenced,
+        stats.conflicts
     );
     Ok(0)
 }
@@ -71,14 +79,19 @@ pub(super) async fn runs_cancel(hg: &Hypergraph, id: &str, as_json: bool) -> Res
 pub(super) async fn send_event(
     hg: &Hypergraph,
     name: &str,
-    payload: Option<&str>,
+    payload: Option<&serde_json::Value>,
     as_json: bool,
 ) -> Result<i32> {
-    anyhow::ensure!(!name.is_empty(), "an event name must not be empty");
-    let payload = payload.unwrap_or("null");
-    serde_json::from_str::<serde_json::Value>(payload)
-        .with_context(|| format!("the payload of event `{name}` is not valid JSON"))?;
-    let (seq, woken) = hg.store.send_event(name, payload).await?;
+    validate_event_name(name)?;
+    let payload = payload.unwrap_or(&serde_json::Value::Null);
+    let size = json_len(payload);
+    anyhow::ensure!(
+        size <= MAX_EVENT_PAYLOAD_BYTES,
+        "the payload of event `{name}` is {}, larger than the limit of {}",
+        format_bytes(size),
+        format_bytes(MAX_EVENT_PAYLOAD_BYTES)
+    );
+    let (seq, woken) = hg.store.send_event(name, &payload.to_string()).await?;
     if as_json {
         print_json(&json!({ "event": name, "seq": seq, "woken": woken }));
     } else {

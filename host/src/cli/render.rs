@@ -188,6 +188,13 @@ fn step_json(step: &StepDetail) -> Value {
 pub fn run_detail_json(run: &RunDetail) -> Value {
     let mut value = serde_json::to_value(run).expect("runs serialize");
     value["steps"] = Value::Array(run.steps.iter().map(step_json).collect());
+    value["step_total"] = json!(run.step_total());
+    value["step_counts"] = Value::Object(
+        run.step_counts
+            .iter()
+            .map(|(status, n)| (status.to_string(), json!(n)))
+            .collect(),
+    );
     value["meta"] = Value::Object(
         run.meta
             .iter()
@@ -221,9 +228,24 @@ pub fn run_detail_text(run: &RunDetail) -> String {
     if let Some(error) = &run.error {
         let _ = writeln!(out, "error      {}", error_text(error));
     }
-    if run.steps.len() > 1 {
-        out.push_str("\nsteps\n");
+    let total = run.step_total();
+    if total > 1 {
+        let counts: Vec<String> = run
+            .step_counts
+            .iter()
+            .map(|(status, n)| format!("{n} {status}"))
+            .collect();
+        let _ = writeln!(out, "\nsteps      {total}: {}", counts.join(", "));
         step_tree(&mut out, &run.steps, None, "");
+        let hidden = total.saturating_sub(run.steps.len() as u64);
+        if hidden > 0 {
+            let _ = writeln!(
+                out,
+                "  ... {hidden} more step(s) not shown (`runs show {} --steps 0` shows all, \
+                 `--step-status failed` only the failed ones)",
+                run.id
+            );
+        }
     }
     // Details for the root step and every step that did not succeed; the tree shows the rest.
     let detailed = run
@@ -254,13 +276,20 @@ pub fn run_detail_text(run: &RunDetail) -> String {
             step.worker_id.as_deref().unwrap_or("-"),
             short_digest(&step.digest)
         );
+        if let Some(note) = why_late(step, crate::store::now_micros()) {
+            let _ = writeln!(out, "  note: {note}");
+        }
         let rows: Vec<Vec<String>> = step
             .attempts
             .iter()
             .map(|a| {
                 vec![
                     format!("#{}", a.attempt),
-                    a.status.to_string(),
+                    if a.reruns > 0 {
+                        format!("{} (ran {}x: key-value conflicts)", a.status, a.reruns + 1)
+                    } else {
+                        a.status.to_string()
+                    },
                     a.worker_id.clone().unwrap_or_else(|| "-".into()),
                     span(a.started_at, a.completed_at),
                     a.journal_entries.to_string(),
@@ -291,6 +320,43 @@ pub fn run_detail_text(run: &RunDetail) -> String {
         }
     }
     out
+}
+
+/// Why a step that has not finished is not running yet, or is late, when it can be told from
+/// what is stored: an expired lease (its worker died or stalled), a delay (backoff, timer), or
+/// no worker claiming it.
+fn why_late(step: &StepDetail, now: Micros) -> Option<String> {
+    let lost = match step.lost_leases {
+        0 => String::new(),
+        n => format!(" (it has lost {n} lease(s) before)"),
+    };
+    match step.status {
+        Status::Running => {
+            let expired = step.lease_expires_at.filter(|&at| at < now)?;
+            Some(format!(
+                "its lease expired {} ago: worker {} stopped renewing it (it died or stalled); \
+                 the next free worker claims the step again{lost}",
+                human_micros(now - expired),
+                step.worker_id.as_deref().unwrap_or("-")
+            ))
+        }
+        Status::Queued => match step.wake_at {
+            Some(at) if at > now => Some(format!(
+                "not claimed before {} (a retry's backoff){lost}",
+                time(at)
+            )),
+            _ if now - step.created_at > 5_000_000 && step.assigned_at.is_none() => Some(format!(
+                "queued for {} and no worker has claimed it: is a worker (`hypergraph serve`) \
+                 running on this database, and does it have free slots?",
+                human_micros(now - step.created_at)
+            )),
+            _ if !lost.is_empty() => {
+                Some(format!("queued to run again after its worker died{lost}"))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// The steps of a run as a tree: each workflow step with its children below it, in the order
@@ -426,7 +492,17 @@ pub fn upgrade_text(report: &UpgradeReport) -> String {
     for run in &report.runs {
         match run.first_divergence() {
             None if run.replayed() == 0 => {
-                let _ = writeln!(out, "{}  skipped  {}", run.run_id, run.task);
+                let reason = run.attempts.iter().find_map(|a| match &a.verdict {
+                    Verdict::Skipped { reason } => Some(reason.as_str()),
+                    _ => None,
+                });
+                let _ = writeln!(
+                    out,
+                    "{}  skipped  {} ({})",
+                    run.run_id,
+                    run.task,
+                    reason.unwrap_or("nothing to replay")
+                );
             }
             None => {
                 let _ = writeln!(out, "{}  identical  {}", run.run_id, run.task);

@@ -12,6 +12,11 @@
 //! - **Fencing.** A completion is applied only if the step is still `running` under the same attempt
 //!   number; a stale attempt (its lease expired and the step was claimed again) gets
 //!   [`CommitOutcome::Fenced`] and changes nothing.
+//! - **Key-value isolation.** A completion ending its attempt is applied only if every key-value
+//!   read it lists ([`Completion::kv_reads`]) still holds, checked in the same transaction after
+//!   the completions before it in the batch; otherwise it gets [`CommitOutcome::Conflict`],
+//!   nothing of it is written, and the step is queued again under the same attempt number. Every
+//!   committed write stamps its key with a new version from a store-wide counter.
 //! - **Nothing outlives its step.** When a step ends (succeeded, failed or cancelled, not queued
 //!   for a retry), its unfinished descendants (children it started and did not join, their
 //!   children, ...) are cancelled in the same transaction.
@@ -19,6 +24,7 @@
 //!   lease has expired) to exactly one caller, across threads and processes, bumping its attempt.
 //! - Timestamps are microseconds since the Unix epoch (UTC); JSON columns hold text.
 
+pub mod location;
 pub mod sqlite;
 
 use std::collections::HashMap;
@@ -73,6 +79,27 @@ pub struct Policy {
     /// are cancelled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_timeout_ms: Option<u64>,
+    /// Longest log line kept, in bytes; a longer line is cut there and marked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_log_line_bytes: Option<u64>,
+    /// Log bytes kept per attempt; further lines are dropped and counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_log_bytes: Option<u64>,
+    /// Largest task input accepted, in bytes of its JSON text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_input_bytes: Option<u64>,
+    /// Largest task output (or application error value), in bytes of its JSON text; a larger
+    /// one fails the attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output_bytes: Option<u64>,
+    /// Key-value bytes (keys and values, every `set` counted) one attempt may write; past it the
+    /// attempt fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_kv_write_bytes: Option<u64>,
+    /// How many lost leases (its worker died or stalled) a step survives: at this many it fails
+    /// with `lease_expired` instead of being claimed again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lost_leases: Option<u32>,
 }
 
 impl Policy {
@@ -256,6 +283,8 @@ pub struct ClaimedStep {
     pub resume: Vec<JournalRecord>,
     /// The attempt `resume` was recorded under (`attempt` itself unless this is a new attempt).
     pub resume_attempt: u32,
+    /// How many times this attempt was re-executed after a key-value conflict.
+    pub reruns: u32,
 }
 
 /// One journaled host-call result, in call order within its attempt.
@@ -280,6 +309,37 @@ pub struct LogRecord {
     /// trace/debug/info/warn/error (stdout is `info`, stderr is `warn`).
     pub level: String,
     pub message: String,
+}
+
+/// A key-value read of an attempt, checked when the attempt commits: if what it read changed
+/// since, the completion is not applied (see [`CommitOutcome::Conflict`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KvRead {
+    /// A key, and the version read (0: the key was absent).
+    Key {
+        scope: String,
+        key: String,
+        version: i64,
+    },
+    /// The keys under a prefix: how many there were and the newest version among them (a
+    /// version is a store-wide counter, so any insert or update raises it and a delete lowers
+    /// the count).
+    Prefix {
+        scope: String,
+        prefix: String,
+        count: i64,
+        max_version: i64,
+    },
+}
+
+/// What [`Store::kv_list`] found under a prefix.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KvListing {
+    /// The first keys in byte order, at most the limit asked for.
+    pub keys: Vec<String>,
+    /// How many keys the prefix holds in all, and their newest version (see [`KvRead::Prefix`]).
+    pub count: i64,
+    pub max_version: i64,
 }
 
 /// One buffered key-value write of an attempt (`value: None` deletes the key).
@@ -311,6 +371,8 @@ pub struct Completion {
     /// The attempt's key-value writes, in order; applied only when `status` is `Succeeded` and
     /// the completion is committed, in the same transaction.
     pub kv_writes: Vec<KvWrite>,
+    /// The key-value reads to validate before anything of the completion is applied.
+    pub kv_reads: Vec<KvRead>,
     /// The run the step belongs to (children are created in it).
     pub run_id: String,
     /// Child steps a workflow started in this activation, created in the same transaction.
@@ -359,6 +421,10 @@ pub enum CommitOutcome {
     Fenced,
     /// The step was cancelled while the attempt ran; nothing was written.
     Cancelled,
+    /// A key the attempt read changed before it committed ([`Completion::kv_reads`]): nothing of
+    /// it was written, and the step is queued again to run under the same attempt number in a
+    /// fresh instance (its `reruns` counted up).
+    Conflict,
 }
 
 /// Filter for [`Store::list_runs`]; all conditions must hold.
@@ -418,6 +484,9 @@ pub struct AttemptDetail {
     pub error: Option<Value>,
     pub journal_entries: u32,
     pub log_lines: u32,
+    /// How many times the attempt was re-executed after key-value conflicts.
+    #[serde(default)]
+    pub reruns: u32,
 }
 
 /// One step of a run with its four timestamps and attempt history.
@@ -445,6 +514,16 @@ pub struct StepDetail {
     pub assigned_at: Option<Micros>,
     pub started_at: Option<Micros>,
     pub completed_at: Option<Micros>,
+    /// While running: until when its worker's lease holds (past it, the step is claimed again).
+    #[serde(default)]
+    pub lease_expires_at: Option<Micros>,
+    /// While queued: not claimed before this time (a retry's backoff, a timer, an event's
+    /// timeout).
+    #[serde(default)]
+    pub wake_at: Option<Micros>,
+    /// How many times the step's lease expired (its worker died or stalled).
+    #[serde(default)]
+    pub lost_leases: u32,
     pub attempts: Vec<AttemptDetail>,
 }
 
@@ -463,7 +542,26 @@ pub struct RunDetail {
     pub meta: Vec<(String, String)>,
     pub created_at: Micros,
     pub completed_at: Option<Micros>,
+    /// The steps asked for (see [`StepQuery`]): all of them from [`Store::run`].
     pub steps: Vec<StepDetail>,
+    /// How many steps the run has in all, by status (`waiting` apart from `queued`).
+    #[serde(default)]
+    pub step_counts: Vec<(Status, u64)>,
+}
+
+impl RunDetail {
+    /// How many steps the run has in all.
+    pub fn step_total(&self) -> u64 {
+        self.step_counts.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// Which steps [`Store::run_view`] returns: those with `status` (all when `None`), in creation
+/// order, at most `limit` (0: all). A run's root step always comes first when it matches.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StepQuery {
+    pub status: Option<Status>,
+    pub limit: u32,
 }
 
 /// A log line with the attempt it belongs to.
@@ -547,8 +645,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Runs matching `filter`, newest first.
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>>;
-    /// One run with its steps and attempts.
-    async fn run(&self, id: &str) -> Result<Option<RunDetail>>;
+    /// One run with all its steps and attempts.
+    async fn run(&self, id: &str) -> Result<Option<RunDetail>> {
+        self.run_view(id, &StepQuery::default()).await
+    }
+    /// One run with the steps `steps` selects (and their attempts), and every step counted by
+    /// status: reading a run with 100,000 children this way costs what the page costs.
+    async fn run_view(&self, id: &str, steps: &StepQuery) -> Result<Option<RunDetail>>;
     /// The status of a run (cheap; used to wait for completion).
     async fn run_status(&self, id: &str) -> Result<Option<Status>>;
     /// The outcome of a run in one query (what `run --wait` prints).
@@ -584,11 +687,18 @@ pub trait Store: Send + Sync + 'static {
         pins: &HashMap<String, (i64, String)>,
     ) -> Result<Option<u64>>;
 
-    /// The value stored under `key` in `scope`.
-    async fn kv_get(&self, scope: &str, key: &str) -> Result<Option<Vec<u8>>>;
-    /// The keys of `scope` starting with `prefix`, in byte order, at most `limit`.
-    async fn kv_list(&self, scope: &str, prefix: &str, limit: u32) -> Result<Vec<String>>;
+    /// The value stored under `key` in `scope`, with its version (see [`KvRead`]).
+    async fn kv_get(&self, scope: &str, key: &str) -> Result<Option<(Vec<u8>, i64)>>;
+    /// The keys of `scope` starting with `prefix`, in byte order, at most `limit`, read in one
+    /// snapshot with the prefix's key count and newest version.
+    async fn kv_list(&self, scope: &str, prefix: &str, limit: u32) -> Result<KvListing>;
 
     /// Records (or refreshes) a worker's registration and its last-seen time.
     async fn register_worker(&self, worker: &WorkerInfo) -> Result<()>;
+
+    /// Releases the store's connections and leaves the database self-contained (SQLite: the
+    /// write-ahead log checkpointed into the file). Call it once, when the process is done.
+    async fn close(&self) -> Result<()> {
+        Ok(())
+    }
 }

@@ -48,7 +48,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -64,12 +63,14 @@ use sqlx::sqlite::{
 };
 use sqlx::{ConnectOptions, Row};
 
+use super::location::DbLocation;
 use super::{
     now_micros, AttemptDetail, Cancelled, ClaimedStep, CommitOutcome, Completion, Deployment,
-    DeploymentKind, JournalRecord, LogRecord, Micros, NewRun, Policy, PolicyOverride, RunDetail,
-    RunFilter, RunLogLine, RunResult, RunSummary, Status, StepDetail, StepOutcome, Store,
-    WorkerInfo,
+    DeploymentKind, JournalRecord, KvListing, KvRead, KvWrite, LogRecord, Micros, NewRun, Policy,
+    PolicyOverride, RunDetail, RunFilter, RunLogLine, RunResult, RunSummary, Status, StepDetail,
+    StepOutcome, StepQuery, Store, WorkerInfo,
 };
+use crate::limits::max_lost_leases;
 
 mod workflow;
 
@@ -94,6 +95,10 @@ const COMPLETION_STATUSES: [Status; 3] = [Status::Succeeded, Status::Failed, Sta
 
 /// How often claims also apply deadlines (schedule-to-start, run timeouts) and fire timers.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(10);
+
+/// What a claiming `UPDATE` returns, as [`steps_of`] reads it.
+const CLAIM_RETURNING: &str = "RETURNING id, run_id, task, deployment, version, digest, input, \
+                               attempt, created_at, activations, policy, reruns";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -143,24 +148,24 @@ impl SqliteStore {
         Self::open_file(path.to_path_buf(), path.display().to_string(), None).await
     }
 
-    /// Opens a database by sqlx URL, e.g. `sqlite:///var/lib/hypergraph/db.sqlite?mode=rwc`, or
+    /// Opens a database by location: a path, a `sqlite:` URL (see [`DbLocation::parse`]), or
     /// `sqlite::memory:` for a private database that lives as long as the store (kept in a
     /// temporary file, since the writer and the readers are separate connections).
     pub async fn open_url(url: &str) -> Result<SqliteStore> {
-        if url.contains(":memory:") || url.contains("mode=memory") {
-            let dir = tempfile::tempdir().context("cannot create a private database directory")?;
-            let path = dir.path().join("hypergraph.db");
-            return Self::open_file(path, url.to_string(), Some(dir)).await;
-        }
-        let options = SqliteConnectOptions::from_str(url)
-            .with_context(|| format!("invalid SQLite database URL `{url}`"))?;
-        let path = options.get_filename().to_path_buf();
-        if url.contains("mode=rwc") {
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).ok();
+        Self::open_location(&DbLocation::parse(url)?).await
+    }
+
+    /// Opens the database at `location` (see [`SqliteStore::open_url`]).
+    pub async fn open_location(location: &DbLocation) -> Result<SqliteStore> {
+        match location {
+            DbLocation::Sqlite(path) => Self::open(path).await,
+            DbLocation::SqliteMemory => {
+                let dir =
+                    tempfile::tempdir().context("cannot create a private database directory")?;
+                let path = dir.path().join("hypergraph.db");
+                Self::open_file(path, location.to_string(), Some(dir)).await
             }
         }
-        Self::open_file(path, url.to_string(), None).await
     }
 
     async fn open_file(
@@ -177,7 +182,19 @@ impl SqliteStore {
             .statement_cache_capacity(256)
             .pragma("temp_store", "memory");
 
-        // Create, check and migrate on a connection of its own.
+        // Before anything can change the file (even the switch to WAL rewrites its header):
+        // whose database is it?
+        if path.exists() {
+            let (application_id, tables) = inspect(&path).map_err(|e| {
+                anyhow!(
+                    "cannot open the SQLite database {location}: {e} (check that the path is a \
+                     SQLite database file and that it is readable)"
+                )
+            })?;
+            check_ownership(&location, application_id, &tables)?;
+        }
+
+        // Create and migrate on a connection of its own.
         let mut setup = options
             .clone()
             .create_if_missing(true)
@@ -185,13 +202,19 @@ impl SqliteStore {
             .await
             .map_err(|e| open_error(&location, e))?;
         // A fresh file is not checked until something reads it.
-        sqlx::query("SELECT COUNT(*) FROM sqlite_master")
+        let application_id: i64 = sqlx::query_scalar("PRAGMA application_id")
             .fetch_one(&mut setup)
             .await
             .map_err(|e| open_error(&location, e))?;
         migrate(&mut setup).await.with_context(|| {
             format!("cannot migrate the database {location} to this version of hypergraph")
         })?;
+        if application_id != APPLICATION_ID {
+            sqlx::query(&format!("PRAGMA application_id = {APPLICATION_ID}"))
+                .execute(&mut setup)
+                .await
+                .with_context(|| format!("cannot mark {location} as a Hypergraph database"))?;
+        }
         drop(setup);
 
         let writer = open_writer(&path)
@@ -221,10 +244,55 @@ impl SqliteStore {
         &self.location
     }
 
-    /// Closes the read connections. The writer closes (checkpointing the write-ahead log) when
-    /// the store is dropped.
-    pub async fn close(&self) {
+    /// Closes the read connections and checkpoints the write-ahead log into the database file,
+    /// so that after a clean exit the file alone holds everything (it can be copied). Another
+    /// process still using the database may keep part of the log; `hypergraph db backup`
+    /// copies a live database safely.
+    pub async fn close(&self) -> Result<()> {
         self.reader.close().await;
+        self.point_readers.lock().expect("readers").clear();
+        let writer = self.writer.lock().await;
+        writer
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .with_context(|| format!("cannot checkpoint the database {}", self.location))?;
+        Ok(())
+    }
+
+    /// Copies the database, as of one moment, into a new file at `to` with SQLite's online
+    /// backup, while other processes go on using it. Returns the copy's size in bytes. Fails if
+    /// `to` exists.
+    pub async fn backup(&self, to: &Path) -> Result<u64> {
+        anyhow::ensure!(
+            !to.exists(),
+            "{} exists already; back up into a new file",
+            to.display()
+        );
+        let source = open_reader(&self.path)
+            .with_context(|| format!("cannot open {} to back it up", self.location))?;
+        let target = to.to_path_buf();
+        let location = self.location.clone();
+        tokio::task::spawn_blocking(move || -> Result<u64> {
+            let partial = target.with_extension("partial");
+            let mut copy = Connection::open(&partial)
+                .with_context(|| format!("cannot create {}", partial.display()))?;
+            {
+                let backup = rusqlite::backup::Backup::new(&source, &mut copy)?;
+                // All pages in one step: one read snapshot, which in WAL mode never blocks the
+                // writers.
+                backup
+                    .step(-1)
+                    .with_context(|| format!("cannot back up {location}"))?;
+            }
+            copy.pragma_update(None, "journal_mode", "delete")?;
+            drop(copy);
+            std::fs::rename(&partial, &target)
+                .with_context(|| format!("cannot move the backup to {}", target.display()))?;
+            Ok(std::fs::metadata(&target)?.len())
+        })
+        .await
+        .context("the backup task failed")?
     }
 
     /// Runs `work` in one write transaction holding SQLite's write lock (see the module docs),
@@ -291,10 +359,6 @@ impl SqliteStore {
             );
         }
 
-        // The subquery and the update are one statement under the write lock: nobody else
-        // can claim the same rows in between.
-        const RETURNING: &str = "RETURNING id, run_id, task, deployment, version, digest, \
-                                 input, attempt, created_at, activations, policy";
         if sweep {
             workflow::expire(conn, now)?;
             // Timers and event timeouts that have passed end their steps' waits.
@@ -304,46 +368,30 @@ impl SqliteStore {
             )?
             .execute([now])?;
         }
-        // A resumed workflow continues its attempt; anything else starts a new one.
-        let mut claimed = steps_of(
-            conn,
-            &format!(
-                "UPDATE steps SET status = 'running', \
-                 attempt = CASE WHEN activations > 0 THEN attempt ELSE attempt + 1 END, \
-                 worker_id = ?1, assigned_at = ?2, started_at = NULL, completed_at = NULL, \
-                 wake_at = NULL, start_deadline = NULL, lease_expires_at = ?3 \
-                 WHERE id IN (SELECT id FROM steps WHERE status = 'queued' AND wait IS NULL \
-                 AND (wake_at IS NULL OR wake_at <= ?2) ORDER BY created_at LIMIT ?4) {RETURNING}"
-            ),
-            (worker_id, now, lease_until, max as i64),
-            now,
-        )?;
-
+        // Steps whose worker died come first: they are the oldest work, and a queue that never
+        // runs dry must not starve them.
+        let mut claimed = self.reclaim_expired(conn, worker_id, max, now, lease_until)?;
         if claimed.len() < max {
-            let expired = steps_of(
+            // The subquery and the update are one statement under the write lock: nobody else
+            // can claim the same rows in between. A resumed workflow continues its attempt, and
+            // so does a step re-executed after a key-value conflict; anything else starts a new
+            // one.
+            let queued = steps_of(
                 conn,
                 &format!(
-                    "UPDATE steps SET status = 'running', attempt = attempt + 1, worker_id = ?1, \
-                     assigned_at = ?2, started_at = NULL, lease_expires_at = ?3 \
-                     WHERE id IN (SELECT id FROM steps WHERE status = 'running' \
-                     AND lease_expires_at < ?2 ORDER BY lease_expires_at LIMIT ?4) {RETURNING}"
+                    "UPDATE steps SET status = 'running', \
+                     attempt = CASE WHEN activations > 0 OR rerun = 1 THEN attempt \
+                     ELSE attempt + 1 END, rerun = 0, \
+                     worker_id = ?1, assigned_at = ?2, started_at = NULL, completed_at = NULL, \
+                     wake_at = NULL, start_deadline = NULL, lease_expires_at = ?3 \
+                     WHERE id IN (SELECT id FROM steps WHERE status = 'queued' AND wait IS NULL \
+                     AND (wake_at IS NULL OR wake_at <= ?2) ORDER BY created_at LIMIT ?4) \
+                     {CLAIM_RETURNING}"
                 ),
                 (worker_id, now, lease_until, (max - claimed.len()) as i64),
                 now,
             )?;
-            let lost = json!({
-                "kind": "lease_expired",
-                "message": "the attempt's lease expired before it completed; the step was claimed again",
-            })
-            .to_string();
-            for (step, ..) in &expired {
-                conn.prepare_cached(
-                    "UPDATE attempts SET status = 'failed', completed_at = ?, error = ? \
-                     WHERE step_id = ? AND attempt = ? AND status = 'running'",
-                )?
-                .execute((now, &lost, &step.step_id, step.attempt - 1))?;
-            }
-            claimed.extend(expired);
+            claimed.extend(queued);
         }
         if claimed.is_empty() {
             return Ok(Vec::new());
@@ -368,18 +416,155 @@ impl SqliteStore {
         })?;
         let mut steps = Vec::with_capacity(claimed.len());
         for (mut step, activations, overrides) in claimed {
-            step.policy = self.policy(conn, &step.deployment, step.version)?;
-            if let Some(overrides) = overrides {
-                let overrides: PolicyOverride = serde_json::from_str(&overrides)
-                    .with_context(|| format!("stored step policy is not valid: {overrides}"))?;
-                step.policy = step.policy.overlaid(&overrides);
-            }
+            step.policy = self.step_policy(conn, &step.deployment, step.version, overrides)?;
             if activations > 0 {
                 (step.resume, step.resume_attempt) = workflow::resume_journal(conn, &step.step_id)?;
             }
             steps.push(step);
         }
         Ok(steps)
+    }
+
+    /// Claims up to `max` running steps whose lease expired before `now`, each under a new
+    /// attempt (the lost one is recorded as `lease_expired`), in the caller's transaction. A
+    /// step that has lost as many leases as its policy's `max_lost_leases` allows is failed
+    /// instead (`lease_expired`, saying how many workers it outlived), like any failed step.
+    fn reclaim_expired(
+        &self,
+        conn: &Connection,
+        worker_id: &str,
+        max: usize,
+        now: Micros,
+        lease_until: Micros,
+    ) -> Result<Vec<(ClaimedStep, i64, Option<String>)>> {
+        type Expired = (
+            String,
+            u32,
+            u32,
+            String,
+            i64,
+            Option<String>,
+            String,
+            Option<String>,
+        );
+        let expired: Vec<Expired> = conn
+            .prepare_cached(
+                "SELECT id, attempt, lost_leases, deployment, version, policy, run_id, worker_id \
+                 FROM steps WHERE status = 'running' AND lease_expires_at < ? \
+                 ORDER BY lease_expires_at LIMIT ?",
+            )?
+            .query_map((now, max as i64), |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ))
+            })?
+            .collect::<Result<_, _>>()?;
+        if expired.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut outlived = Vec::new();
+        let mut reclaim: Vec<&str> = Vec::new();
+        for (id, attempt, lost, deployment, version, overrides, run_id, worker) in &expired {
+            let policy = self.step_policy(conn, deployment, *version, overrides.clone())?;
+            let lost = lost + 1;
+            if lost < max_lost_leases(&policy) {
+                reclaim.push(id);
+                continue;
+            }
+            let error = json!({
+                "kind": "lease_expired",
+                "message": format!(
+                    "the step outlived {lost} worker(s): each time, its attempt's lease expired \
+                     before it completed (the worker died or stalled); after {lost} lost \
+                     lease(s) it is not claimed again (deployment policy max_lost_leases; a step \
+                     that always kills its worker would otherwise take every worker down in turn)"
+                ),
+            });
+            outlived.push(Completion {
+                step_id: id.clone(),
+                attempt: *attempt,
+                worker_id: worker.clone().unwrap_or_default(),
+                started_at: now,
+                completed_at: now,
+                status: Status::Failed,
+                output: None,
+                error: Some(error),
+                journal: Vec::new(),
+                logs: Vec::new(),
+                kv_writes: Vec::new(),
+                kv_reads: Vec::new(),
+                run_id: run_id.clone(),
+                children: Vec::new(),
+                wait: None,
+                retry_at: None,
+            });
+        }
+        if !outlived.is_empty() {
+            let ids: Vec<&str> = outlived.iter().map(|c| c.step_id.as_str()).collect();
+            execute_for_ids(conn, &ids, |list| {
+                [format!(
+                    "UPDATE steps SET lost_leases = lost_leases + 1 WHERE id IN ({list})"
+                )]
+            })?;
+            apply_completions(conn, &encode(&outlived)?)?;
+        }
+        let lost = json!({
+            "kind": "lease_expired",
+            "message": "the attempt's lease expired before it completed (its worker died or \
+                        stalled); the step was claimed again",
+        })
+        .to_string();
+        let mut claimed = Vec::with_capacity(reclaim.len());
+        for chunk in chunks(&reclaim) {
+            let list = placeholders(chunk.len());
+            let mut params: Vec<&dyn ToSql> = vec![&worker_id, &now, &lease_until];
+            params.extend(chunk.iter().map(|id| id as &dyn ToSql));
+            let stepped = steps_of(
+                conn,
+                &format!(
+                    "UPDATE steps SET status = 'running', attempt = attempt + 1, rerun = 0, \
+                     lost_leases = lost_leases + 1, worker_id = ?, assigned_at = ?, \
+                     started_at = NULL, lease_expires_at = ? WHERE id IN ({list}) \
+                     {CLAIM_RETURNING}"
+                ),
+                params.as_slice(),
+                now,
+            )?;
+            for (step, ..) in &stepped {
+                conn.prepare_cached(
+                    "UPDATE attempts SET status = 'failed', completed_at = ?, error = ? \
+                     WHERE step_id = ? AND attempt = ? AND status = 'running'",
+                )?
+                .execute((now, &lost, &step.step_id, step.attempt - 1))?;
+            }
+            claimed.extend(stepped);
+        }
+        Ok(claimed)
+    }
+
+    /// The policy of a step: its deployment version's, overlaid with the step's own overrides
+    /// (JSON, a DAG step's `[step.policy]`).
+    fn step_policy(
+        &self,
+        conn: &Connection,
+        deployment: &str,
+        version: i64,
+        overrides: Option<String>,
+    ) -> Result<Policy> {
+        let policy = self.policy(conn, deployment, version)?;
+        let Some(overrides) = overrides else {
+            return Ok(policy);
+        };
+        let overrides: PolicyOverride = serde_json::from_str(&overrides)
+            .with_context(|| format!("stored step policy is not valid: {overrides}"))?;
+        Ok(policy.overlaid(&overrides))
     }
 
     /// The policy of a deployment version, from the cache or the database.
@@ -781,7 +966,7 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn run(&self, id: &str) -> Result<Option<RunDetail>> {
+    async fn run_view(&self, id: &str, query: &StepQuery) -> Result<Option<RunDetail>> {
         // One read transaction: every query sees the same snapshot.
         let mut tx = self
             .reader
@@ -806,70 +991,103 @@ impl Store for SqliteStore {
                 .iter()
                 .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
                 .collect::<Result<Vec<(String, String)>>>()?;
-            let mut attempts: HashMap<String, Vec<AttemptDetail>> = HashMap::new();
-            for r in sqlx::query(
-                "SELECT a.step_id, a.attempt, a.status, a.worker_id, a.assigned_at, a.started_at, \
-                 a.completed_at, a.error, \
-                 (SELECT COUNT(*) FROM journal j WHERE j.step_id = a.step_id AND j.attempt = a.attempt), \
-                 (SELECT COUNT(*) FROM logs l WHERE l.step_id = a.step_id AND l.attempt = a.attempt) \
-                 FROM attempts a JOIN steps s ON s.id = a.step_id \
-                 WHERE s.run_id = ? ORDER BY a.step_id, a.attempt",
-            )
+            const SHOWN_STATUS: &str =
+                "CASE WHEN status = 'queued' AND wait IS NOT NULL THEN 'waiting' ELSE status END";
+            let mut step_counts = Vec::new();
+            for r in sqlx::query(&format!(
+                "SELECT {SHOWN_STATUS}, COUNT(*) FROM steps WHERE run_id = ? GROUP BY 1"
+            ))
             .bind(id)
             .fetch_all(&mut *tx)
             .await?
             {
-                attempts
-                    .entry(r.try_get(0)?)
-                    .or_default()
-                    .push(AttemptDetail {
-                        attempt: u32_of(r.try_get(1)?)?,
-                        status: status_of(r.try_get(2)?)?,
-                        worker_id: r.try_get(3)?,
-                        assigned_at: r.try_get(4)?,
-                        started_at: r.try_get(5)?,
-                        completed_at: r.try_get(6)?,
-                        error: opt_json(r.try_get(7)?)?,
-                        journal_entries: u32_of(r.try_get(8)?)?,
-                        log_lines: u32_of(r.try_get(9)?)?,
-                    });
+                step_counts.push((status_of(r.try_get(0)?)?, r.try_get::<i64, _>(1)? as u64));
             }
-            let steps = sqlx::query(
-                "SELECT id, task, CASE WHEN status = 'queued' AND wait IS NOT NULL \
-                 THEN 'waiting' ELSE status END, attempt, worker_id, digest, input, output, \
-                 error, created_at, assigned_at, started_at, completed_at, parent_id, child_index, \
-                 name FROM steps WHERE run_id = ? ORDER BY created_at, child_index, id",
-            )
+            step_counts.sort_by_key(|(status, _)| Status::ALL.iter().position(|s| s == status));
+            let limit = if query.limit == 0 {
+                -1
+            } else {
+                i64::from(query.limit)
+            };
+            // The root step (no parent) first, then the others in creation order.
+            let steps = sqlx::query(&format!(
+                "SELECT id, task, {SHOWN_STATUS}, attempt, worker_id, digest, input, output, \
+                 error, created_at, assigned_at, started_at, completed_at, parent_id, \
+                 child_index, name, lease_expires_at, wake_at, lost_leases FROM steps \
+                 WHERE run_id = ?1 AND (?2 IS NULL OR {SHOWN_STATUS} = ?2) \
+                 ORDER BY parent_id IS NOT NULL, created_at, child_index, id LIMIT ?3"
+            ))
             .bind(id)
+            .bind(query.status.map(Status::as_str))
+            .bind(limit)
             .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|r| {
-                let id: String = r.try_get(0)?;
-                Ok(StepDetail {
-                    task: r.try_get(1)?,
-                    status: status_of(r.try_get(2)?)?,
-                    attempt: u32_of(r.try_get(3)?)?,
-                    worker_id: r.try_get(4)?,
-                    digest: r.try_get(5)?,
-                    input: json_of(r.try_get(6)?)?,
-                    output: opt_json(r.try_get(7)?)?,
-                    error: opt_json(r.try_get(8)?)?,
-                    created_at: r.try_get(9)?,
-                    assigned_at: r.try_get(10)?,
-                    started_at: r.try_get(11)?,
-                    completed_at: r.try_get(12)?,
-                    parent_id: r.try_get(13)?,
-                    child_index: r
-                        .try_get::<Option<i64>, _>(14)?
-                        .map(u32_of)
-                        .transpose()?,
-                    name: r.try_get(15)?,
-                    attempts: attempts.remove(&id).unwrap_or_default(),
-                    id,
+            .await?;
+            let ids: Vec<String> = steps
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()?;
+            let mut attempts: HashMap<String, Vec<AttemptDetail>> = HashMap::new();
+            for chunk in chunks(&ids) {
+                let sql = format!(
+                    "SELECT a.step_id, a.attempt, a.status, a.worker_id, a.assigned_at, \
+                     a.started_at, a.completed_at, a.error, \
+                     (SELECT COUNT(*) FROM journal j WHERE j.step_id = a.step_id \
+                     AND j.attempt = a.attempt), \
+                     (SELECT COUNT(*) FROM logs l WHERE l.step_id = a.step_id \
+                     AND l.attempt = a.attempt), a.reruns \
+                     FROM attempts a WHERE a.step_id IN ({}) ORDER BY a.step_id, a.attempt",
+                    placeholders(chunk.len())
+                );
+                let mut q = sqlx::query(&sql);
+                for step_id in chunk {
+                    q = q.bind(step_id);
+                }
+                for r in q.fetch_all(&mut *tx).await? {
+                    attempts
+                        .entry(r.try_get(0)?)
+                        .or_default()
+                        .push(AttemptDetail {
+                            attempt: u32_of(r.try_get(1)?)?,
+                            status: status_of(r.try_get(2)?)?,
+                            worker_id: r.try_get(3)?,
+                            assigned_at: r.try_get(4)?,
+                            started_at: r.try_get(5)?,
+                            completed_at: r.try_get(6)?,
+                            error: opt_json(r.try_get(7)?)?,
+                            journal_entries: u32_of(r.try_get(8)?)?,
+                            log_lines: u32_of(r.try_get(9)?)?,
+                            reruns: u32_of(r.try_get(10)?)?,
+                        });
+                }
+            }
+            let steps = steps
+                .iter()
+                .map(|r| {
+                    let id: String = r.try_get(0)?;
+                    Ok(StepDetail {
+                        task: r.try_get(1)?,
+                        status: status_of(r.try_get(2)?)?,
+                        attempt: u32_of(r.try_get(3)?)?,
+                        worker_id: r.try_get(4)?,
+                        digest: r.try_get(5)?,
+                        input: json_of(r.try_get(6)?)?,
+                        output: opt_json(r.try_get(7)?)?,
+                        error: opt_json(r.try_get(8)?)?,
+                        created_at: r.try_get(9)?,
+                        assigned_at: r.try_get(10)?,
+                        started_at: r.try_get(11)?,
+                        completed_at: r.try_get(12)?,
+                        parent_id: r.try_get(13)?,
+                        child_index: r.try_get::<Option<i64>, _>(14)?.map(u32_of).transpose()?,
+                        name: r.try_get(15)?,
+                        lease_expires_at: r.try_get(16)?,
+                        wake_at: r.try_get(17)?,
+                        lost_leases: u32_of(r.try_get(18)?)?,
+                        attempts: attempts.remove(&id).unwrap_or_default(),
+                        id,
+                    })
                 })
-            })
-            .collect::<Result<Vec<_>>>()?;
+                .collect::<Result<Vec<_>>>()?;
             Ok(Some(RunDetail {
                 id: run.try_get(0)?,
                 task: run.try_get(1)?,
@@ -884,6 +1102,7 @@ impl Store for SqliteStore {
                 created_at: run.try_get(9)?,
                 completed_at: run.try_get(10)?,
                 steps,
+                step_counts,
             }))
         }
         .await
@@ -933,34 +1152,45 @@ impl Store for SqliteStore {
         )
     }
 
-    async fn kv_get(&self, scope: &str, key: &str) -> Result<Option<Vec<u8>>> {
+    async fn kv_get(&self, scope: &str, key: &str) -> Result<Option<(Vec<u8>, i64)>> {
         self.read(
             || format!("cannot read key `{key}`"),
             |conn| {
                 Ok(conn
-                    .prepare_cached("SELECT value FROM kv WHERE scope = ? AND key = ?")?
-                    .query_row([scope, key], |r| r.get(0))
+                    .prepare_cached("SELECT value, version FROM kv WHERE scope = ? AND key = ?")?
+                    .query_row([scope, key], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?)
             },
         )
     }
 
-    async fn kv_list(&self, scope: &str, prefix: &str, limit: u32) -> Result<Vec<String>> {
-        sqlx::query(
-            "SELECT key FROM kv WHERE scope = ? AND key >= ? AND substr(key, 1, ?) = ? \
-             ORDER BY key LIMIT ?",
+    async fn kv_list(&self, scope: &str, prefix: &str, limit: u32) -> Result<KvListing> {
+        self.read(
+            || format!("cannot list keys with prefix `{prefix}`"),
+            |conn| {
+                // One statement, one snapshot: the window aggregates cover every key of the
+                // prefix, before the limit.
+                let mut stmt = conn.prepare_cached(
+                    "SELECT key, COUNT(*) OVER (), MAX(version) OVER () FROM kv \
+                     WHERE scope = ? AND key >= ? AND substr(key, 1, ?) = ? \
+                     ORDER BY key LIMIT ?",
+                )?;
+                let mut rows = stmt.query((
+                    scope,
+                    prefix,
+                    prefix.chars().count() as i64,
+                    prefix,
+                    i64::from(limit),
+                ))?;
+                let mut listing = KvListing::default();
+                while let Some(row) = rows.next()? {
+                    listing.keys.push(row.get(0)?);
+                    listing.count = row.get(1)?;
+                    listing.max_version = row.get(2)?;
+                }
+                Ok(listing)
+            },
         )
-        .bind(scope)
-        .bind(prefix)
-        .bind(prefix.chars().count() as i64)
-        .bind(prefix)
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await
-        .with_context(|| format!("cannot list keys with prefix `{prefix}`"))?
-        .iter()
-        .map(|row| row.try_get::<String, _>(0).map_err(Into::into))
-        .collect()
     }
 
     async fn run_status(&self, id: &str) -> Result<Option<Status>> {
@@ -1073,6 +1303,10 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn close(&self) -> Result<()> {
+        SqliteStore::close(self).await
+    }
+
     async fn register_worker(&self, worker: &WorkerInfo) -> Result<()> {
         self.write(
             || format!("cannot register worker {}", worker.id),
@@ -1156,7 +1390,26 @@ fn apply_completions(conn: &Connection, encoded: &[Encoded<'_>]) -> Result<Vec<C
             .map_or(encoded.len(), |p| start + p);
         let segment = &encoded[start..end];
         let mut applied: HashSet<String> = HashSet::with_capacity(segment.len());
-        for chunk in chunks(segment) {
+        // Completions that touch key-value storage go one by one, in order: each is checked
+        // against the writes of those before it. The others are applied in multi-row statements.
+        type Indexed<'a, 'c> = Vec<(usize, &'a Encoded<'c>)>;
+        let (with_kv, plain): (Indexed, Indexed) = segment
+            .iter()
+            .enumerate()
+            .partition(|(_, e)| !e.c.kv_reads.is_empty() || !e.c.kv_writes.is_empty());
+        for (i, e) in with_kv {
+            if kv_conflict(conn, &e.c.kv_reads)? {
+                outcomes[start + i] = requeue_conflicted(conn, e.c)?;
+                continue;
+            }
+            let done = fence_and_complete(conn, &[e])?;
+            if !done.is_empty() && e.c.status == Status::Succeeded {
+                apply_kv_writes(conn, &e.c.kv_writes)?;
+            }
+            applied.extend(done);
+        }
+        let plain: Vec<&Encoded> = plain.into_iter().map(|(_, e)| e).collect();
+        for chunk in chunks(&plain) {
             applied.extend(fence_and_complete(conn, chunk)?);
         }
         let mut ids: Vec<&str> = Vec::with_capacity(applied.len());
@@ -1169,7 +1422,7 @@ fn apply_completions(conn: &Connection, encoded: &[Encoded<'_>]) -> Result<Vec<C
                 if e.c.ends_step() {
                     ended.push(&e.c.step_id);
                 }
-            } else {
+            } else if outcomes[start + i] != CommitOutcome::Conflict {
                 outcomes[start + i] = fenced_outcome(conn, &e.c.step_id)?;
             }
         }
@@ -1238,25 +1491,97 @@ fn apply_completions(conn: &Connection, encoded: &[Encoded<'_>]) -> Result<Vec<C
             ]
         },
     )?;
-    // Key-value writes of successful attempts, in completion order (later wins).
-    let now = now_micros();
-    for e in committed.iter().filter(|e| e.c.status == Status::Succeeded) {
-        for write in &e.c.kv_writes {
-            match &write.value {
-                Some(value) => conn
+    Ok(outcomes)
+}
+
+/// True when one of `reads` no longer holds: a key's version changed (or it appeared or
+/// vanished), or a prefix's key count or newest version did.
+fn kv_conflict(conn: &Connection, reads: &[KvRead]) -> Result<bool> {
+    for read in reads {
+        let changed = match read {
+            KvRead::Key {
+                scope,
+                key,
+                version,
+            } => {
+                let current: Option<i64> = conn
+                    .prepare_cached("SELECT version FROM kv WHERE scope = ? AND key = ?")?
+                    .query_row((scope, key), |r| r.get(0))
+                    .optional()?;
+                current.unwrap_or(0) != *version
+            }
+            KvRead::Prefix {
+                scope,
+                prefix,
+                count,
+                max_version,
+            } => {
+                let current: (i64, i64) = conn
                     .prepare_cached(
-                        "INSERT INTO kv (scope, key, value, updated_at) VALUES (?, ?, ?, ?) \
-                         ON CONFLICT (scope, key) DO UPDATE \
-                         SET value = excluded.value, updated_at = excluded.updated_at",
+                        "SELECT COUNT(*), COALESCE(MAX(version), 0) FROM kv \
+                         WHERE scope = ? AND key >= ? AND substr(key, 1, ?) = ?",
                     )?
-                    .execute((&write.scope, &write.key, value.as_slice(), now))?,
-                None => conn
-                    .prepare_cached("DELETE FROM kv WHERE scope = ? AND key = ?")?
-                    .execute((&write.scope, &write.key))?,
-            };
+                    .query_row(
+                        (scope, prefix, prefix.chars().count() as i64, prefix),
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )?;
+                current != (*count, *max_version)
+            }
+        };
+        if changed {
+            return Ok(true);
         }
     }
-    Ok(outcomes)
+    Ok(false)
+}
+
+/// Queues the step of a conflicting completion again under the same attempt number (see
+/// [`CommitOutcome::Conflict`]), if the attempt still owns it.
+fn requeue_conflicted(conn: &Connection, c: &Completion) -> Result<CommitOutcome> {
+    let requeued = conn
+        .prepare_cached(
+            "UPDATE steps SET status = 'queued', rerun = 1, reruns = reruns + 1, \
+             worker_id = NULL, assigned_at = NULL, started_at = NULL, lease_expires_at = NULL \
+             WHERE id = ? AND attempt = ? AND status = 'running'",
+        )?
+        .execute((&c.step_id, c.attempt))?;
+    if requeued == 0 {
+        return fenced_outcome(conn, &c.step_id);
+    }
+    conn.prepare_cached(
+        "UPDATE attempts SET status = 'queued', reruns = reruns + 1 \
+         WHERE step_id = ? AND attempt = ?",
+    )?
+    .execute((&c.step_id, c.attempt))?;
+    Ok(CommitOutcome::Conflict)
+}
+
+/// Applies the key-value writes of one committed completion, in order (later wins), stamping
+/// every key it writes with the next version of the store-wide counter.
+fn apply_kv_writes(conn: &Connection, writes: &[KvWrite]) -> Result<()> {
+    if writes.is_empty() {
+        return Ok(());
+    }
+    let stamp: i64 = conn
+        .prepare_cached("UPDATE kv_clock SET stamp = stamp + 1 WHERE id = 1 RETURNING stamp")?
+        .query_row([], |r| r.get(0))?;
+    let now = now_micros();
+    for write in writes {
+        match &write.value {
+            Some(value) => conn
+                .prepare_cached(
+                    "INSERT INTO kv (scope, key, value, updated_at, version) \
+                     VALUES (?, ?, ?, ?, ?) ON CONFLICT (scope, key) DO UPDATE \
+                     SET value = excluded.value, updated_at = excluded.updated_at, \
+                     version = excluded.version",
+                )?
+                .execute((&write.scope, &write.key, value.as_slice(), now, stamp))?,
+            None => conn
+                .prepare_cached("DELETE FROM kv WHERE scope = ? AND key = ?")?
+                .execute((&write.scope, &write.key))?,
+        };
+    }
+    Ok(())
 }
 
 /// Why a completion of `step_id` was refused: the step was cancelled, or a newer attempt owns it.
@@ -1273,7 +1598,7 @@ fn fenced_outcome(conn: &Connection, step_id: &str) -> Result<CommitOutcome> {
 
 /// Applies the step part of `chunk` (distinct steps) where the fence holds: the step is still
 /// `running` under the completion's attempt. Returns the ids of the steps it changed.
-fn fence_and_complete(conn: &Connection, chunk: &[Encoded<'_>]) -> Result<Vec<String>> {
+fn fence_and_complete(conn: &Connection, chunk: &[&Encoded<'_>]) -> Result<Vec<String>> {
     let sql = values_sql(
         "UPDATE steps SET status = v.column3, output = v.column4, error = v.column5, \
          started_at = v.column6, completed_at = v.column7, worker_id = v.column8, \
@@ -1316,6 +1641,56 @@ fn fence_and_complete(conn: &Connection, chunk: &[Encoded<'_>]) -> Result<Vec<St
         .query_map(params.as_slice(), |r| r.get(0))?
         .collect::<Result<Vec<String>, _>>()?;
     Ok(ids)
+}
+
+/// The `application_id` of a Hypergraph database ("HGPH"), set when it is created, so that a
+/// database of another application is never mistaken for one (and never migrated).
+pub const APPLICATION_ID: i64 = 0x4847_5048;
+
+/// The `application_id` and table names of the database file at `path`, read without
+/// changing it.
+fn inspect(path: &Path) -> rusqlite::Result<(i64, Vec<String>)> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let application_id = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+    let tables = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok((application_id, tables))
+}
+
+/// Refuses a database that is not Hypergraph's: one marked by another application, or one
+/// holding tables that are not Hypergraph's. An empty database, or one created by an earlier
+/// version (which did not mark it), is accepted.
+fn check_ownership(location: &str, application_id: i64, tables: &[String]) -> Result<()> {
+    if application_id == APPLICATION_ID {
+        return Ok(());
+    }
+    if application_id != 0 {
+        bail!(
+            "{location} is not a Hypergraph database: it belongs to another application \
+             (application_id {application_id:#x}); point --db at a Hypergraph database or a new file"
+        );
+    }
+    let earlier_hypergraph = ["_sqlx_migrations", "runs", "steps", "deployments"]
+        .iter()
+        .all(|t| tables.iter().any(|name| name == t));
+    if tables.is_empty() || earlier_hypergraph {
+        return Ok(());
+    }
+    let mut listed: Vec<&str> = tables.iter().map(String::as_str).take(5).collect();
+    if tables.len() > listed.len() {
+        listed.push("...");
+    }
+    bail!(
+        "{location} is not a Hypergraph database: it holds other tables ({}); hypergraph leaves \
+         it untouched. Point --db at a Hypergraph database or a new file",
+        listed.join(", ")
+    )
 }
 
 /// A clear error for a database that cannot be opened, naming it and saying what to check.
@@ -1428,6 +1803,7 @@ fn steps_of(
             r.get::<_, i64>(8)?,
             r.get::<_, i64>(9)?,
             r.get::<_, Option<String>>(10)?,
+            r.get::<_, u32>(11)?,
         ))
     })?;
     let mut steps = Vec::new();
@@ -1444,6 +1820,7 @@ fn steps_of(
             created_at,
             activations,
             overrides,
+            reruns,
         ) = row?;
         let step = ClaimedStep {
             step_id,
@@ -1459,6 +1836,7 @@ fn steps_of(
             assigned_at,
             resume: Vec::new(),
             resume_attempt: attempt,
+            reruns,
         };
         steps.push((step, activations, overrides));
     }

@@ -2,6 +2,8 @@
 //! and running submitted runs to completion with a real worker.
 #![allow(dead_code)]
 
+pub mod cli;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -20,6 +22,25 @@ pub fn repo() -> PathBuf {
 /// The bytes of `tests/fixtures/<name>`.
 pub fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(repo().join("tests/fixtures").join(name)).expect("fixture exists")
+}
+
+/// The component of the test guest `tests/guests/<name>`, built (with `hypergraph build`'s
+/// builder, into the shared `target/guests`) once per test process.
+pub fn guest(name: &str) -> Vec<u8> {
+    static BUILT: std::sync::Mutex<Vec<(String, Vec<u8>)>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, bytes)) = built.iter().find(|(n, _)| n == name) {
+        return bytes.clone();
+    }
+    let options = hypergraph::builder::BuildOptions {
+        target_dir: Some(repo().join("target/guests")),
+        ..hypergraph::builder::BuildOptions::default()
+    };
+    let wasm = hypergraph::builder::build_guest(&repo().join("tests/guests").join(name), &options)
+        .unwrap_or_else(|e| panic!("building tests/guests/{name}: {e:#}"));
+    let bytes = std::fs::read(&wasm).unwrap_or_else(|e| panic!("reading {}: {e}", wasm.display()));
+    built.push((name.to_string(), bytes.clone()));
+    bytes
 }
 
 /// A Hypergraph over a fresh SQLite file in `dir`.

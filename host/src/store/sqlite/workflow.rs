@@ -150,8 +150,9 @@ pub(super) fn settle_waits(conn: &Connection, committed: &[&Completion]) -> Resu
                 }
             }
             Some(Wait::Event { name, after, .. }) => {
+                // The event's timeout (`wake_at`) no longer holds the step back.
                 conn.prepare_cached(
-                    "UPDATE steps SET wait = NULL, wait_event = NULL \
+                    "UPDATE steps SET wait = NULL, wait_event = NULL, wake_at = NULL \
                      WHERE id = ? AND attempt = ? AND EXISTS \
                      (SELECT 1 FROM events WHERE name = ? AND seq > ?)",
                 )?
@@ -253,7 +254,8 @@ pub(super) fn send_event(conn: &Connection, name: &str, payload: &str) -> Result
         .query_row((name, payload, now_micros()), |r| r.get(0))?;
     let woken = conn
         .prepare_cached(
-            "UPDATE steps SET wait = NULL, wait_event = NULL WHERE wait = 'event' AND wait_event = ?",
+            "UPDATE steps SET wait = NULL, wait_event = NULL, wake_at = NULL \
+             WHERE wait = 'event' AND wait_event = ?",
         )?
         .execute([name])?;
     Ok((seq, woken as u64))

@@ -140,6 +140,14 @@ impl Guest for Flow {
         total
     }
 
+    fn recurse(depth: u32) -> u32 {
+        if depth == 0 {
+            return 0;
+        }
+        let task = format!("{}/recurse", deployment());
+        workflow::call::<_, u32>(&task, &(depth - 1)).expect("the deeper call succeeds") + 1
+    }
+
     fn nap(ms: u64) -> u64 {
         let before = now_millis();
         workflow::sleep(Duration::from_millis(ms));
