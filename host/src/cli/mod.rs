@@ -30,7 +30,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
-use crate::builder::{build_guest, BuildOptions};
+use crate::builder::{build_guest, BuildOptions, Language};
 use crate::bundle;
 use crate::engine::{Engine, EngineOptions};
 use crate::replay::{self, ReplayWith};
@@ -86,8 +86,10 @@ enum Command {
     /// Replay the newest runs of a deployment against a candidate component: the deploy gate.
     /// Exits 1 when any run diverges.
     CheckUpgrade(CheckUpgradeArgs),
-    /// Build a Rust guest crate into a component.
+    /// Build a task project (Rust, Python, JavaScript or C) into a component; prints its path.
     Build(BuildArgs),
+    /// Create a task project that builds and runs unchanged: `new python my-task`.
+    New(NewArgs),
     /// Build, deploy and run the examples on the embedded SQLite database, then show the runs.
     Demo(DemoArgs),
 }
@@ -341,8 +343,12 @@ struct WorkerArgs {
 
 #[derive(Args, Debug)]
 struct BuildArgs {
-    /// The guest crate directory (with its Cargo.toml).
+    /// The task project directory: a Rust crate (Cargo.toml), a Python project (pyproject.toml,
+    /// or app.py with a wit/), a JavaScript project (package.json) or C sources with a wit/.
     dir: PathBuf,
+    /// The project's language (rust, python, js, c) [default: detected from its files].
+    #[arg(long, value_parser = parse_language)]
+    language: Option<Language>,
     /// Debug build instead of release.
     #[arg(long)]
     debug: bool,
@@ -351,6 +357,18 @@ struct BuildArgs {
     features: Vec<String>,
     #[command(flatten)]
     json: JsonFlag,
+}
+
+#[derive(Args, Debug)]
+struct NewArgs {
+    /// The language: rust, python, js or c.
+    #[arg(value_parser = parse_language)]
+    language: Language,
+    /// The directory to create (its name names the project, its world and its deployment).
+    dir: PathBuf,
+    /// A workflow project: its world includes hypergraph:task/workflow and it fans out children.
+    #[arg(long)]
+    workflow: bool,
 }
 
 #[derive(Args, Debug)]
@@ -417,6 +435,7 @@ async fn open(cli_db: &Option<PathBuf>, cache_dir: &Option<PathBuf>) -> Result<H
 async fn dispatch(cli: Cli) -> Result<i32> {
     match &cli.command {
         Command::Build(args) => return build(args),
+        Command::New(args) => return new_project(args),
         Command::Replay(args) => return replay_bundle(&cli.cache_dir, args).await,
         _ => {}
     }
@@ -441,7 +460,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::CheckUpgrade(args) => check_upgrade(&hg, args).await,
         Command::Worker(args) => worker(&hg, args).await,
         Command::Demo(args) => demo::run(&hg, args.examples).await,
-        Command::Build(_) | Command::Replay(_) => unreachable!("handled above"),
+        Command::Build(_) | Command::New(_) | Command::Replay(_) => unreachable!("handled above"),
     }
 }
 
@@ -802,6 +821,7 @@ fn build(args: &BuildArgs) -> Result<i32> {
         &BuildOptions {
             release: !args.debug,
             features: args.features.clone(),
+            language: args.language,
             ..BuildOptions::default()
         },
     )?;
@@ -822,6 +842,38 @@ fn build(args: &BuildArgs) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+fn new_project(args: &NewArgs) -> Result<i32> {
+    let project = crate::scaffold::new_project(args.language, &args.dir, args.workflow)?;
+    let dir = args.dir.display();
+    outln!(
+        "created {} {} project `{}` in {dir}",
+        args.language,
+        if args.workflow { "workflow" } else { "task" },
+        project.name
+    );
+    for file in project
+        .files
+        .iter()
+        .filter(|f| !f.starts_with(".hypergraph"))
+    {
+        outln!("  {}", file.display());
+    }
+    outln!("next:");
+    outln!(
+        "  hypergraph deploy \"$(hypergraph build {dir})\" --name {}",
+        project.name
+    );
+    outln!(
+        "  hypergraph run {}/greet --input '\"Ada\"' --wait",
+        project.name
+    );
+    Ok(0)
+}
+
+fn parse_language(s: &str) -> Result<Language, String> {
+    s.parse()
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
