@@ -94,9 +94,7 @@ pub(super) fn build(dir: &Path, opts: &BuildOptions) -> Result<PathBuf> {
         .context("wit-bindgen generated no header")?;
     let workflow = header.contains("hypergraph_workflow_workflow_start");
 
-    let built = project
-        .out_dir
-        .join(format!("{}.wasm.partial", project.name));
+    let built = project.partial_output();
     let mut cc = Command::new(clang());
     cc.current_dir(&project.dir)
         .args([

@@ -48,9 +48,7 @@ pub(super) fn build(dir: &Path, opts: &BuildOptions) -> Result<PathBuf> {
         write_file(&src.join(SDK_DIR).join(path), text.as_bytes())?;
     }
     rewrite_imports(&src, &src)?;
-    let built = project
-        .out_dir
-        .join(format!("{}.wasm.partial", project.name));
+    let built = project.partial_output();
     let mut cmd = Command::new(toolchain.join("node_modules/.bin/componentize-js"));
     cmd.current_dir(&src)
         .arg(&entry)

@@ -91,6 +91,13 @@ impl Project {
         self.out_dir.join(format!("{}.wasm", self.name))
     }
 
+    /// Where the tool writes the component before [`Project::finish`] moves it into place.
+    pub fn partial_output(&self) -> PathBuf {
+        self.out_dir
+            .join("stage")
+            .join(format!("{}.wasm", self.name))
+    }
+
     /// A fresh staging directory `<out_dir>/stage/<what>`.
     pub fn stage(&self, what: &str) -> Result<PathBuf> {
         let dir = self.out_dir.join("stage").join(what);

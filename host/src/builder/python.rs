@@ -37,9 +37,7 @@ pub(super) fn build(dir: &Path, opts: &BuildOptions) -> Result<PathBuf> {
     for (path, text) in PYTHON_SDK {
         write_file(&sdk.join("hypergraph_guest").join(path), text.as_bytes())?;
     }
-    let built = project
-        .out_dir
-        .join(format!("{}.wasm.partial", project.name));
+    let built = project.partial_output();
     let mut cmd = Command::new(toolchain.join("bin").join("componentize-py"));
     cmd.current_dir(&project.dir)
         .arg("-d")
