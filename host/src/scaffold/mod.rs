@@ -259,7 +259,7 @@ mod tests {
 
     #[test]
     fn names_are_wit_identifiers() {
-        assert_eq!(wit_name("My Task_2"), "my-task-2");
+        assert_eq!(wit_name("My Task_2"), "my-task-t2");
         assert_eq!(wit_name("3d-render"), "t3d-render");
         assert_eq!(wit_name("..."), "task");
     }
