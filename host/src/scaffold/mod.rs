@@ -144,10 +144,14 @@ pub fn new_project(language: Language, dir: &Path, workflow: bool) -> Result<New
                 render(include_str!("templates/rust/lib.rs")),
             ));
             for (path, text) in RUST_SDK {
-                files.push((
-                    Path::new(".hypergraph/guest-sdk").join(path),
-                    text.to_string(),
-                ));
+                // Nested in the project, the SDK is a member of the project's workspace: its own
+                // `[workspace]` table would make two roots.
+                let text = if *path == "Cargo.toml" {
+                    text.replace("\n[workspace]\n", "\n")
+                } else {
+                    text.to_string()
+                };
+                files.push((Path::new(".hypergraph/guest-sdk").join(path), text));
             }
             for (path, text) in HOST_WIT {
                 files.push((Path::new(".hypergraph/wit").join(path), text.to_string()));
