@@ -44,7 +44,7 @@ for lang in "${LANGS[@]}"; do
   case "$lang" in
   rust) ;;
   python | js | javascript | c) "$(dirname "$0")/toolchains.sh" "$lang" >/dev/null ;;
-  go) say "error: Go is not available: no Go or TinyGo toolchain can be installed from crates.io, PyPI, npm or Debian's packages here"; exit 1 ;;
+  go) say "error: Go is not supported yet (see the README's \"Tasks in any language\")"; exit 1 ;;
   *) say "error: unknown language $lang (rust, python, js, c)"; exit 2 ;;
   esac
 done

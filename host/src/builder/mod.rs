@@ -95,8 +95,8 @@ impl FromStr for Language {
             "js" | "javascript" => Ok(Language::JavaScript),
             "c" => Ok(Language::C),
             other => Err(format!(
-                "unknown language `{other}`: use rust, python, js or c (Go is not available: \
-                 no Go or TinyGo toolchain can be installed from the registries this project uses)"
+                "unknown language `{other}`: use rust, python, js or c (Go is not supported yet: \
+                 see the README's \"Tasks in any language\")"
             )),
         }
     }
@@ -208,6 +208,6 @@ mod tests {
             Language::JavaScript
         );
         let go = "go".parse::<Language>().unwrap_err();
-        assert!(go.contains("Go is not available"), "{go}");
+        assert!(go.contains("Go is not supported yet"), "{go}");
     }
 }
