@@ -194,8 +194,8 @@ async fn run() -> anyhow::Result<()> {
         let throughput = durable_runs as f64 / started.elapsed().as_secs_f64();
 
         rows.push(format!(
-            "| {lang} | {:.1} MB | {:.2} s | {} | {} / {} | {throughput:.0} runs/s |",
-            bytes.len() as f64 / 1e6,
+            "| {lang} | {:.0} KB | {:.2} s | {} | {} / {} | {throughput:.0} runs/s |",
+            bytes.len() as f64 / 1e3,
             compile.as_secs_f64(),
             ms(loads[1]),
             ms(percentile(&latencies, 0.5)),
