@@ -2,6 +2,13 @@
 # Installs what building guest components (`hypergraph build`, the examples, the test guests) needs,
 # and nothing when it is already there (then it takes well under a second).
 #
+#   scripts/setup.sh                      the Rust toolchain (below)
+#   scripts/setup.sh --lang python        one language: rust, python, js or c (repeatable)
+#   scripts/setup.sh --lang all           every language (what scripts/test.sh installs)
+#
+# Python, JavaScript and C toolchains are installed by scripts/toolchains.sh (pinned versions, into
+# ~/.cache/hypergraph/toolchains); `hypergraph build` runs the same script on first use.
+#
 # Two toolchains can build wasm32-wasip2 components; host/src/builder.rs picks one the same way:
 #   1. rustup with the wasm32-wasip2 target (`rustup target add wasm32-wasip2`): nothing to install.
 #   2. Debian's rustc-web 1.96 rebuilding std for the target (see shared/TOOLCHAIN.md): the apt
@@ -17,6 +24,31 @@ COMPONENT_LD_VERSION=0.5.31
 CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
 
 say() { echo "setup: $*" >&2; }
+
+LANGS=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+  --lang)
+    [[ $# -ge 2 ]] || { say "error: --lang needs rust, python, js, c or all"; exit 2; }
+    if [[ $2 == all ]]; then LANGS+=(rust python js c); else LANGS+=("$2"); fi
+    shift 2
+    ;;
+  *)
+    say "error: unknown argument $1 (usage: $0 [--lang rust|python|js|c|all]...)"
+    exit 2
+    ;;
+  esac
+done
+[[ ${#LANGS[@]} -gt 0 ]] || LANGS=(rust)
+for lang in "${LANGS[@]}"; do
+  case "$lang" in
+  rust) ;;
+  python | js | javascript | c) "$(dirname "$0")/toolchains.sh" "$lang" >/dev/null ;;
+  go) say "error: Go is not supported yet (see the README's \"Tasks in any language\")"; exit 1 ;;
+  *) say "error: unknown language $lang (rust, python, js, c)"; exit 2 ;;
+  esac
+done
+[[ " ${LANGS[*]} " == *" rust "* ]] || exit 0
 fail() {
   say "error: $*"
   exit 1

@@ -74,7 +74,11 @@ async fn round(
         .await?;
     let last = hg.wait(&id, None).await?;
     let counter = last.output.and_then(|v| v.as_u64()).context("a count")? - 1;
-    Ok((runs as f64 / elapsed, serde_json::to_value(&stats)?, counter))
+    Ok((
+        runs as f64 / elapsed,
+        serde_json::to_value(&stats)?,
+        counter,
+    ))
 }
 
 #[tokio::main(flavor = "multi_thread")]

@@ -944,6 +944,8 @@ pub fn task_exports(engine: &Engine, component: &Component) -> anyhow::Result<Ve
         }
     }
 
+    // Exports a toolchain adds for itself are not tasks.
+    found.retain(|(instance, func, _)| !is_internal_export(instance.as_deref(), func));
     let instances: Vec<String> = found.iter().filter_map(|(i, _, _)| i.clone()).collect();
     let mut tasks = Vec::with_capacity(found.len());
     for (instance, func, ty) in found {
@@ -968,6 +970,27 @@ pub fn task_exports(engine: &Engine, component: &Component) -> anyhow::Result<Ve
         });
     }
     Ok(tasks)
+}
+
+/// Exported interfaces that guest toolchains add for their own use, never tasks: `tasks` and
+/// deploy do not list their functions and `run` refuses them as unknown tasks.
+/// componentize-py exports `exports` with `init` (its interpreter initialisation); an
+/// incoming-HTTP handler (`wasi:http/incoming-handler`, which ComponentizeJS adds unless told
+/// not to) is how a component serves HTTP, not a task.
+pub const INTERNAL_EXPORTS: &[(&str, &str)] = &[
+    ("exports", "init"),
+    ("wasi:http/incoming-handler", "handle"),
+];
+
+/// True for a function of an [`INTERNAL_EXPORTS`] interface (any version of it).
+pub fn is_internal_export(instance: Option<&str>, func: &str) -> bool {
+    let Some(instance) = instance else {
+        return false;
+    };
+    let unversioned = instance.split('@').next().unwrap_or(instance);
+    INTERNAL_EXPORTS
+        .iter()
+        .any(|(name, f)| *name == unversioned && *f == func)
 }
 
 /// `example:orders/pricing@0.1.0` -> `pricing`.
@@ -1795,6 +1818,37 @@ mod tests {
                 "catalog.list"
             ]
         );
+    }
+
+    #[test]
+    fn task_exports_skip_toolchain_internals() {
+        // componentize-py's `exports.init` and an incoming-HTTP handler are not tasks.
+        let wat = r#"
+          (component
+            (core module $m (func (export "nop")))
+            (core instance $i (instantiate $m))
+            (func $nop (canon lift (core func $i "nop")))
+            (instance $init (export "init" (func $nop)))
+            (instance $other (export "other" (func $nop)) (export "init" (func $nop)))
+            (export "exports" (instance $init))
+            (export "app:x/other" (instance $other))
+            (export "run" (func $nop))
+          )
+        "#;
+        let engine = engine();
+        let component = Component::new(&engine, wat).unwrap();
+        let names: Vec<String> = task_exports(&engine, &component)
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        assert_eq!(names, ["other.other", "other.init", "run"]);
+        assert!(is_internal_export(Some("exports"), "init"));
+        assert!(is_internal_export(
+            Some("wasi:http/incoming-handler@0.2.3"),
+            "handle"
+        ));
+        assert!(!is_internal_export(None, "init"));
     }
 
     #[test]

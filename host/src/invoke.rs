@@ -206,7 +206,9 @@ pub async fn invoke(
     drop(store);
     let result = result.map_err(|mut error| {
         if error.kind == ErrorKind::Trap {
-            if let Some(panic) = panic_message(&logs) {
+            if let Some(exception) = guest_exception(&logs) {
+                error.message = format!("{}\n{exception}", error.message);
+            } else if let Some(panic) = panic_message(&logs) {
                 error.message = format!("{} ({panic})", error.message);
             }
         }
@@ -224,6 +226,38 @@ pub async fn invoke(
         children,
         wait,
     }
+}
+
+/// The uncaught exception an interpreted guest printed to stderr before trapping: a Python
+/// traceback (componentize-py prints it, then aborts) or a JavaScript error and its stack
+/// (ComponentizeJS prints the message, `Stack:` and the frames).
+fn guest_exception(logs: &[LogRecord]) -> Option<String> {
+    let stderr: Vec<&str> = logs
+        .iter()
+        .filter(|l| l.stream == "stderr")
+        .map(|l| l.message.as_str())
+        .collect();
+    let block = |from: usize, stop: &dyn Fn(&str) -> bool| {
+        let mut lines: Vec<&str> = stderr[from..]
+            .iter()
+            .copied()
+            .take_while(|l| !stop(l))
+            .collect();
+        while lines.last().is_some_and(|l| l.trim().is_empty()) {
+            lines.pop();
+        }
+        lines.join("\n")
+    };
+    if let Some(at) = stderr
+        .iter()
+        .rposition(|l| l.trim() == "Traceback (most recent call last):")
+    {
+        // The traceback ends where componentize-py's runtime reports the failed call.
+        return Some(block(at, &|l| l.starts_with("thread '")));
+    }
+    let at = stderr.iter().rposition(|l| l.trim() == "Stack:")?;
+    let start = at.checked_sub(1)?;
+    Some(block(start, &|l| l.trim().is_empty()))
 }
 
 /// The panic message a Rust guest printed to stderr before trapping: the last `panicked at` line
@@ -381,6 +415,39 @@ mod tests {
             level: "warn".into(),
             message: message.into(),
         }
+    }
+
+    #[test]
+    fn finds_python_tracebacks_and_javascript_stacks() {
+        let python = [
+            line("stdout", "working"),
+            line("stderr", "Traceback (most recent call last):"),
+            line("stderr", "  File \"/0/app.py\", line 3, in fail"),
+            line("stderr", "ValueError: boom"),
+            line("stderr", ""),
+            line(
+                "stderr",
+                "thread '<unnamed>' (1) panicked at runtime/src/lib.rs:1280:25:",
+            ),
+            line("stderr", "Python function threw an unexpected exception"),
+        ];
+        assert_eq!(
+            guest_exception(&python).unwrap(),
+            "Traceback (most recent call last):\n  File \"/0/app.py\", line 3, in fail\nValueError: boom"
+        );
+        let js = [
+            line("stderr", "Error: boom"),
+            line("stderr", "Stack:"),
+            line("stderr", "  inner@index.js:31:9"),
+            line("stderr", "  fail@index.js:35:8"),
+            line("stderr", ""),
+            line("stderr", "Redirecting call to abort() to mozalloc_abort"),
+        ];
+        assert_eq!(
+            guest_exception(&js).unwrap(),
+            "Error: boom\nStack:\n  inner@index.js:31:9\n  fail@index.js:35:8"
+        );
+        assert_eq!(guest_exception(&python[..1]), None);
     }
 
     #[test]

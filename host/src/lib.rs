@@ -14,7 +14,8 @@
 //! - [`replay`], [`bundle`]: deterministic replay and portable replay bundles;
 //! - [`retry`], [`dag`], [`dag_runner`], [`resume`]: retry policies, DAG workflow files and their
 //!   execution, resuming failed runs;
-//! - [`builder`]: building Rust guest crates into components;
+//! - [`builder`]: building task projects (Rust, Python, JavaScript, C) into components;
+//! - [`scaffold`]: `hypergraph new`, task projects to start from;
 //! - [`cli`]: the `hypergraph` command line.
 
 pub mod builder;
@@ -34,6 +35,7 @@ pub mod replay;
 pub mod resume;
 pub mod retry;
 pub mod runtime;
+pub mod scaffold;
 pub mod scheduler;
 pub mod store;
 pub mod worker;

@@ -20,6 +20,11 @@ use crate::journal::{Call, Entry, Journal};
 
 /// The `wasi:random/insecure-seed` instance this host serves (shadowing wasmtime-wasi's).
 const INSECURE_SEED_INSTANCE: &str = "wasi:random/insecure-seed@0.2.12";
+/// The `wasi:random` instances whose `get-*-random-bytes` this host serves itself.
+const RANDOM_INSTANCE: &str = "wasi:random/random@0.2.12";
+const INSECURE_INSTANCE: &str = "wasi:random/insecure@0.2.12";
+/// The most random bytes one call may ask for (wasmtime-wasi's own limit).
+const MAX_RANDOM_BYTES: u64 = 64 << 20;
 
 /// The WASI 0.2 interfaces this module serves (wasmtime-wasi's `wasi:cli/imports` world).
 /// Sockets are served but every address is denied, so a guest that links them gets errors at
@@ -97,8 +102,49 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
             Ok::<_, wasmtime::Error>((seed,))
         },
     )?;
+    // wasmtime-wasi draws `get-random-bytes(n)` one byte at a time from the generator, which
+    // journaled one 4-byte entry per byte (componentize-py's 2,496-byte reseed of Python's
+    // `random` at instantiation made 2,496 entries); serve the call itself, as one entry.
+    linker
+        .instance(RANDOM_INSTANCE)?
+        .func_wrap("get-random-bytes", |store, (len,): (u64,)| {
+            random_bytes(store, true, len)
+        })?;
+    linker
+        .instance(INSECURE_INSTANCE)?
+        .func_wrap("get-insecure-random-bytes", |store, (len,): (u64,)| {
+            random_bytes(store, false, len)
+        })?;
     linker.allow_shadowing(false);
     Ok(())
+}
+
+/// `len` random bytes, journaled as one entry (replayed from it).
+fn random_bytes(
+    store: wasmtime::StoreContextMut<'_, HostState>,
+    secure: bool,
+    len: u64,
+) -> wasmtime::Result<(Vec<u8>,)> {
+    if len > MAX_RANDOM_BYTES {
+        wasmtime::bail!("requested {len} random bytes, more than the limit of {MAX_RANDOM_BYTES}");
+    }
+    let len = len as usize;
+    let call = Call::RandomBytes { secure, len };
+    let answer = store.data().journal.answer(call, || {
+        let mut bytes = vec![0; len];
+        rand::Rng::fill_bytes(&mut rand::rng(), &mut bytes);
+        Entry::RandomBytes {
+            secure,
+            hex: hex::encode(bytes),
+        }
+    });
+    let bytes = match answer {
+        Some(Entry::RandomBytes { hex, .. }) => hex::decode(hex).ok(),
+        _ => None,
+    };
+    Ok((bytes
+        .filter(|b| b.len() == len)
+        .unwrap_or_else(|| vec![0; len]),))
 }
 
 struct RecordingWallClock {

@@ -30,7 +30,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
-use crate::builder::{build_guest, BuildOptions};
+use crate::builder::{build_guest, BuildOptions, Language};
 use crate::bundle;
 use crate::engine::{Engine, EngineOptions};
 use crate::limits::{format_bytes, MAX_PAYLOAD_LIMIT};
@@ -89,8 +89,10 @@ enum Command {
     /// Replay the newest runs of a deployment against a candidate component: the deploy gate.
     /// Exits 1 when any run diverges.
     CheckUpgrade(CheckUpgradeArgs),
-    /// Build a Rust guest crate into a component.
+    /// Build a task project (Rust, Python, JavaScript or C) into a component; prints its path.
     Build(BuildArgs),
+    /// Create a task project that builds and runs unchanged: `new python my-task`.
+    New(NewArgs),
     /// Build, deploy and run the examples on the embedded SQLite database, then show the runs.
     Demo(DemoArgs),
     /// The database itself: backups.
@@ -400,8 +402,12 @@ struct WorkerArgs {
 
 #[derive(Args, Debug)]
 struct BuildArgs {
-    /// The guest crate directory (with its Cargo.toml).
+    /// The task project directory: a Rust crate (Cargo.toml), a Python project (pyproject.toml,
+    /// or app.py with a wit/), a JavaScript project (package.json) or C sources with a wit/.
     dir: PathBuf,
+    /// The project's language (rust, python, js, c) [default: detected from its files].
+    #[arg(long, value_parser = parse_language)]
+    language: Option<Language>,
     /// Debug build instead of release.
     #[arg(long)]
     debug: bool,
@@ -410,6 +416,18 @@ struct BuildArgs {
     features: Vec<String>,
     #[command(flatten)]
     json: JsonFlag,
+}
+
+#[derive(Args, Debug)]
+struct NewArgs {
+    /// The language: rust, python, js or c.
+    #[arg(value_parser = parse_language)]
+    language: Language,
+    /// The directory to create (its name names the project, its world and its deployment).
+    dir: PathBuf,
+    /// A workflow project: its world includes hypergraph:task/workflow and it fans out children.
+    #[arg(long)]
+    workflow: bool,
 }
 
 #[derive(Args, Debug)]
@@ -502,6 +520,7 @@ fn instances_for(concurrency: usize) -> u32 {
 async fn dispatch(cli: Cli) -> Result<i32> {
     match &cli.command {
         Command::Build(args) => return build(args),
+        Command::New(args) => return new_project(args),
         Command::Replay(args) => return replay_bundle(&cli.cache_dir, args).await,
         Command::Db(DbCommand::Backup(args)) => return backup(&cli.db, args).await,
         _ => {}
@@ -546,7 +565,7 @@ async fn run_command(hg: &Hypergraph, command: Command) -> Result<i32> {
         Command::CheckUpgrade(args) => check_upgrade(&hg, args).await,
         Command::Worker(args) => worker(&hg, args).await,
         Command::Demo(args) => demo::run(&hg, args.examples).await,
-        Command::Build(_) | Command::Replay(_) | Command::Db(_) => {
+        Command::Build(_) | Command::New(_) | Command::Replay(_) | Command::Db(_) => {
             unreachable!("handled above")
         }
     }
@@ -985,6 +1004,7 @@ fn build(args: &BuildArgs) -> Result<i32> {
         &BuildOptions {
             release: !args.debug,
             features: args.features.clone(),
+            language: args.language,
             ..BuildOptions::default()
         },
     )?;
@@ -1005,6 +1025,38 @@ fn build(args: &BuildArgs) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+fn new_project(args: &NewArgs) -> Result<i32> {
+    let project = crate::scaffold::new_project(args.language, &args.dir, args.workflow)?;
+    let dir = args.dir.display();
+    outln!(
+        "created {} {} project `{}` in {dir}",
+        args.language,
+        if args.workflow { "workflow" } else { "task" },
+        project.name
+    );
+    for file in project
+        .files
+        .iter()
+        .filter(|f| !f.starts_with(".hypergraph"))
+    {
+        outln!("  {}", file.display());
+    }
+    outln!("next:");
+    outln!(
+        "  hypergraph deploy \"$(hypergraph build {dir})\" --name {}",
+        project.name
+    );
+    outln!(
+        "  hypergraph run {}/greet --input '\"Ada\"' --wait",
+        project.name
+    );
+    Ok(0)
+}
+
+fn parse_language(s: &str) -> Result<Language, String> {
+    s.parse()
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {

@@ -1,8 +1,9 @@
-//! Builds a Rust guest crate into a Hypergraph task component (`hypergraph build <dir>`).
+//! Builds a Rust guest crate into a Hypergraph task component (`hypergraph build <dir>` on a
+//! directory holding a `Cargo.toml`).
 //!
 //! # Contract
 //!
-//! [`build_guest`] takes the directory of a Rust crate whose `Cargo.toml` declares a `cdylib`
+//! [`build_rust`] takes the directory of a Rust crate whose `Cargo.toml` declares a `cdylib`
 //! library (the usual shape of a task crate) or, failing that, a binary. It runs `cargo build` for
 //! the `wasm32-wasip2` target and returns the path of the produced `.wasm` file, which is a
 //! WebAssembly **component** (checked before returning), ready for `hypergraph deploy`.
@@ -35,6 +36,8 @@ use std::process::{Command, Stdio};
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use super::BuildOptions;
+
 /// The Rust target every guest is built for. Its output is a component importing WASI 0.2.
 pub const GUEST_TARGET: &str = "wasm32-wasip2";
 
@@ -57,27 +60,6 @@ const DEBIAN_WASM_LD: &str = "/usr/lib/llvm-19/bin/wasm-ld";
 const DEBIAN_WASI_LIBC_DIR: &str = "/usr/lib/wasm32-wasi";
 /// Oldest rustc that builds the guests (wit-bindgen 0.48 needs 1.82).
 const MIN_RUSTC_MINOR: u32 = 82;
-
-/// Options of [`build_guest`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BuildOptions {
-    /// Build with the `release` profile (the default) rather than `dev`.
-    pub release: bool,
-    /// Cargo target directory. `None`: `$HYPERGRAPH_GUEST_TARGET_DIR`, else cargo's default.
-    pub target_dir: Option<PathBuf>,
-    /// Cargo features of the guest crate to enable (`--features`).
-    pub features: Vec<String>,
-}
-
-impl Default for BuildOptions {
-    fn default() -> Self {
-        BuildOptions {
-            release: true,
-            target_dir: None,
-            features: Vec::new(),
-        }
-    }
-}
 
 /// A toolchain able to build `wasm32-wasip2` components.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,7 +93,7 @@ impl std::fmt::Display for Toolchain {
 /// manifest without a `cdylib` or binary target, no usable toolchain, `cargo` failing (with its
 /// exit status; the compiler's messages were already streamed to stderr), or an output that is
 /// not a component.
-pub fn build_guest(crate_dir: &Path, opts: &BuildOptions) -> Result<PathBuf> {
+pub fn build_rust(crate_dir: &Path, opts: &BuildOptions) -> Result<PathBuf> {
     let crate_dir = check_crate_dir(crate_dir)?;
     let toolchain = detect_toolchain(&crate_dir)?;
     let target_dir = resolve_target_dir(
@@ -215,7 +197,7 @@ pub fn detect_toolchain(crate_dir: &Path) -> Result<Toolchain> {
     select_toolchain(rustup_targets.as_deref(), debian)
 }
 
-/// What `build_guest` needs to know about the guest crate.
+/// What `build_rust` needs to know about the guest crate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct GuestCrate {
     package_name: String,
@@ -243,7 +225,7 @@ impl TargetSelector {
     }
 }
 
-/// A program, its arguments and environment: what [`build_guest`] runs, kept as data so that it
+/// A program, its arguments and environment: what [`build_rust`] runs, kept as data so that it
 /// can be checked without running it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Invocation {
@@ -289,7 +271,7 @@ fn check_crate_dir(dir: &Path) -> Result<PathBuf> {
     std::fs::canonicalize(dir).with_context(|| format!("resolving {}", dir.display()))
 }
 
-fn cargo_home() -> Option<PathBuf> {
+pub(super) fn cargo_home() -> Option<PathBuf> {
     std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")))
@@ -405,7 +387,7 @@ fn select_toolchain(
 
 /// `opts.target_dir`, else `$HYPERGRAPH_GUEST_TARGET_DIR` if set and non-empty, else `None`
 /// (cargo's default).
-fn resolve_target_dir(option: Option<&Path>, env: Option<&OsStr>) -> Option<PathBuf> {
+pub(super) fn resolve_target_dir(option: Option<&Path>, env: Option<&OsStr>) -> Option<PathBuf> {
     option
         .map(Path::to_path_buf)
         .or_else(|| env.filter(|v| !v.is_empty()).map(PathBuf::from))
@@ -657,13 +639,13 @@ fn artifact_files(line: &str, package_id: &str, kind: &str) -> Option<Vec<PathBu
 
 /// What a `.wasm` file holds, from its 8-byte header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum WasmKind {
+pub(super) enum WasmKind {
     Component,
     CoreModule,
     NotWasm,
 }
 
-fn wasm_kind(bytes: &[u8]) -> WasmKind {
+pub(super) fn wasm_kind(bytes: &[u8]) -> WasmKind {
     match bytes {
         [0, b'a', b's', b'm', 1, 0, 0, 0, ..] => WasmKind::CoreModule,
         // Component binaries: version 0x0d (pre-1.0 encoding) or later, layer 1.
