@@ -1,0 +1,231 @@
+//! `hypergraph:task/kv`: durable key-value storage scoped to `<tenant>/<deployment>`.
+//!
+//! Reads (`get`, `list-keys`) are answered through the journal: live from the store when recording
+//! (merged with the attempt's own buffered writes), from the recording when replaying, so a replay
+//! never touches the store. Writes (`set`, `delete`) are journaled as outputs and buffered in
+//! [`KvState`]; the worker commits them with the attempt's completion, and only if it succeeded.
+//!
+//! # Isolation
+//!
+//! Each attempt is a transaction over the keys it reads and writes. Every stored key has a
+//! version (a store-wide counter stamped by each committing write), and the attempt records the
+//! version of every key it read from the store, and for each `list-keys` how many keys the prefix
+//! held and their newest version ([`KvRead`]). When the attempt commits, the store checks that
+//! none of them changed; if one did, nothing of the attempt is kept and the step is executed
+//! again in a fresh instance, under the same attempt number (a conflict is not a failure). So
+//! concurrent read-modify-write tasks never lose an update: N increments end at N. A workflow's
+//! reads are checked when the activation that made them ends the step; reads stored by an earlier
+//! activation (before it waited, or in a lingering checkpoint) are part of its history and are
+//! not checked again.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use wasmtime::component::{HasSelf, Linker};
+
+use super::bindings::hypergraph::task::kv;
+use super::HostState;
+use crate::journal::{Blob, Call, Entry};
+use crate::limits::{format_bytes, LimitExceeded};
+use crate::store::{KvRead, Store};
+
+/// The interfaces this module serves.
+pub const INTERFACES: &[&str] = &["hypergraph:task/kv@0.1.0"];
+
+/// Longest key accepted.
+pub const MAX_KEY_BYTES: usize = 512;
+/// Largest value accepted.
+pub const MAX_VALUE_BYTES: usize = 1 << 20;
+/// Most keys one `list-keys` returns.
+pub const MAX_LIST_KEYS: u32 = 10_000;
+/// How many times an attempt is re-executed after key-value conflicts before it fails with
+/// `kv_conflict`.
+pub const MAX_RERUNS: u32 = 100;
+
+/// Where an attempt's key-value reads go when recording.
+#[derive(Clone)]
+pub struct KvBackend {
+    pub store: Arc<dyn Store>,
+    /// `<tenant>/<deployment>`.
+    pub scope: String,
+}
+
+/// The key-value state of one attempt: the backend (absent in replay, where the journal answers),
+/// the writes buffered so far (`None` deletes, last write per key), and the reads to validate.
+#[derive(Default)]
+pub struct KvState {
+    pub backend: Option<KvBackend>,
+    pub writes: BTreeMap<String, Option<Vec<u8>>>,
+    /// Store reads since the last checkpoint, first read of each key or prefix.
+    reads: Vec<KvRead>,
+    read_keys: HashSet<String>,
+    read_prefixes: HashSet<String>,
+    /// Bytes (keys and values) of every `set` so far, and the budget.
+    written: u64,
+    max_written: u64,
+}
+
+impl KvState {
+    /// State reading from `backend` (or from nothing, in replay), allowing `max_written` bytes
+    /// of writes.
+    pub fn new(backend: Option<KvBackend>, max_written: u64) -> KvState {
+        KvState {
+            backend,
+            max_written,
+            ..KvState::default()
+        }
+    }
+
+    /// The buffered writes, in key order.
+    pub fn take_writes(&mut self) -> Vec<(String, Option<Vec<u8>>)> {
+        std::mem::take(&mut self.writes).into_iter().collect()
+    }
+
+    /// The store reads made since the last call, to validate at commit (see the module docs).
+    pub fn take_reads(&mut self) -> Vec<KvRead> {
+        self.read_keys.clear();
+        self.read_prefixes.clear();
+        std::mem::take(&mut self.reads)
+    }
+
+    fn backend(&self) -> wasmtime::Result<&KvBackend> {
+        self.backend
+            .as_ref()
+            .ok_or_else(|| super::host_fault("key-value storage is not available here".into()))
+    }
+}
+
+fn check_key(key: &str) -> wasmtime::Result<()> {
+    if key.len() > MAX_KEY_BYTES {
+        wasmtime::bail!(
+            "kv key of {} bytes is longer than the {MAX_KEY_BYTES}-byte limit",
+            key.len()
+        );
+    }
+    Ok(())
+}
+
+impl kv::Host for HostState {
+    async fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        check_key(&key)?;
+        let call = Call::KvGet { key: key.clone() };
+        let live = if !self.journal.is_live() {
+            None
+        } else if let Some(buffered) = self.kv.writes.get(&key) {
+            Some((buffered.clone(), None))
+        } else {
+            let backend = self.kv.backend()?.clone();
+            let stored = backend
+                .store
+                .kv_get(&backend.scope, &key)
+                .await
+                .map_err(|e| super::host_fault(format!("kv get `{key}` failed: {e:#}")))?;
+            let version = stored.as_ref().map_or(0, |(_, version)| *version);
+            if self.kv.read_keys.insert(key.clone()) {
+                self.kv.reads.push(KvRead::Key {
+                    scope: backend.scope.clone(),
+                    key: key.clone(),
+                    version,
+                });
+            }
+            Some((stored.map(|(value, _)| value), Some(version)))
+        };
+        let answer = self.journal.answer(call, || {
+            let (value, version) = live.expect("live when the journal is");
+            Entry::KvGet {
+                key: key.clone(),
+                value: value.as_deref().map(Blob::from_bytes),
+                version,
+            }
+        });
+        Ok(match answer {
+            Some(Entry::KvGet {
+                value: Some(value), ..
+            }) => Some(value.to_vec()),
+            _ => None,
+        })
+    }
+
+    async fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<()> {
+        check_key(&key)?;
+        if value.len() > MAX_VALUE_BYTES {
+            wasmtime::bail!(
+                "kv value of {} bytes for `{key}` is larger than the {MAX_VALUE_BYTES}-byte limit",
+                value.len()
+            );
+        }
+        let written = self.kv.written + (key.len() + value.len()) as u64;
+        if written > self.kv.max_written {
+            return Err(wasmtime::Error::new(LimitExceeded(format!(
+                "the attempt's key-value writes exceed the deployment's limit of {} per attempt \
+                 (`set` of `{key}` would bring them to {written} bytes; raise it with \
+                 `hypergraph deploy --max-kv-write`)",
+                format_bytes(self.kv.max_written)
+            ))));
+        }
+        self.kv.written = written;
+        self.journal.emit(Entry::KvSet {
+            key: key.clone(),
+            value: Blob::from_bytes(&value),
+        });
+        self.kv.writes.insert(key, Some(value));
+        Ok(())
+    }
+
+    async fn delete(&mut self, key: String) -> wasmtime::Result<()> {
+        check_key(&key)?;
+        self.journal.emit(Entry::KvDelete { key: key.clone() });
+        self.kv.writes.insert(key, None);
+        Ok(())
+    }
+
+    async fn list_keys(&mut self, prefix: String) -> wasmtime::Result<Vec<String>> {
+        check_key(&prefix)?;
+        let call = Call::KvListKeys {
+            prefix: prefix.clone(),
+        };
+        let live = if !self.journal.is_live() {
+            Vec::new()
+        } else {
+            let backend = self.kv.backend()?.clone();
+            let stored = backend
+                .store
+                .kv_list(&backend.scope, &prefix, MAX_LIST_KEYS)
+                .await
+                .map_err(|e| super::host_fault(format!("kv list-keys `{prefix}` failed: {e:#}")))?;
+            if self.kv.read_prefixes.insert(prefix.clone()) {
+                self.kv.reads.push(KvRead::Prefix {
+                    scope: backend.scope.clone(),
+                    prefix: prefix.clone(),
+                    count: stored.count,
+                    max_version: stored.max_version,
+                });
+            }
+            let mut keys: std::collections::BTreeSet<String> = stored.keys.into_iter().collect();
+            for (key, value) in self.kv.writes.range(prefix.clone()..) {
+                if !key.starts_with(&prefix) {
+                    break;
+                }
+                match value {
+                    Some(_) => keys.insert(key.clone()),
+                    None => keys.remove(key),
+                };
+            }
+            keys.into_iter().take(MAX_LIST_KEYS as usize).collect()
+        };
+        let answer = self.journal.answer(call, || Entry::KvListKeys {
+            prefix: prefix.clone(),
+            keys: live,
+        });
+        Ok(match answer {
+            Some(Entry::KvListKeys { keys, .. }) => keys,
+            _ => Vec::new(),
+        })
+    }
+}
+
+/// Registers `hypergraph:task/kv` in `linker`.
+pub fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
+    kv::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)?;
+    Ok(())
+}

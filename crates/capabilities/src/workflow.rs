@@ -1,0 +1,610 @@
+//! `hypergraph:workflow/workflow`: child tasks, joins, durable sleep and external events.
+//!
+//! A workflow is re-executed from the start in a fresh instance every time it resumes, with a
+//! journal in resume mode ([`Journal::resuming`]): every call it made before is answered from the
+//! journal, so completed children are never started again. A live call that cannot be answered
+//! yet (a join on unfinished children, a timer that has not fired, an event not yet sent) records
+//! what the workflow waits for in [`WorkflowState`] and stops the instance with [`Suspended`]; the
+//! worker then commits the new journal entries, the children started in this activation and the
+//! wait in one transaction, and the step is claimed again when the wait is over.
+//!
+//! # Lingering
+//!
+//! Re-executing a workflow costs an instantiation and a replay of its journal, and suspending one
+//! costs a commit and a claim; for a child that finishes in a millisecond that is most of the
+//! time a sequence of `call`s takes. So when a worker gives an activation a [`Linger`], a join on
+//! a few unfinished children first *checkpoints*: the journal entries, log lines and children
+//! of the activation so far are committed (the attempt keeps running under its lease, and the
+//! children become claimable), the activation gives its execution slot back, and it waits in
+//! place for up to the linger window. If the children finish in time it goes on in the same
+//! instance; if not it suspends as usual, and from then on holds nothing. A crash while lingering
+//! loses nothing that was checkpointed: the next attempt inherits the journal.
+//!
+//! Journal entries: `workflow.start` (the child's position and step id, or why it was not
+//! started), `workflow.join` (the children's results), `workflow.sleep` and `workflow.timer_fired`,
+//! `workflow.wait_event` and `workflow.event`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{HasSelf, Linker};
+
+use hypergraph_core::model::{JournalRecord, LogRecord, PolicyOverride};
+use hypergraph_core::signals::Signals;
+use hypergraph_core::time::{micros_after, now_micros};
+pub use hypergraph_core::workflow::*;
+
+use super::bindings::hypergraph::workflow::workflow::{self, ChildError};
+use super::HostState;
+use crate::journal::{Call, Entry, Lookup};
+
+/// The interfaces this module serves.
+pub const INTERFACES: &[&str] = &["hypergraph:workflow/workflow@0.1.0"];
+
+/// What a live workflow needs from the runtime around it: resolving the tasks of new children,
+/// reading how children ended, reading events, and hearing of steps this process finished.
+/// Implemented by the runtime; a replay has none (every call is answered by the journal).
+#[async_trait::async_trait]
+pub trait WorkflowHost: Send + Sync {
+    /// How each step in `ids` ended, in that order (`None` while it has not finished), as its
+    /// workflow receives it (see [`ChildResult::of`]). Fails if a step does not exist.
+    async fn child_results(&self, ids: &[String]) -> anyhow::Result<Vec<Option<ChildResult>>>;
+    /// The child to start at position `index`: `task` resolved to its deployment's latest
+    /// version and `input` (JSON text) checked against, and canonicalized by, its signature.
+    /// The error says why the child cannot start, for the workflow to see.
+    async fn new_child(&self, task: &str, input: &str, index: u32) -> Result<NewChild, String>;
+    /// The sequence number of the newest event (0 when none was sent).
+    async fn last_event_seq(&self) -> anyhow::Result<i64>;
+    /// The oldest event named `name` newer than `after`: its sequence number and payload.
+    async fn next_event(&self, name: &str, after: i64) -> anyhow::Result<Option<(i64, String)>>;
+    /// The in-process signals raised when steps finish here (others are found by polling).
+    fn signals(&self) -> &Signals;
+}
+
+/// Most unfinished children a join lingers on; a larger join suspends at once (re-reading many
+/// children on every completion would cost more than a resume).
+pub const LINGER_MAX_CHILDREN: usize = 32;
+
+/// Longest pause between two looks at lingered-on children when no completion in this process
+/// wakes the activation (the children run in another process).
+const LINGER_POLL: Duration = Duration::from_millis(25);
+
+/// What an activation did since its last checkpoint: stored while the attempt goes on.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub journal: Vec<JournalRecord>,
+    pub logs: Vec<LogRecord>,
+    pub children: Vec<NewChild>,
+}
+
+/// The worker's side of a lingering activation.
+#[async_trait::async_trait]
+pub trait Activation: Send + Sync {
+    /// Commits `progress` durably, fenced by the attempt; false when the attempt no longer owns
+    /// its step (its lease expired and it was claimed again, or the run was cancelled).
+    async fn checkpoint(&self, progress: Progress) -> anyhow::Result<bool>;
+    /// The activation starts waiting: its execution slot may run other steps meanwhile. False
+    /// (and the slot is kept) when as many activations linger already as the worker allows:
+    /// the activation must suspend instead, so lingering never holds more instances than that.
+    fn release_slot(&self) -> bool;
+    /// The activation runs again: takes an execution slot back, waiting for one, and frees its
+    /// lingering place.
+    async fn reacquire_slot(&self);
+}
+
+/// Lets an activation wait in place for its children (see the module docs).
+#[derive(Clone)]
+pub struct Linger {
+    /// Longest wait in place; the activation suspends after it.
+    pub window: Duration,
+    pub activation: Arc<dyn Activation>,
+}
+
+/// Stops a workflow instance that must wait; never an error of the guest.
+#[derive(Debug)]
+pub struct Suspended;
+
+impl std::fmt::Display for Suspended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the workflow is waiting")
+    }
+}
+
+impl std::error::Error for Suspended {}
+
+/// A DAG step's name and policy overrides, for the child that runs it.
+#[derive(Clone, Debug, Default)]
+pub struct ChildOptions {
+    pub name: Option<String>,
+    pub policy: Option<PolicyOverride>,
+}
+
+/// The workflow state of one activation.
+#[derive(Default)]
+pub struct WorkflowState {
+    /// Where live calls resolve tasks and read children and events; `None` in a replay, where
+    /// every call is answered from the journal.
+    live: Option<Arc<dyn WorkflowHost>>,
+    /// The step id of every child started so far (journaled or live), by position.
+    children: Vec<String>,
+    /// Children started by this activation.
+    new_children: Vec<NewChild>,
+    /// Set when the activation suspended.
+    wait: Option<Wait>,
+    /// How the next child started is named and configured (set by the DAG runner per step,
+    /// consumed by the next `start`).
+    pub next_child: ChildOptions,
+    /// Set when joins may wait in place before suspending.
+    linger: Option<Linger>,
+}
+
+impl WorkflowState {
+    /// State whose live calls go to `live` (`None` when replaying), lingering on joins when
+    /// `linger` is set.
+    pub fn new(live: Option<Arc<dyn WorkflowHost>>, linger: Option<Linger>) -> WorkflowState {
+        WorkflowState {
+            live,
+            linger,
+            ..WorkflowState::default()
+        }
+    }
+
+    /// What the activation produced: the children it started and, if it suspended, its wait.
+    pub fn take(&mut self) -> (Vec<NewChild>, Option<Wait>) {
+        (std::mem::take(&mut self.new_children), self.wait.take())
+    }
+
+    fn live(&self) -> wasmtime::Result<&Arc<dyn WorkflowHost>> {
+        self.live
+            .as_ref()
+            .ok_or_else(|| super::host_fault("workflow calls are not available here".into()))
+    }
+
+    fn suspend(&mut self, wait: Wait) -> wasmtime::Error {
+        self.wait = Some(wait);
+        wasmtime::Error::new(Suspended)
+    }
+}
+
+/// A child's result as the guest receives it.
+fn into_wit(result: ChildResult) -> Result<String, ChildError> {
+    match result {
+        ChildResult::Ok(output) => Ok(output),
+        ChildResult::Err {
+            kind,
+            message,
+            value,
+        } => Err(ChildError {
+            kind,
+            message,
+            value,
+        }),
+    }
+}
+
+/// The trap that ends an activation whose calls no longer match its journal.
+fn diverged() -> wasmtime::Error {
+    super::host_fault(
+        "the workflow made a call its journal does not hold: workflow code must be deterministic \
+         (see the divergence)"
+            .into(),
+    )
+}
+
+/// The result of each child in `ids`, `None` for those that have not finished.
+async fn child_states(
+    host: &dyn WorkflowHost,
+    ids: &[String],
+) -> wasmtime::Result<Vec<Option<ChildResult>>> {
+    host.child_results(ids)
+        .await
+        .map_err(|e| super::host_fault(format!("reading child results failed: {e:#}")))
+}
+
+/// Fills `states` as children in `ids` finish, until the wait is [`over`] (true) or `until`
+/// passes (false). Completions committed by this process wake it at once; others are polled.
+async fn wait_in_place(
+    hg: &dyn WorkflowHost,
+    ids: &[String],
+    states: &mut [Option<ChildResult>],
+    any: bool,
+    until: Instant,
+) -> wasmtime::Result<bool> {
+    let mut poll = Duration::from_millis(1);
+    loop {
+        let open: Vec<usize> = (0..ids.len()).filter(|&i| states[i].is_none()).collect();
+        let open_ids: Vec<String> = open.iter().map(|&i| ids[i].clone()).collect();
+        // Registered before reading: a child finishing in between still wakes us.
+        let finished = hg
+            .signals()
+            .steps
+            .register(open_ids.iter().map(String::as_str));
+        let read = child_states(hg, &open_ids).await;
+        let outcome = match read {
+            Ok(read) => {
+                for (i, state) in open.into_iter().zip(read) {
+                    states[i] = state;
+                }
+                let now = Instant::now();
+                if over(states, any) {
+                    Some(Ok(true))
+                } else if now >= until {
+                    Some(Ok(false))
+                } else {
+                    tokio::select! {
+                        _ = finished.notified() => {}
+                        _ = tokio::time::sleep(poll.min(until - now)) => {
+                            poll = (poll * 2).min(LINGER_POLL);
+                        }
+                    }
+                    None
+                }
+            }
+            Err(e) => Some(Err(e)),
+        };
+        drop(finished);
+        hg.signals()
+            .steps
+            .forget(open_ids.iter().map(String::as_str));
+        if let Some(outcome) = outcome {
+            return outcome;
+        }
+    }
+}
+
+/// True when the wait for `states` is over: all have finished, or with `any` one.
+fn over(states: &[Option<ChildResult>], any: bool) -> bool {
+    if any {
+        states.iter().any(Option::is_some)
+    } else {
+        states.iter().all(Option::is_some)
+    }
+}
+
+impl HostState {
+    /// The state of each child in `ids` once the wait for them is over (all finished, or with
+    /// `any` at least one), lingering for them when allowed; `None` when the activation must
+    /// suspend instead.
+    async fn await_children(
+        &mut self,
+        ids: &[String],
+        any: bool,
+    ) -> wasmtime::Result<Option<Vec<Option<ChildResult>>>> {
+        // Children started by this activation are not stored yet: none has finished.
+        let new: HashSet<&str> = self
+            .workflow
+            .new_children
+            .iter()
+            .map(|c| c.step_id.as_str())
+            .collect();
+        let stored: Vec<usize> = (0..ids.len())
+            .filter(|&i| !new.contains(ids[i].as_str()))
+            .collect();
+        let mut states = vec![None; ids.len()];
+        if !stored.is_empty() {
+            let stored_ids: Vec<String> = stored.iter().map(|&i| ids[i].clone()).collect();
+            let read = child_states(self.workflow.live()?.as_ref(), &stored_ids).await?;
+            for (i, state) in stored.into_iter().zip(read) {
+                states[i] = state;
+            }
+        }
+        if over(&states, any) {
+            return Ok(Some(states));
+        }
+        self.linger(ids, states, any).await
+    }
+
+    /// Checkpoints the activation and waits in place for the children (see the module docs),
+    /// for at most the linger window and half the attempt's remaining execution time. `None`:
+    /// the activation must suspend (no linger, too many children, too many activations lingering
+    /// already, or the window passed).
+    async fn linger(
+        &mut self,
+        ids: &[String],
+        mut states: Vec<Option<ChildResult>>,
+        any: bool,
+    ) -> wasmtime::Result<Option<Vec<Option<ChildResult>>>> {
+        let Some(linger) = self.workflow.linger.clone() else {
+            return Ok(None);
+        };
+        let open = states.iter().filter(|s| s.is_none()).count();
+        let now = Instant::now();
+        let until = now
+            + linger
+                .window
+                .min(self.deadline.saturating_duration_since(now) / 2);
+        if open > LINGER_MAX_CHILDREN || until <= now {
+            return Ok(None);
+        }
+        let hg = self.workflow.live()?.clone();
+        // Before anything is handed to the checkpoint: with no lingering place free, suspend.
+        if !linger.activation.release_slot() {
+            return Ok(None);
+        }
+        let progress = Progress {
+            journal: self.journal.checkpoint(),
+            logs: self.logs.take_lines(),
+            children: std::mem::take(&mut self.workflow.new_children),
+        };
+        let waited = match linger.activation.checkpoint(progress).await {
+            Ok(true) => {
+                // The reads are stored history now: the end of the step does not check them.
+                self.kv.take_reads();
+                wait_in_place(hg.as_ref(), ids, &mut states, any, until).await
+            }
+            Ok(false) => Err(super::host_fault(
+                "the attempt no longer owns its step (its lease expired and it was claimed \
+                 again, or the run was cancelled)"
+                    .into(),
+            )),
+            Err(e) => Err(super::host_fault(format!(
+                "storing the workflow's progress failed: {e:#}"
+            ))),
+        };
+        linger.activation.reacquire_slot().await;
+        Ok(waited?.then_some(states))
+    }
+
+    /// Waits until at least one of `children` has finished and returns every one that has, with
+    /// its result, in the order given (journaled as `workflow.join_any`). Used by the DAG runner.
+    pub async fn join_any(
+        &mut self,
+        children: Vec<u32>,
+    ) -> wasmtime::Result<Vec<(u32, ChildResult)>> {
+        let started = self.workflow.children.len();
+        if let Some(unknown) = children.iter().find(|&&c| c as usize >= started) {
+            wasmtime::bail!("join: there is no child {unknown} (this workflow started {started})");
+        }
+        let call = Call::WorkflowJoinAny {
+            children: children.clone(),
+        };
+        match self.journal.lookup(&call) {
+            Lookup::Diverged => Err(diverged()),
+            Lookup::Recorded(Entry::WorkflowJoinAny { finished, .. }) => Ok(finished),
+            Lookup::Recorded(other) => unreachable!("journal answered `join-any` with {other:?}"),
+            Lookup::Live => {
+                let ids: Vec<String> = children
+                    .iter()
+                    .map(|&c| self.workflow.children[c as usize].clone())
+                    .collect();
+                let Some(states) = self.await_children(&ids, true).await? else {
+                    return Err(self.workflow.suspend(Wait::AnyChild(ids)));
+                };
+                let finished: Vec<(u32, ChildResult)> = children
+                    .iter()
+                    .zip(states)
+                    .filter_map(|(&c, state)| state.map(|r| (c, r)))
+                    .collect();
+                self.journal.append(Entry::WorkflowJoinAny {
+                    children,
+                    finished: finished.clone(),
+                });
+                Ok(finished)
+            }
+        }
+    }
+}
+
+impl workflow::Host for HostState {
+    async fn start(
+        &mut self,
+        task: String,
+        input: String,
+    ) -> wasmtime::Result<Result<u32, String>> {
+        let call = Call::WorkflowStart {
+            task: task.clone(),
+            input: input.clone(),
+        };
+        let options = std::mem::take(&mut self.workflow.next_child);
+        let entry = match self.journal.lookup(&call) {
+            Lookup::Diverged => return Err(diverged()),
+            Lookup::Recorded(entry) => entry,
+            Lookup::Live => {
+                let index = self.workflow.children.len();
+                let started = if index >= MAX_CHILDREN {
+                    Err(format!(
+                        "a workflow may start at most {MAX_CHILDREN} children"
+                    ))
+                } else {
+                    self.workflow
+                        .live()?
+                        .new_child(&task, &input, index as u32)
+                        .await
+                        .map(|child| {
+                            let ChildOptions { name, policy } = options;
+                            let start_deadline = policy
+                                .as_ref()
+                                .and_then(|p| p.schedule_to_start_ms)
+                                .map(|ms| micros_after(now_micros(), ms))
+                                .or(child.start_deadline);
+                            NewChild {
+                                policy,
+                                name,
+                                start_deadline,
+                                ..child
+                            }
+                        })
+                };
+                let entry = match started {
+                    Ok(child) => {
+                        let entry = Entry::WorkflowStart {
+                            task,
+                            input,
+                            child: Some(child.index),
+                            step_id: Some(child.step_id.clone()),
+                            error: None,
+                        };
+                        self.workflow.new_children.push(child);
+                        entry
+                    }
+                    Err(error) => Entry::WorkflowStart {
+                        task,
+                        input,
+                        child: None,
+                        step_id: None,
+                        error: Some(error),
+                    },
+                };
+                self.journal.append(entry.clone());
+                entry
+            }
+        };
+        match entry {
+            Entry::WorkflowStart {
+                child: Some(child),
+                step_id: Some(step_id),
+                ..
+            } => {
+                self.workflow.children.push(step_id);
+                Ok(Ok(child))
+            }
+            Entry::WorkflowStart { error, .. } => Ok(Err(error.unwrap_or_default())),
+            other => unreachable!("journal answered `start` with {other:?}"),
+        }
+    }
+
+    async fn join(
+        &mut self,
+        children: Vec<u32>,
+    ) -> wasmtime::Result<Vec<Result<String, ChildError>>> {
+        let started = self.workflow.children.len();
+        if let Some(unknown) = children.iter().find(|&&c| c as usize >= started) {
+            wasmtime::bail!("join: there is no child {unknown} (this workflow started {started})");
+        }
+        let call = Call::WorkflowJoin {
+            children: children.clone(),
+        };
+        let results = match self.journal.lookup(&call) {
+            Lookup::Diverged => return Err(diverged()),
+            Lookup::Recorded(Entry::WorkflowJoin { results, .. }) => results,
+            Lookup::Recorded(other) => unreachable!("journal answered `join` with {other:?}"),
+            Lookup::Live => {
+                let ids: Vec<String> = children
+                    .iter()
+                    .map(|&c| self.workflow.children[c as usize].clone())
+                    .collect();
+                let Some(states) = self.await_children(&ids, false).await? else {
+                    return Err(self.workflow.suspend(Wait::Children(ids)));
+                };
+                let results: Vec<ChildResult> = states.into_iter().flatten().collect();
+                self.journal.append(Entry::WorkflowJoin {
+                    children,
+                    results: results.clone(),
+                });
+                results
+            }
+        };
+        Ok(results.into_iter().map(into_wit).collect())
+    }
+
+    async fn call(
+        &mut self,
+        task: String,
+        input: String,
+    ) -> wasmtime::Result<Result<String, ChildError>> {
+        match self.start(task, input).await? {
+            Ok(child) => Ok(self.join(vec![child]).await?.remove(0)),
+            Err(message) => Ok(Err(ChildError {
+                kind: "host".into(),
+                message,
+                value: None,
+            })),
+        }
+    }
+
+    async fn sleep(&mut self, millis: u64) -> wasmtime::Result<()> {
+        let until = match self.journal.lookup(&Call::WorkflowSleep { millis }) {
+            Lookup::Diverged => return Err(diverged()),
+            Lookup::Recorded(Entry::WorkflowSleep { until, .. }) => until,
+            Lookup::Recorded(other) => unreachable!("journal answered `sleep` with {other:?}"),
+            Lookup::Live => {
+                let until = micros_after(now_micros(), millis);
+                self.journal.append(Entry::WorkflowSleep { millis, until });
+                until
+            }
+        };
+        match self.journal.lookup(&Call::WorkflowTimerFired) {
+            Lookup::Diverged => Err(diverged()),
+            Lookup::Recorded(_) => Ok(()),
+            Lookup::Live if now_micros() >= until => {
+                self.journal.append(Entry::WorkflowTimerFired);
+                Ok(())
+            }
+            Lookup::Live => Err(self.workflow.suspend(Wait::Timer(until))),
+        }
+    }
+
+    async fn wait_event(
+        &mut self,
+        name: String,
+        timeout_millis: Option<u64>,
+    ) -> wasmtime::Result<Option<String>> {
+        if let Err(e) = validate_event_name(&name) {
+            wasmtime::bail!("wait-event: {e}");
+        }
+        let call = Call::WorkflowWaitEvent {
+            name: name.clone(),
+            timeout_millis,
+        };
+        let (after, deadline) = match self.journal.lookup(&call) {
+            Lookup::Diverged => return Err(diverged()),
+            Lookup::Recorded(Entry::WorkflowWaitEvent {
+                after, deadline, ..
+            }) => (after, deadline),
+            Lookup::Recorded(other) => unreachable!("journal answered `wait-event` with {other:?}"),
+            Lookup::Live => {
+                let after = self
+                    .workflow
+                    .live()?
+                    .last_event_seq()
+                    .await
+                    .map_err(|e| super::host_fault(format!("reading events failed: {e:#}")))?;
+                let deadline = timeout_millis.map(|ms| micros_after(now_micros(), ms));
+                self.journal.append(Entry::WorkflowWaitEvent {
+                    name: name.clone(),
+                    timeout_millis,
+                    after,
+                    deadline,
+                });
+                (after, deadline)
+            }
+        };
+        let received = Call::WorkflowEvent { name: name.clone() };
+        match self.journal.lookup(&received) {
+            Lookup::Diverged => Err(diverged()),
+            Lookup::Recorded(Entry::WorkflowEvent { payload, .. }) => Ok(payload),
+            Lookup::Recorded(other) => unreachable!("journal answered an event with {other:?}"),
+            Lookup::Live => {
+                let event = self
+                    .workflow
+                    .live()?
+                    .next_event(&name, after)
+                    .await
+                    .map_err(|e| super::host_fault(format!("reading events failed: {e:#}")))?;
+                let payload = match event {
+                    Some((_, payload)) => Some(payload),
+                    None if deadline.is_some_and(|d| now_micros() >= d) => None,
+                    None => {
+                        return Err(self.workflow.suspend(Wait::Event {
+                            name,
+                            after,
+                            deadline,
+                        }))
+                    }
+                };
+                self.journal.append(Entry::WorkflowEvent {
+                    name,
+                    payload: payload.clone(),
+                });
+                Ok(payload)
+            }
+        }
+    }
+}
+
+/// Registers `hypergraph:workflow/workflow` in `linker`.
+pub fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
+    workflow::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)?;
+    Ok(())
+}

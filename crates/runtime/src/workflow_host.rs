@@ -1,0 +1,71 @@
+//! The runtime's side of a live workflow: what `hypergraph:workflow` asks of the world around an
+//! activation (see [`WorkflowHost`]), answered from this process's store, registry and signals.
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::capabilities::workflow::{ChildResult, NewChild, WorkflowHost};
+use crate::registry::function_of;
+use crate::scheduler::canonical_input;
+use crate::signals::Signals;
+use crate::store::now_micros;
+use crate::Hypergraph;
+
+#[async_trait]
+impl WorkflowHost for Hypergraph {
+    async fn child_results(&self, ids: &[String]) -> anyhow::Result<Vec<Option<ChildResult>>> {
+        let outcomes = self.store.step_outcomes(ids).await?;
+        let mut results = Vec::with_capacity(outcomes.len());
+        for outcome in &outcomes {
+            let returns_result = match self.prepared_digest(&outcome.digest).await {
+                Ok(prepared) => prepared
+                    .task(function_of(&outcome.task))
+                    .is_some_and(|t| returns_result(&t.export.ty)),
+                Err(_) => false,
+            };
+            results.push(ChildResult::of(outcome, returns_result));
+        }
+        Ok(results)
+    }
+
+    async fn new_child(&self, task: &str, input: &str, index: u32) -> Result<NewChild, String> {
+        let value: Value = serde_json::from_str(input)
+            .map_err(|e| format!("the input of `{task}` is not valid JSON: {e}"))?;
+        let resolved = self.resolve(task).await.map_err(|e| format!("{e:#}"))?;
+        let input = canonical_input(&resolved, &value).map_err(|e| format!("{e:#}"))?;
+        Ok(NewChild {
+            step_id: uuid::Uuid::now_v7().to_string(),
+            index,
+            task: resolved.name.clone(),
+            deployment: resolved.deployment.name.clone(),
+            version: resolved.deployment.version,
+            digest: resolved.deployment.digest.clone(),
+            input,
+            policy: None,
+            name: None,
+            start_deadline: resolved.deployment.policy.start_deadline(now_micros()),
+        })
+    }
+
+    async fn last_event_seq(&self) -> anyhow::Result<i64> {
+        self.store.last_event_seq().await
+    }
+
+    async fn next_event(&self, name: &str, after: i64) -> anyhow::Result<Option<(i64, String)>> {
+        self.store.next_event(name, after).await
+    }
+
+    fn signals(&self) -> &Signals {
+        &self.signals
+    }
+}
+
+/// True when `func` returns exactly one `result`: a child of such a task that succeeds hands its
+/// workflow the `ok` payload.
+fn returns_result(func: &wasmtime::component::types::ComponentFunc) -> bool {
+    let mut results = func.results();
+    matches!(
+        (results.next(), results.next()),
+        (Some(wasmtime::component::types::Type::Result(_)), None)
+    )
+}

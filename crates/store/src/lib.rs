@@ -1,0 +1,157 @@
+//! Durable storage: one trait, one implementation per database engine.
+//!
+//! Everything Hypergraph knows lives behind [`Store`]: components (content-addressed bytes),
+//! deployments (versioned names), runs, steps, attempts, the journal of every host call, and log
+//! lines. The CLI, the worker and (later) the HTTP API all read the same tables; there is no second
+//! trace store.
+//!
+//! Contracts every implementation keeps:
+//! - **Atomic completion.** [`Store::complete_steps`] commits each completion (status, output, error,
+//!   journal, logs, key-value writes, run status) in one transaction: after a crash either all of
+//!   it is visible or none. Key-value writes of a failed attempt are never applied.
+//! - **Fencing.** A completion is applied only if the step is still `running` under the same attempt
+//!   number; a stale attempt (its lease expired and the step was claimed again) gets
+//!   [`CommitOutcome::Fenced`] and changes nothing.
+//! - **Key-value isolation.** A completion ending its attempt is applied only if every key-value
+//!   read it lists ([`Completion::kv_reads`]) still holds, checked in the same transaction after
+//!   the completions before it in the batch; otherwise it gets [`CommitOutcome::Conflict`],
+//!   nothing of it is written, and the step is queued again under the same attempt number. Every
+//!   committed write stamps its key with a new version from a store-wide counter.
+//! - **Nothing outlives its step.** When a step ends (succeeded, failed or cancelled, not queued
+//!   for a retry), its unfinished descendants (children it started and did not join, their
+//!   children, ...) are cancelled in the same transaction.
+//! - **Exactly one claimant.** [`Store::claim_steps`] hands a queued step (or a running step whose
+//!   lease has expired) to exactly one caller, across threads and processes, bumping its attempt.
+//! - Timestamps are microseconds since the Unix epoch (UTC); JSON columns hold text.
+
+pub mod location;
+pub mod sqlite;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Result;
+use async_trait::async_trait;
+
+pub use hypergraph_core::model::*;
+pub use hypergraph_core::time::{micros_after, now_micros, Micros};
+
+/// The storage contract. See the module docs for the guarantees every implementation keeps.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores component bytes under their digest; storing the same digest twice is a no-op.
+    async fn put_component(&self, digest: &str, bytes: &[u8]) -> Result<()>;
+    /// The bytes of a stored component.
+    async fn component(&self, digest: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Binds `name` to `digest`. Returns the existing latest version unchanged when it already has
+    /// this digest, kind and policy, else creates version `latest + 1` (1 for a new name).
+    async fn deploy(
+        &self,
+        name: &str,
+        digest: &str,
+        kind: DeploymentKind,
+        policy: &Policy,
+    ) -> Result<Deployment>;
+    /// The newest version of a deployment.
+    async fn latest_deployment(&self, name: &str) -> Result<Option<Deployment>>;
+    /// One specific version of a deployment.
+    async fn deployment_version(&self, name: &str, version: i64) -> Result<Option<Deployment>>;
+    /// The newest version of every deployment, by name.
+    async fn deployments(&self) -> Result<Vec<Deployment>>;
+
+    /// Enqueues runs (each with its single step, status `queued`) in one transaction.
+    async fn submit_runs(&self, runs: &[NewRun]) -> Result<()>;
+    /// Claims up to `max` steps for `worker_id`: queued ones first (oldest first), then running ones
+    /// whose lease expired. Each returned step is `running` with `attempt` bumped, `assigned_at` =
+    /// now and a lease until now + `lease`.
+    async fn claim_steps(
+        &self,
+        worker_id: &str,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedStep>>;
+    /// Extends the leases of the given (step, attempt) pairs still owned by this worker.
+    async fn renew_leases(
+        &self,
+        worker_id: &str,
+        steps: &[(String, u32)],
+        lease: Duration,
+    ) -> Result<()>;
+    /// Commits completions; each one is atomic and fenced (see module docs). Outcomes are returned
+    /// in the order of `completions`.
+    async fn complete_steps(&self, completions: &[Completion]) -> Result<Vec<CommitOutcome>>;
+    /// [`Store::complete_steps`], then [`Store::claim_steps`] for `worker_id` in the same
+    /// transaction where the backend can (so children a completion created, or a workflow it
+    /// woke, are claimed without another round trip).
+    async fn complete_and_claim(
+        &self,
+        completions: &[Completion],
+        worker_id: &str,
+        max: usize,
+        lease: Duration,
+    ) -> Result<(Vec<CommitOutcome>, Vec<ClaimedStep>)> {
+        let outcomes = self.complete_steps(completions).await?;
+        let claimed = self.claim_steps(worker_id, max, lease).await?;
+        Ok((outcomes, claimed))
+    }
+
+    /// Runs matching `filter`, newest first.
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>>;
+    /// One run with all its steps and attempts.
+    async fn run(&self, id: &str) -> Result<Option<RunDetail>> {
+        self.run_view(id, &StepQuery::default()).await
+    }
+    /// One run with the steps `steps` selects (and their attempts), and every step counted by
+    /// status: reading a run with 100,000 children this way costs what the page costs.
+    async fn run_view(&self, id: &str, steps: &StepQuery) -> Result<Option<RunDetail>>;
+    /// The status of a run (cheap; used to wait for completion).
+    async fn run_status(&self, id: &str) -> Result<Option<Status>>;
+    /// The outcome of a run in one query (what `run --wait` prints).
+    async fn run_result(&self, id: &str) -> Result<Option<RunResult>>;
+    /// All log lines of a run, by step, attempt and sequence.
+    async fn run_logs(&self, id: &str) -> Result<Vec<RunLogLine>>;
+    /// The journal of one attempt, in sequence order.
+    async fn journal(&self, step_id: &str, attempt: u32) -> Result<Vec<JournalRecord>>;
+
+    /// The status, output and error of each step in `ids`, in that order.
+    async fn step_outcomes(&self, ids: &[String]) -> Result<Vec<StepOutcome>>;
+    /// The sequence number of the newest event (0 when none was sent).
+    async fn last_event_seq(&self) -> Result<i64>;
+    /// The oldest event named `name` newer than `after`: its sequence number and payload.
+    async fn next_event(&self, name: &str, after: i64) -> Result<Option<(i64, String)>>;
+    /// Records an event (payload: JSON text) and wakes every step waiting for its name. Returns
+    /// its sequence number and how many steps it woke.
+    async fn send_event(&self, name: &str, payload: &str) -> Result<(i64, u64)>;
+    /// Cancels run `id` and every unfinished step of it (children included); running attempts are
+    /// fenced off and their workers interrupt them. `None` when there is no such run.
+    async fn cancel_run(&self, id: &str) -> Result<Option<Cancelled>>;
+    /// Of the given (step, attempt) pairs, those whose step was cancelled.
+    async fn cancelled_steps(&self, steps: &[(String, u32)]) -> Result<Vec<(String, u32)>>;
+    /// Re-queues the failed and cancelled steps of a failed or cancelled run, keeping every
+    /// completed step and its output. A workflow step continues in a new attempt from its
+    /// journal up to the first join that saw a failed child, so it waits for the re-run
+    /// children and reuses everything else. `pins` moves the run and its re-queued steps to
+    /// another version of their deployment (by deployment name). Returns how many steps were
+    /// re-queued, or `None` when there is no such run.
+    async fn resume_run(
+        &self,
+        id: &str,
+        pins: &HashMap<String, (i64, String)>,
+    ) -> Result<Option<u64>>;
+
+    /// The value stored under `key` in `scope`, with its version (see [`KvRead`]).
+    async fn kv_get(&self, scope: &str, key: &str) -> Result<Option<(Vec<u8>, i64)>>;
+    /// The keys of `scope` starting with `prefix`, in byte order, at most `limit`, read in one
+    /// snapshot with the prefix's key count and newest version.
+    async fn kv_list(&self, scope: &str, prefix: &str, limit: u32) -> Result<KvListing>;
+
+    /// Records (or refreshes) a worker's registration and its last-seen time.
+    async fn register_worker(&self, worker: &WorkerInfo) -> Result<()>;
+
+    /// Releases the store's connections and leaves the database self-contained (SQLite: the
+    /// write-ahead log checkpointed into the file). Call it once, when the process is done.
+    async fn close(&self) -> Result<()> {
+        Ok(())
+    }
+}

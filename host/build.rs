@@ -1,4 +1,0 @@
-// `sqlx::migrate!` embeds host/migrations at compile time; rebuild when a migration is added.
-fn main() {
-    println!("cargo:rerun-if-changed=migrations");
-}

@@ -1,3 +1,0 @@
-fn main() {
-    hypergraph::cli::main()
-}
