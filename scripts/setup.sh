@@ -9,7 +9,7 @@
 # Python, JavaScript and C toolchains are installed by scripts/toolchains.sh (pinned versions, into
 # ~/.cache/hypergraph/toolchains); `hypergraph build` runs the same script on first use.
 #
-# Two toolchains can build wasm32-wasip2 components; host/src/builder.rs picks one the same way:
+# Two toolchains can build wasm32-wasip2 components; crates/build/src/rust.rs picks one the same way:
 #   1. rustup with the wasm32-wasip2 target (`rustup target add wasm32-wasip2`): nothing to install.
 #   2. Debian's rustc-web 1.96 rebuilding std for the target (see shared/TOOLCHAIN.md): the apt
 #      packages below plus `wasm-component-ld` from crates.io, in $CARGO_HOME/bin (~/.cargo/bin).

@@ -10,7 +10,7 @@
 # `scripts/setup.sh --lang <language>` calls this; so does `hypergraph build` on first use (the
 # binary carries a copy of this script). Everything lands under $HYPERGRAPH_TOOLCHAINS, default
 # ${XDG_CACHE_HOME:-~/.cache}/hypergraph/toolchains, except the apt packages and the cargo-installed
-# tools (in $CARGO_HOME/bin). Keep the versions here in step with host/src/builder/.
+# tools (in $CARGO_HOME/bin). Keep the versions here in step with crates/build/src/.
 #
 # Prints the toolchain's directory on stdout; progress and errors go to stderr.
 set -euo pipefail
