@@ -221,7 +221,9 @@ mod tests {
             "javascript".parse::<Language>().unwrap(),
             Language::JavaScript
         );
-        let go = "go".parse::<Language>().unwrap_err();
-        assert!(go.contains("Go is not supported yet"), "{go}");
+        assert_eq!("go".parse::<Language>().unwrap(), Language::Go);
+        assert_eq!("golang".parse::<Language>().unwrap(), Language::Go);
+        let cobol = "cobol".parse::<Language>().unwrap_err();
+        assert!(cobol.contains("use rust, python, js, c or go"), "{cobol}");
     }
 }
