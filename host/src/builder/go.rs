@@ -19,13 +19,17 @@
 //!    host runs (crate `wasi-preview1-component-adapter-provider`).
 //!
 //! Why the overlay (of runtime/mem_wasm.go and runtime/mem_sbrk.go, in `go_runtime/`). The
-//! adapter keeps its state in memory it must allocate before the Go runtime can run Go code (Go's runtime initialization itself writes to stderr, reads the clock and
-//! draws random bytes through it), so the adapter is told to allocate with `memory.grow`
-//! (`realloc_via_memory_grow`) rather than by calling the module's `cabi_realloc`, which Go
-//! refuses before its runtime is initialized. Go's heap, however, assumes it is the only one to
-//! grow linear memory: its `sbrk` grows memory by what its own bookkeeping says is missing and hands
-//! out the pages from where it last stopped, so after the adapter took a page the two would share
-//! it. The overlay moves Go's break above memory grown by someone else before every allocation.
+//! adapter keeps its state in memory it must allocate before the Go runtime can run Go code (Go's
+//! runtime initialization itself reads the clock and draws random bytes through it), so the
+//! adapter is told to allocate with `memory.grow` (`realloc_via_memory_grow`) rather than by
+//! calling the module's `cabi_realloc`, which Go would refuse (its runtime aborts a
+//! `//go:wasmexport` function called before initialization; runtime/sys_wasm.go). Go's
+//! heap, however, assumes it is the only one to grow linear memory: its `sbrk` grows memory by
+//! what its own bookkeeping says is missing and hands out the pages from where it last stopped, so
+//! after the adapter took a page the two share it. The overlay moves Go's break above memory grown
+//! by someone else before every allocation. Without it (checked with Go 1.27.3), every call of
+//! every export traps: Go's heap overwrites the adapter's state, and the adapter fails an
+//! assertion in `clock_time_get` under `runtime.main`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
