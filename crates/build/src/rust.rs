@@ -19,7 +19,10 @@
 //!    `wasi-libc`. The first build in a target directory compiles `std` (1–3 minutes); later ones
 //!    take seconds.
 //!
-//! If neither is usable the error says what is missing and to run `scripts/setup.sh` (or
+//! If neither is usable, the build installs the Debian toolchain first, as the other languages
+//! install theirs: the embedded `scripts/toolchains.sh rust` (apt packages and
+//! `cargo install wasm-component-ld`; rustup's servers need not be reachable). If that fails too,
+//! the error says what is missing and to run `scripts/setup.sh` (or
 //! `rustup target add wasm32-wasip2`).
 //!
 //! The target directory is [`BuildOptions::target_dir`], else the environment variable
@@ -95,7 +98,18 @@ impl std::fmt::Display for Toolchain {
 /// not a component.
 pub fn build_rust(crate_dir: &Path, opts: &BuildOptions) -> Result<PathBuf> {
     let crate_dir = check_crate_dir(crate_dir)?;
-    let toolchain = detect_toolchain(&crate_dir)?;
+    let toolchain = match detect_toolchain(&crate_dir) {
+        Ok(toolchain) => toolchain,
+        Err(missing) => {
+            eprintln!(
+                "hypergraph: no toolchain builds {GUEST_TARGET} components yet; installing \
+                 Debian's (scripts/toolchains.sh rust)"
+            );
+            super::project::toolchain(super::Language::Rust)
+                .map_err(|e| anyhow!("{missing:#}\n\n{e:#}"))?;
+            detect_toolchain(&crate_dir)?
+        }
+    };
     let target_dir = resolve_target_dir(
         opts.target_dir.as_deref(),
         std::env::var_os(TARGET_DIR_ENV).as_deref(),

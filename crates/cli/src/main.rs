@@ -408,9 +408,10 @@ struct WorkerArgs {
 #[derive(Args, Debug)]
 struct BuildArgs {
     /// The task project directory: a Rust crate (Cargo.toml), a Python project (pyproject.toml,
-    /// or app.py with a wit/), a JavaScript project (package.json) or C sources with a wit/.
+    /// or app.py with a wit/), a JavaScript project (package.json), a Go module (go.mod) or C
+    /// sources with a wit/.
     dir: PathBuf,
-    /// The project's language (rust, python, js, c) [default: detected from its files].
+    /// The project's language (rust, python, js, c, go) [default: detected from its files].
     #[arg(long, value_parser = parse_language)]
     language: Option<Language>,
     /// Debug build instead of release.
@@ -425,7 +426,7 @@ struct BuildArgs {
 
 #[derive(Args, Debug)]
 struct NewArgs {
-    /// The language: rust, python, js or c.
+    /// The language: rust, python, js, c or go.
     #[arg(value_parser = parse_language)]
     language: Language,
     /// The directory to create (its name names the project, its world and its deployment).

@@ -1,9 +1,10 @@
-//! Tasks in Python, JavaScript and C, end to end through the real `hypergraph` binary: every
+//! Tasks in Python, JavaScript, C and Go, end to end through the real `hypergraph` binary: every
 //! component is built by `hypergraph build` (toolchains installed on first use), deployed and run
 //! as a user would, and each language is held to the host's guarantees: a fresh instance per run,
 //! journaled non-determinism that replays `identical` (from the database and from a bundle),
 //! workflows that resume without re-running completed children (a SIGKILLed server included),
-//! and failures that say what happened (a Python traceback, a JavaScript stack, a C trap).
+//! and failures that say what happened (a Python traceback, a JavaScript stack, a C trap, a Go
+//! panic).
 //! `hypergraph new` projects in every language build and run unchanged, and one Python workflow
 //! calls a Rust, a JavaScript and a C task in one run.
 
@@ -309,6 +310,20 @@ fn c_keeps_every_guarantee() {
     guarantees("c", &["trap", "unreachable", "exports_task_fail"]);
 }
 
+#[test]
+fn go_keeps_every_guarantee() {
+    guarantees(
+        "go",
+        &[
+            "trap",
+            "panic: giving up: boom",
+            "goroutine 1 [running]",
+            "main.inner",
+            "main.fail",
+        ],
+    );
+}
+
 /// A Python and a JavaScript workflow fan out to children of their own deployment: every child
 /// runs once, and the workflow, re-executed from its journal after the join, starts none again.
 #[test]
@@ -397,7 +412,7 @@ fn killed_server_mid_python_fan_out_resumes_without_rerunning_completed_children
 #[test]
 fn new_projects_build_deploy_and_run_in_every_language() {
     let cli = Cli::new();
-    for lang in ["python", "js", "c", "rust"] {
+    for lang in ["python", "js", "c", "go", "rust"] {
         let dir = cli.dir.path().join(format!("hello-{lang}"));
         let created = cli.ok(&["new", lang, dir.to_str().unwrap(), "--workflow"]);
         assert!(created.contains("wit/world.wit"), "{created}");
@@ -427,8 +442,12 @@ fn new_projects_build_deploy_and_run_in_every_language() {
         Some(2),
         "new refuses a directory in use"
     );
-    let go = cli.run(&["new", "go", cli.dir.path().join("x").to_str().unwrap()]);
-    assert!(String::from_utf8_lossy(&go.stderr).contains("Go is not supported yet"));
+    let unknown = cli.run(&["new", "cobol", cli.dir.path().join("x").to_str().unwrap()]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("use rust, python, js, c or go"),
+        "{unknown:?}"
+    );
 }
 
 /// examples/polyglot: one Python workflow run calls a Rust, a JavaScript and a C task; `runs

@@ -1,7 +1,7 @@
 //! `cargo bench -p hypergraph --bench polyglot`: what a task costs in each guest language.
 //!
 //! Builds the `bump` guest of each language with `hypergraph build` (`tests/guests/rust-bump`,
-//! `tests/guests/<python|js|c>-guarantees`), then measures per language:
+//! `tests/guests/<python|js|c|go>-guarantees`), then measures per language:
 //!
 //! 1. component size;
 //! 2. first compile (`Component::new`, no cache);
@@ -13,7 +13,9 @@
 //!    drained by one in-process worker (instantiate, call, commit per run).
 //!
 //! `HYPERGRAPH_BENCH_QUICK=1` for a smoke run; `HYPERGRAPH_BENCH_LANGS=python,js` to pick
-//! languages; `HYPERGRAPH_BENCH_PROFILE=python` loops (4) only, for a profiler.
+//! languages; `HYPERGRAPH_BENCH_PROFILE=python` loops (4) only, for a profiler or an A/B
+//! comparison (`HYPERGRAPH_BENCH_PROFILE_CALLS`, default 100,000 calls; the compile cache is
+//! `target/bench-profile-compile-cache`, so only the first such run compiles).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,6 +39,7 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ("python", "tests/guests/python-guarantees", "bump"),
     ("js", "tests/guests/js-guarantees", "bump"),
     ("c", "tests/guests/c-guarantees", "bump"),
+    ("go", "tests/guests/go-guarantees", "bump"),
 ];
 
 fn quick() -> bool {
@@ -109,16 +112,21 @@ async fn run() -> anyhow::Result<()> {
         let bytes = std::fs::read(&path)?;
         let work = tempfile::tempdir()?;
 
-        // 2. first compile, no cache.
-        let engine = Engine::new(EngineOptions::default())?;
-        let started = Instant::now();
-        engine.compile(&bytes)?;
-        let compile = started.elapsed();
-        drop(engine);
+        // 2. first compile, no cache (not in profile mode, which reuses one compile cache).
+        let mut compile = Duration::ZERO;
+        if profile.is_none() {
+            let engine = Engine::new(EngineOptions::default())?;
+            let started = Instant::now();
+            engine.compile(&bytes)?;
+            compile = started.elapsed();
+        }
 
         // The deployment everything else uses; its compile fills the disk cache.
         let store = SqliteStore::open(&work.path().join("bench.db")).await?;
-        let cache = work.path().join("cache");
+        let cache = match profile {
+            Some(_) => repo().join("target/bench-profile-compile-cache"),
+            None => work.path().join("cache"),
+        };
         let hg = Hypergraph::new(Arc::new(store), Some(cache.clone()))?;
         let report = hg.deploy(lang, &bytes, &Policy::default()).await?;
         let prepared = hg.prepared(&report.deployment).await?;
@@ -126,7 +134,7 @@ async fn run() -> anyhow::Result<()> {
 
         // 3. load from the disk cache in a new process.
         let mut loads = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..if profile.is_some() { 0 } else { 3 } {
             let started = Instant::now();
             let status = std::process::Command::new(std::env::current_exe()?)
                 .arg("--load")
@@ -140,7 +148,13 @@ async fn run() -> anyhow::Result<()> {
 
         // 4. fresh instance + trivial call.
         let limits = Limits::default();
-        let iterations = if profile.is_some() { 100_000 } else { calls };
+        let iterations = match &profile {
+            Some(_) => std::env::var("HYPERGRAPH_BENCH_PROFILE_CALLS")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(100_000),
+            None => calls,
+        };
         let mut latencies = Vec::with_capacity(iterations);
         for i in 0..iterations {
             let started = Instant::now();
@@ -173,7 +187,12 @@ async fn run() -> anyhow::Result<()> {
         }
         latencies.sort();
         if profile.is_some() {
-            println!("{lang}: p50 {}", ms(percentile(&latencies, 0.5)));
+            println!(
+                "{lang}: p50 {} p90 {} mean {}",
+                ms(percentile(&latencies, 0.5)),
+                ms(percentile(&latencies, 0.9)),
+                ms(latencies.iter().sum::<Duration>() / latencies.len() as u32)
+            );
             return Ok(());
         }
 

