@@ -80,24 +80,35 @@ pub struct InvocationContext {
 }
 
 /// The store data of one instance: fresh per attempt.
+///
+/// Capability state that costs something to build (the WASI context with its clocks, random
+/// generators and stdio; the HTTP context) is built on the guest's first call into that
+/// capability, so a task that imports nothing, or only a little, pays only for what it uses. The
+/// behaviour is the same either way: every value is journaled, and the monotonic clock still
+/// counts from the start of the attempt.
 pub struct HostState {
-    wasi: WasiCtx,
+    /// Built on first use by [`WasiView::ctx`].
+    wasi: Option<WasiCtx>,
     table: ResourceTable,
     pub context: InvocationContext,
     pub logs: log::LogSink,
     pub limiter: InstanceLimiter,
     pub journal: Journal,
     pub kv: kv::KvState,
-    http: http::HttpState,
+    /// Built on first use by `WasiHttpView::http`.
+    http: Option<http::HttpState>,
+    http_allow: http::HttpAllowlist,
     pub workflow: workflow::WorkflowState,
+    /// When the attempt started (the origin of the guest's monotonic clock).
+    started: Instant,
     /// When the attempt's execution time runs out.
     pub deadline: Instant,
 }
 
 impl HostState {
-    /// Builds the state for one attempt: capped log capture and a WASI context whose only sources
-    /// of outside values are the clocks and random generators answered by `journal` (recording
-    /// live values, or replaying recorded ones).
+    /// Builds the state for one attempt: capped log capture and (on first use) a WASI context
+    /// whose only sources of outside values are the clocks and random generators answered by
+    /// `journal` (recording live values, or replaying recorded ones).
     pub fn new(
         context: InvocationContext,
         limits: &Limits,
@@ -106,38 +117,45 @@ impl HostState {
         workflow: workflow::WorkflowState,
     ) -> HostState {
         let logs = log::LogSink::new(limits, journal.clone());
-        let wasi = wasi::build_ctx(&journal, &logs);
-        let deadline = Instant::now() + limits.timeout;
-        let http = http::HttpState::new(
-            limits.http_allow.clone(),
-            journal.clone(),
-            logs.clone(),
-            deadline,
-        );
+        let started = Instant::now();
         HostState {
-            wasi,
+            wasi: None,
             table: ResourceTable::new(),
             context,
             logs,
             limiter: InstanceLimiter::new(limits.memory_bytes),
             journal,
             kv,
-            http,
+            http: None,
+            http_allow: limits.http_allow.clone(),
             workflow,
-            deadline,
+            started,
+            deadline: started + limits.timeout,
         }
     }
 
-    /// The resource table and the HTTP state, borrowed together for wasmtime-wasi-http.
+    /// The resource table and the HTTP state (built on first use), borrowed together for
+    /// wasmtime-wasi-http.
     fn http_parts(&mut self) -> (&mut ResourceTable, &mut http::HttpState) {
-        (&mut self.table, &mut self.http)
+        let http = self.http.get_or_insert_with(|| {
+            http::HttpState::new(
+                std::mem::take(&mut self.http_allow),
+                self.journal.clone(),
+                self.logs.clone(),
+                self.deadline,
+            )
+        });
+        (&mut self.table, http)
     }
 }
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let wasi = self
+            .wasi
+            .get_or_insert_with(|| wasi::build_ctx(&self.journal, &self.logs, self.started));
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: wasi,
             table: &mut self.table,
         }
     }

@@ -59,8 +59,9 @@ pub const INTERFACES: &[&str] = &[
     "wasi:sockets/ip-name-lookup@0.2.12",
 ];
 
-/// Builds the WASI context of one attempt.
-pub fn build_ctx(journal: &Journal, logs: &LogSink) -> WasiCtx {
+/// Builds the WASI context of one attempt that started at `started` (the origin of its
+/// monotonic clock).
+pub fn build_ctx(journal: &Journal, logs: &LogSink, started: Instant) -> WasiCtx {
     let mut builder = WasiCtxBuilder::new();
     builder
         .stdout(StdStream::stdout(logs))
@@ -70,7 +71,7 @@ pub fn build_ctx(journal: &Journal, logs: &LogSink) -> WasiCtx {
         })
         .monotonic_clock(RecordingMonotonicClock {
             journal: journal.clone(),
-            initial: Instant::now(),
+            initial: started,
         })
         .secure_random(RecordingRng::new(journal.clone(), true))
         .insecure_random(RecordingRng::new(journal.clone(), false))

@@ -12,7 +12,8 @@
 //!     repeats the bulk variant on a database that already holds 50,000 completed runs.
 //!
 //! Each measurement is repeated and the median round is reported. Set
-//! `HYPERGRAPH_BENCH_QUICK=1` for a fast smoke run.
+//! `HYPERGRAPH_BENCH_QUICK=1` for a fast smoke run, and `HYPERGRAPH_BENCH_INVOKE_ONLY=1` to
+//! measure (a) and (b) alone.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -111,6 +112,12 @@ async fn main() -> anyhow::Result<()> {
         full_rounds.push(start.elapsed().as_secs_f64() * 1e6 / iterations as f64);
     }
     let full = median(full_rounds);
+    if std::env::var_os("HYPERGRAPH_BENCH_INVOKE_ONLY").is_some() {
+        println!("| (a) raw wasmtime instantiate + call | {raw:.2} µs/op |");
+        println!("| (b) Hypergraph invoke (in memory) | {full:.2} µs/op |");
+        println!("| (b)/(a) | {:.2}x |", full / raw);
+        return Ok(());
+    }
 
     // (c) durable, closed loop: 64 clients submit-then-wait, each round on a fresh database.
     let mut closed = Vec::new();

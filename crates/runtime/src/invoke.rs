@@ -122,7 +122,9 @@ pub async fn invoke(
             }
         }
     };
+    // Biased: the call first, so an attempt that finishes at once never arms the watchdog's timer.
     let result = tokio::select! {
+        biased;
         result = call(&mut store, prepared, task, invocation.params, limits) => Some(result),
         () = blocked_too_long => None,
     };
