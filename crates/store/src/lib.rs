@@ -24,6 +24,8 @@
 //!   lease has expired) to exactly one caller, across threads and processes, bumping its attempt.
 //! - Timestamps are microseconds since the Unix epoch (UTC); JSON columns hold text.
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod location;
 pub mod sqlite;
 

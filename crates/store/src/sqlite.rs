@@ -49,7 +49,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -65,12 +65,13 @@ use sqlx::{ConnectOptions, Row};
 
 use super::location::DbLocation;
 use super::{
-    now_micros, AttemptDetail, Cancelled, ClaimedStep, CommitOutcome, Completion, Deployment,
-    DeploymentKind, JournalRecord, KvListing, KvRead, KvWrite, LogRecord, Micros, NewRun, Policy,
-    PolicyOverride, RunDetail, RunFilter, RunLogLine, RunResult, RunSummary, Status, StepDetail,
-    StepOutcome, StepQuery, Store, WorkerInfo,
+    AttemptDetail, Cancelled, ClaimedStep, CommitOutcome, Completion, Deployment, DeploymentKind,
+    JournalRecord, KvListing, KvRead, KvWrite, LogRecord, Micros, NewRun, Policy, PolicyOverride,
+    RunDetail, RunFilter, RunLogLine, RunResult, RunSummary, Status, StepDetail, StepOutcome,
+    StepQuery, Store, WorkerInfo,
 };
 use hypergraph_core::limits::max_lost_leases;
+use hypergraph_core::time::{Clock, SystemClock};
 
 mod workflow;
 
@@ -117,6 +118,8 @@ pub struct SqliteStore {
     policies: Mutex<HashMap<(String, i64), Policy>>,
     /// When claims next apply deadlines and fire timers (microseconds since the epoch).
     next_sweep: AtomicI64,
+    /// Where every timestamp this store writes and every deadline it checks comes from.
+    clock: Arc<dyn Clock>,
     /// The private directory holding an in-memory store's file, removed with the store.
     _private: Option<tempfile::TempDir>,
 }
@@ -136,6 +139,14 @@ impl SqliteStore {
     /// Fails with an error naming `path` when the directory cannot be created, the file cannot be
     /// opened or written, or the file exists but is not a SQLite database.
     pub async fn open(path: &Path) -> Result<SqliteStore> {
+        Self::open_with_clock(path, Arc::new(SystemClock)).await
+    }
+
+    /// [`SqliteStore::open`] with the time read from `clock` instead of the system clock: every
+    /// timestamp the store writes (claims, leases, completions of deadlines and cancellations,
+    /// events, deployments, key-value updates, worker registrations) and every comparison with
+    /// "now" (expired leases, deadlines, timers, backoff) uses `clock.now()`.
+    pub async fn open_with_clock(path: &Path, clock: Arc<dyn Clock>) -> Result<SqliteStore> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).with_context(|| {
                 format!(
@@ -145,7 +156,7 @@ impl SqliteStore {
                 )
             })?;
         }
-        Self::open_file(path.to_path_buf(), path.display().to_string(), None).await
+        Self::open_file(path.to_path_buf(), path.display().to_string(), None, clock).await
     }
 
     /// Opens a database by location: a path, a `sqlite:` URL (see [`DbLocation::parse`]), or
@@ -157,13 +168,22 @@ impl SqliteStore {
 
     /// Opens the database at `location` (see [`SqliteStore::open_url`]).
     pub async fn open_location(location: &DbLocation) -> Result<SqliteStore> {
+        Self::open_location_with_clock(location, Arc::new(SystemClock)).await
+    }
+
+    /// [`SqliteStore::open_location`] with the time read from `clock` (see
+    /// [`SqliteStore::open_with_clock`]).
+    pub async fn open_location_with_clock(
+        location: &DbLocation,
+        clock: Arc<dyn Clock>,
+    ) -> Result<SqliteStore> {
         match location {
-            DbLocation::Sqlite(path) => Self::open(path).await,
+            DbLocation::Sqlite(path) => Self::open_with_clock(path, clock).await,
             DbLocation::SqliteMemory => {
                 let dir =
                     tempfile::tempdir().context("cannot create a private database directory")?;
                 let path = dir.path().join("hypergraph.db");
-                Self::open_file(path, location.to_string(), Some(dir)).await
+                Self::open_file(path, location.to_string(), Some(dir), clock).await
             }
         }
     }
@@ -172,6 +192,7 @@ impl SqliteStore {
         path: PathBuf,
         location: String,
         private: Option<tempfile::TempDir>,
+        clock: Arc<dyn Clock>,
     ) -> Result<SqliteStore> {
         let options = SqliteConnectOptions::new()
             .filename(&path)
@@ -234,9 +255,15 @@ impl SqliteStore {
             point_readers: Mutex::new(Vec::new()),
             location,
             policies: Mutex::new(HashMap::new()),
-            next_sweep: AtomicI64::new(0),
+            next_sweep: AtomicI64::new(i64::MIN),
+            clock,
             _private: private,
         })
+    }
+
+    /// The clock this store reads the time from.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     /// What this store was opened from (a path or URL).
@@ -349,7 +376,7 @@ impl SqliteStore {
         max: usize,
         lease: Duration,
     ) -> Result<Vec<ClaimedStep>> {
-        let now = now_micros();
+        let now = self.clock.now();
         let lease_until = now.saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
         let sweep = self.next_sweep.load(Ordering::Relaxed) <= now;
         if sweep {
@@ -513,7 +540,7 @@ impl SqliteStore {
                     "UPDATE steps SET lost_leases = lost_leases + 1 WHERE id IN ({list})"
                 )]
             })?;
-            apply_completions(conn, &encode(&outlived)?)?;
+            apply_completions(conn, &encode(&outlived)?, now)?;
         }
         let lost = json!({
             "kind": "lease_expired",
@@ -638,7 +665,7 @@ impl Store for SqliteStore {
                     "INSERT INTO components (digest, bytes, size, created_at) VALUES (?, ?, ?, ?) \
                      ON CONFLICT (digest) DO NOTHING",
                 )?
-                .execute((digest, bytes, bytes.len() as i64, now_micros()))?;
+                .execute((digest, bytes, bytes.len() as i64, self.clock.now()))?;
                 Ok(())
             },
         )
@@ -683,7 +710,7 @@ impl Store for SqliteStore {
                 digest: digest.to_string(),
                 kind,
                 policy: policy.clone(),
-                created_at: now_micros(),
+                created_at: self.clock.now(),
             };
             conn.prepare_cached(
                 "INSERT INTO deployments (name, version, digest, policy, created_at, kind) \
@@ -831,8 +858,10 @@ impl Store for SqliteStore {
         if steps.is_empty() {
             return Ok(());
         }
-        let until =
-            now_micros().saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
+        let until = self
+            .clock
+            .now()
+            .saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
         self.write(
             || "cannot renew leases".to_string(),
             |conn| {
@@ -866,7 +895,7 @@ impl Store for SqliteStore {
 
         self.write(
             || format!("cannot commit {} completion(s)", completions.len()),
-            |conn| apply_completions(conn, &encoded),
+            |conn| apply_completions(conn, &encoded, self.clock.now()),
         )
         .await
     }
@@ -882,7 +911,7 @@ impl Store for SqliteStore {
         self.write(
             || format!("cannot commit {} completion(s)", completions.len()),
             |conn| {
-                let outcomes = apply_completions(conn, &encoded)?;
+                let outcomes = apply_completions(conn, &encoded, self.clock.now())?;
                 let claimed = if max > 0 {
                     self.claim(conn, worker_id, max, lease)?
                 } else {
@@ -1272,7 +1301,7 @@ impl Store for SqliteStore {
     async fn send_event(&self, name: &str, payload: &str) -> Result<(i64, u64)> {
         self.write(
             || format!("cannot send event `{name}`"),
-            |conn| workflow::send_event(conn, name, payload),
+            |conn| workflow::send_event(conn, name, payload, self.clock.now()),
         )
         .await
     }
@@ -1280,7 +1309,7 @@ impl Store for SqliteStore {
     async fn cancel_run(&self, id: &str) -> Result<Option<Cancelled>> {
         self.write(
             || format!("cannot cancel run {id}"),
-            |conn| workflow::cancel_run(conn, id),
+            |conn| workflow::cancel_run(conn, id, self.clock.now()),
         )
         .await
     }
@@ -1324,7 +1353,7 @@ impl Store for SqliteStore {
                     worker.pid,
                     &worker.version,
                     worker.started_at,
-                    now_micros(),
+                    self.clock.now(),
                 ))?;
                 Ok(())
             },
@@ -1374,7 +1403,11 @@ fn encode(completions: &[Completion]) -> Result<Vec<Encoded<'_>>> {
 
 /// Applies `encoded` completions in order inside the caller's transaction; see
 /// [`Store::complete_steps`].
-fn apply_completions(conn: &Connection, encoded: &[Encoded<'_>]) -> Result<Vec<CommitOutcome>> {
+fn apply_completions(
+    conn: &Connection,
+    encoded: &[Encoded<'_>],
+    now: Micros,
+) -> Result<Vec<CommitOutcome>> {
     let mut outcomes = vec![CommitOutcome::Fenced; encoded.len()];
     // Completions are applied in order. A batch is split into segments in which every step
     // appears at most once; each segment is applied with a few multi-row statements, and a
@@ -1404,7 +1437,7 @@ fn apply_completions(conn: &Connection, encoded: &[Encoded<'_>]) -> Result<Vec<C
             }
             let done = fence_and_complete(conn, &[e])?;
             if !done.is_empty() && e.c.status == Status::Succeeded {
-                apply_kv_writes(conn, &e.c.kv_writes)?;
+                apply_kv_writes(conn, &e.c.kv_writes, now)?;
             }
             applied.extend(done);
         }
@@ -1455,7 +1488,7 @@ fn apply_completions(conn: &Connection, encoded: &[Encoded<'_>]) -> Result<Vec<C
     }
 
     let committed_completions: Vec<&Completion> = committed.iter().map(|e| e.c).collect();
-    workflow::insert_children(conn, &committed_completions)?;
+    workflow::insert_children(conn, &committed_completions, now)?;
     workflow::settle_waits(conn, &committed_completions)?;
     let finished: Vec<&str> = committed_completions
         .iter()
@@ -1463,7 +1496,7 @@ fn apply_completions(conn: &Connection, encoded: &[Encoded<'_>]) -> Result<Vec<C
         .map(|c| c.step_id.as_str())
         .collect();
     workflow::wake_parents(conn, &finished)?;
-    workflow::cancel_abandoned(conn, &finished)?;
+    workflow::cancel_abandoned(conn, &finished, now)?;
 
     let journal: Vec<(&Completion, &JournalRecord)> = committed
         .iter()
@@ -1558,14 +1591,13 @@ fn requeue_conflicted(conn: &Connection, c: &Completion) -> Result<CommitOutcome
 
 /// Applies the key-value writes of one committed completion, in order (later wins), stamping
 /// every key it writes with the next version of the store-wide counter.
-fn apply_kv_writes(conn: &Connection, writes: &[KvWrite]) -> Result<()> {
+fn apply_kv_writes(conn: &Connection, writes: &[KvWrite], now: Micros) -> Result<()> {
     if writes.is_empty() {
         return Ok(());
     }
     let stamp: i64 = conn
         .prepare_cached("UPDATE kv_clock SET stamp = stamp + 1 WHERE id = 1 RETURNING stamp")?
         .query_row([], |r| r.get(0))?;
-    let now = now_micros();
     for write in writes {
         match &write.value {
             Some(value) => conn

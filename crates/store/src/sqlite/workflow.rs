@@ -14,9 +14,7 @@ use super::{
     chunks, execute_for_ids, insert_rows, json_of, opt_json, placeholders, status_of, u32_of,
 };
 
-use crate::{
-    now_micros, Cancelled, Completion, JournalRecord, NewChild, Status, StepOutcome, Wait,
-};
+use crate::{Cancelled, Completion, JournalRecord, NewChild, Status, StepOutcome, Wait};
 use hypergraph_core::journal::{resume_cut, Entry};
 
 /// The journal a resuming workflow continues: that of the newest attempt of `step_id` that has
@@ -73,7 +71,11 @@ pub(super) fn step_state(
 }
 
 /// Creates the children started by committed activations, queued.
-pub(super) fn insert_children(conn: &Connection, committed: &[&Completion]) -> Result<()> {
+pub(super) fn insert_children(
+    conn: &Connection,
+    committed: &[&Completion],
+    now: i64,
+) -> Result<()> {
     let rows: Vec<(&Completion, &NewChild, String, Option<String>)> = committed
         .iter()
         .flat_map(|c| {
@@ -87,7 +89,6 @@ pub(super) fn insert_children(conn: &Connection, committed: &[&Completion]) -> R
             })
         })
         .collect();
-    let now = now_micros();
     insert_rows(
         conn,
         "INSERT INTO steps (id, run_id, task, deployment, version, digest, input, status, \
@@ -245,13 +246,18 @@ pub(super) async fn next_event(
 }
 
 /// See [`crate::store::Store::send_event`].
-pub(super) fn send_event(conn: &Connection, name: &str, payload: &str) -> Result<(i64, u64)> {
+pub(super) fn send_event(
+    conn: &Connection,
+    name: &str,
+    payload: &str,
+    now: i64,
+) -> Result<(i64, u64)> {
     json_of(payload.to_string()).context("an event payload must be JSON")?;
     let seq: i64 = conn
         .prepare_cached(
             "INSERT INTO events (name, payload, created_at) VALUES (?, ?, ?) RETURNING seq",
         )?
-        .query_row((name, payload, now_micros()), |r| r.get(0))?;
+        .query_row((name, payload, now), |r| r.get(0))?;
     let woken = conn
         .prepare_cached(
             "UPDATE steps SET wait = NULL, wait_event = NULL, wake_at = NULL \
@@ -262,12 +268,12 @@ pub(super) fn send_event(conn: &Connection, name: &str, payload: &str) -> Result
 }
 
 /// See [`crate::store::Store::cancel_run`].
-pub(super) fn cancel_run(conn: &Connection, id: &str) -> Result<Option<Cancelled>> {
+pub(super) fn cancel_run(conn: &Connection, id: &str, now: i64) -> Result<Option<Cancelled>> {
     let error = json!({
         "kind": "cancelled",
         "message": "the run was cancelled",
     });
-    end_run(conn, id, Status::Cancelled, &error)
+    end_run(conn, id, Status::Cancelled, &error, now)
 }
 
 /// Ends an unfinished run with `status` and `error`, cancelling its unfinished steps (their
@@ -277,6 +283,7 @@ fn end_run(
     id: &str,
     status: Status,
     error: &serde_json::Value,
+    now: i64,
 ) -> Result<Option<Cancelled>> {
     let current: Option<String> = conn
         .prepare_cached("SELECT status FROM runs WHERE id = ?")?
@@ -297,7 +304,6 @@ fn end_run(
         )?
         .query_map([id], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
-    let now = now_micros();
     let error = error.to_string();
     let steps = cancel_steps(conn, &unfinished, now, &error)?;
     conn.prepare_cached("UPDATE runs SET status = ?, completed_at = ?, error = ? WHERE id = ?")?
@@ -311,7 +317,7 @@ fn end_run(
 /// Cancels the unfinished descendants of steps that just ended (`ended`, none of them queued
 /// for a retry): a workflow that ends takes the children it did not join with it, and theirs,
 /// so nothing of a finished step runs on. Their workers interrupt running attempts.
-pub(super) fn cancel_abandoned(conn: &Connection, ended: &[&str]) -> Result<()> {
+pub(super) fn cancel_abandoned(conn: &Connection, ended: &[&str], now: i64) -> Result<()> {
     let mut abandoned: Vec<String> = Vec::new();
     for chunk in chunks(ended) {
         let sql = format!(
@@ -335,7 +341,7 @@ pub(super) fn cancel_abandoned(conn: &Connection, ended: &[&str]) -> Result<()> 
         "message": "its workflow ended before it finished (a workflow takes the children it did not join with it)",
     })
     .to_string();
-    cancel_steps(conn, &abandoned, now_micros(), &error)?;
+    cancel_steps(conn, &abandoned, now, &error)?;
     Ok(())
 }
 
@@ -406,7 +412,7 @@ pub(super) fn expire(conn: &Connection, now: i64) -> Result<()> {
             "kind": "run_timeout",
             "message": "the run did not finish before its deadline (the deployment's run timeout)",
         });
-        end_run(conn, &id, Status::Failed, &error)?;
+        end_run(conn, &id, Status::Failed, &error, now)?;
     }
     Ok(())
 }
