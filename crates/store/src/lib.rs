@@ -26,6 +26,7 @@
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod decide;
 pub mod location;
 pub mod sqlite;
 

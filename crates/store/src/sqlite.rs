@@ -56,7 +56,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use async_trait::async_trait;
 use rusqlite::types::ToSql;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
-use serde_json::{json, Value};
+use serde_json::Value;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -70,10 +70,104 @@ use super::{
     RunDetail, RunFilter, RunLogLine, RunResult, RunSummary, Status, StepDetail, StepOutcome,
     StepQuery, Store, WorkerInfo,
 };
-use hypergraph_core::limits::max_lost_leases;
 use hypergraph_core::time::{Clock, SystemClock};
 
 mod workflow;
+
+use crate::decide::{self, ExpiredLease, RawClaim, Tx};
+
+/// The [`Tx`] primitives on the writer connection, inside the caller's `BEGIN IMMEDIATE`
+/// transaction.
+struct SqliteTx<'a> {
+    store: &'a SqliteStore,
+    conn: &'a Connection,
+}
+
+impl Tx for SqliteTx<'_> {
+    fn expired_leases(&mut self, now: Micros, max: usize) -> Result<Vec<ExpiredLease>> {
+        let rows = self
+            .conn
+            .prepare_cached(
+                "SELECT id, attempt, lost_leases, deployment, version, policy, run_id, worker_id \
+                 FROM steps WHERE status = 'running' AND lease_expires_at < ? \
+                 ORDER BY lease_expires_at LIMIT ?",
+            )?
+            .query_map((now, max as i64), |r| {
+                Ok(ExpiredLease {
+                    step_id: r.get(0)?,
+                    attempt: r.get(1)?,
+                    lost_leases: r.get(2)?,
+                    deployment: r.get(3)?,
+                    version: r.get(4)?,
+                    overrides: r.get(5)?,
+                    run_id: r.get(6)?,
+                    worker_id: r.get(7)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn step_policy(
+        &mut self,
+        deployment: &str,
+        version: i64,
+        overrides: Option<&str>,
+    ) -> Result<Policy> {
+        self.store
+            .step_policy(self.conn, deployment, version, overrides)
+    }
+
+    fn count_lost_lease(&mut self, ids: &[&str]) -> Result<()> {
+        execute_for_ids(self.conn, ids, |list| {
+            [format!(
+                "UPDATE steps SET lost_leases = lost_leases + 1 WHERE id IN ({list})"
+            )]
+        })
+    }
+
+    fn apply_completions(&mut self, completions: &[Completion], now: Micros) -> Result<()> {
+        apply_completions(self.conn, &encode(completions)?, now)?;
+        Ok(())
+    }
+
+    fn reclaim(
+        &mut self,
+        ids: &[&str],
+        worker_id: &str,
+        now: Micros,
+        lease_until: Micros,
+        error: &str,
+    ) -> Result<Vec<RawClaim>> {
+        let conn = self.conn;
+        let mut claimed = Vec::with_capacity(ids.len());
+        for chunk in chunks(ids) {
+            let list = placeholders(chunk.len());
+            let mut params: Vec<&dyn ToSql> = vec![&worker_id, &now, &lease_until];
+            params.extend(chunk.iter().map(|id| id as &dyn ToSql));
+            let stepped = steps_of(
+                conn,
+                &format!(
+                    "UPDATE steps SET status = 'running', attempt = attempt + 1, rerun = 0, \
+                     lost_leases = lost_leases + 1, worker_id = ?, assigned_at = ?, \
+                     started_at = NULL, lease_expires_at = ? WHERE id IN ({list}) \
+                     {CLAIM_RETURNING}"
+                ),
+                params.as_slice(),
+                now,
+            )?;
+            for (step, ..) in &stepped {
+                conn.prepare_cached(
+                    "UPDATE attempts SET status = 'failed', completed_at = ?, error = ? \
+                     WHERE step_id = ? AND attempt = ? AND status = 'running'",
+                )?
+                .execute((now, error, &step.step_id, step.attempt - 1))?;
+            }
+            claimed.extend(stepped);
+        }
+        Ok(claimed)
+    }
+}
 
 /// How long a statement waits for another process's write lock before failing with
 /// `database is locked`.
@@ -397,7 +491,13 @@ impl SqliteStore {
         }
         // Steps whose worker died come first: they are the oldest work, and a queue that never
         // runs dry must not starve them.
-        let mut claimed = self.reclaim_expired(conn, worker_id, max, now, lease_until)?;
+        let mut claimed = decide::claim::reclaim_expired(
+            &mut SqliteTx { store: self, conn },
+            worker_id,
+            max,
+            now,
+            lease_until,
+        )?;
         if claimed.len() < max {
             // The subquery and the update are one statement under the write lock: nobody else
             // can claim the same rows in between. A resumed workflow continues its attempt, and
@@ -443,137 +543,14 @@ impl SqliteStore {
         })?;
         let mut steps = Vec::with_capacity(claimed.len());
         for (mut step, activations, overrides) in claimed {
-            step.policy = self.step_policy(conn, &step.deployment, step.version, overrides)?;
+            step.policy =
+                self.step_policy(conn, &step.deployment, step.version, overrides.as_deref())?;
             if activations > 0 {
                 (step.resume, step.resume_attempt) = workflow::resume_journal(conn, &step.step_id)?;
             }
             steps.push(step);
         }
         Ok(steps)
-    }
-
-    /// Claims up to `max` running steps whose lease expired before `now`, each under a new
-    /// attempt (the lost one is recorded as `lease_expired`), in the caller's transaction. A
-    /// step that has lost as many leases as its policy's `max_lost_leases` allows is failed
-    /// instead (`lease_expired`, saying how many workers it outlived), like any failed step.
-    fn reclaim_expired(
-        &self,
-        conn: &Connection,
-        worker_id: &str,
-        max: usize,
-        now: Micros,
-        lease_until: Micros,
-    ) -> Result<Vec<(ClaimedStep, i64, Option<String>)>> {
-        type Expired = (
-            String,
-            u32,
-            u32,
-            String,
-            i64,
-            Option<String>,
-            String,
-            Option<String>,
-        );
-        let expired: Vec<Expired> = conn
-            .prepare_cached(
-                "SELECT id, attempt, lost_leases, deployment, version, policy, run_id, worker_id \
-                 FROM steps WHERE status = 'running' AND lease_expires_at < ? \
-                 ORDER BY lease_expires_at LIMIT ?",
-            )?
-            .query_map((now, max as i64), |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                ))
-            })?
-            .collect::<Result<_, _>>()?;
-        if expired.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut outlived = Vec::new();
-        let mut reclaim: Vec<&str> = Vec::new();
-        for (id, attempt, lost, deployment, version, overrides, run_id, worker) in &expired {
-            let policy = self.step_policy(conn, deployment, *version, overrides.clone())?;
-            let lost = lost + 1;
-            if lost < max_lost_leases(&policy) {
-                reclaim.push(id);
-                continue;
-            }
-            let error = json!({
-                "kind": "lease_expired",
-                "message": format!(
-                    "the step outlived {lost} worker(s): each time, its attempt's lease expired \
-                     before it completed (the worker died or stalled); after {lost} lost \
-                     lease(s) it is not claimed again (deployment policy max_lost_leases; a step \
-                     that always kills its worker would otherwise take every worker down in turn)"
-                ),
-            });
-            outlived.push(Completion {
-                step_id: id.clone(),
-                attempt: *attempt,
-                worker_id: worker.clone().unwrap_or_default(),
-                started_at: now,
-                completed_at: now,
-                status: Status::Failed,
-                output: None,
-                error: Some(error),
-                journal: Vec::new(),
-                logs: Vec::new(),
-                kv_writes: Vec::new(),
-                kv_reads: Vec::new(),
-                run_id: run_id.clone(),
-                children: Vec::new(),
-                wait: None,
-                retry_at: None,
-            });
-        }
-        if !outlived.is_empty() {
-            let ids: Vec<&str> = outlived.iter().map(|c| c.step_id.as_str()).collect();
-            execute_for_ids(conn, &ids, |list| {
-                [format!(
-                    "UPDATE steps SET lost_leases = lost_leases + 1 WHERE id IN ({list})"
-                )]
-            })?;
-            apply_completions(conn, &encode(&outlived)?, now)?;
-        }
-        let lost = json!({
-            "kind": "lease_expired",
-            "message": "the attempt's lease expired before it completed (its worker died or \
-                        stalled); the step was claimed again",
-        })
-        .to_string();
-        let mut claimed = Vec::with_capacity(reclaim.len());
-        for chunk in chunks(&reclaim) {
-            let list = placeholders(chunk.len());
-            let mut params: Vec<&dyn ToSql> = vec![&worker_id, &now, &lease_until];
-            params.extend(chunk.iter().map(|id| id as &dyn ToSql));
-            let stepped = steps_of(
-                conn,
-                &format!(
-                    "UPDATE steps SET status = 'running', attempt = attempt + 1, rerun = 0, \
-                     lost_leases = lost_leases + 1, worker_id = ?, assigned_at = ?, \
-                     started_at = NULL, lease_expires_at = ? WHERE id IN ({list}) \
-                     {CLAIM_RETURNING}"
-                ),
-                params.as_slice(),
-                now,
-            )?;
-            for (step, ..) in &stepped {
-                conn.prepare_cached(
-                    "UPDATE attempts SET status = 'failed', completed_at = ?, error = ? \
-                     WHERE step_id = ? AND attempt = ? AND status = 'running'",
-                )?
-                .execute((now, &lost, &step.step_id, step.attempt - 1))?;
-            }
-            claimed.extend(stepped);
-        }
-        Ok(claimed)
     }
 
     /// The policy of a step: its deployment version's, overlaid with the step's own overrides
@@ -583,13 +560,13 @@ impl SqliteStore {
         conn: &Connection,
         deployment: &str,
         version: i64,
-        overrides: Option<String>,
+        overrides: Option<&str>,
     ) -> Result<Policy> {
         let policy = self.policy(conn, deployment, version)?;
         let Some(overrides) = overrides else {
             return Ok(policy);
         };
-        let overrides: PolicyOverride = serde_json::from_str(&overrides)
+        let overrides: PolicyOverride = serde_json::from_str(overrides)
             .with_context(|| format!("stored step policy is not valid: {overrides}"))?;
         Ok(policy.overlaid(&overrides))
     }
@@ -1646,7 +1623,7 @@ fn fence_and_complete(conn: &Connection, chunk: &[&Encoded<'_>]) -> Result<Vec<S
     let states: Vec<_> = chunk
         .iter()
         .map(|e| {
-            let (status, wait, wait_event, wake_at) = workflow::step_state(e.c);
+            let (status, wait, wait_event, wake_at) = crate::decide::complete::step_state(e.c);
             // A suspended or checkpointed attempt has not completed.
             let completed_at = (status != "running" && wait.is_none()).then_some(e.c.completed_at);
             (status, wait, wait_event, wake_at, completed_at)

@@ -48,28 +48,6 @@ pub(super) fn resume_journal(
     Ok((records, attempt))
 }
 
-/// How a completion leaves its step: `(status, wait, wait_event, wake_at)` as stored.
-pub(super) fn step_state(
-    c: &Completion,
-) -> (
-    &'static str,
-    Option<&'static str>,
-    Option<&str>,
-    Option<i64>,
-) {
-    match (&c.wait, c.retry_at) {
-        (Some(Wait::Children(_) | Wait::AnyChild(_)), _) => {
-            ("queued", Some("children"), None, None)
-        }
-        (Some(Wait::Timer(until)), _) => ("queued", Some("timer"), None, Some(*until)),
-        (Some(Wait::Event { name, deadline, .. }), _) => {
-            ("queued", Some("event"), Some(name.as_str()), *deadline)
-        }
-        (None, Some(at)) => ("queued", None, None, Some(at)),
-        (None, None) => (c.status.as_str(), None, None, None),
-    }
-}
-
 /// Creates the children started by committed activations, queued.
 pub(super) fn insert_children(
     conn: &Connection,
