@@ -44,7 +44,7 @@
 //! do are not run.
 //!
 //! The SQL is kept portable (plain types, `ON CONFLICT`, `UPDATE ... RETURNING`) so the
-//! PostgreSQL backend can share the schema in `host/migrations`.
+//! PostgreSQL backend can share the schema in `crates/store/migrations`.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

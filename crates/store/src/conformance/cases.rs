@@ -425,7 +425,7 @@ pub async fn list_runs_filters<B: Backend>() {
             .list_runs(&meta(&[("env", "prod"), ("team", "a")]))
             .await
             .unwrap()),
-        [a.id.clone()]
+        [a.id.as_str()]
     );
     let task = filter(RunFilter {
         task: Some("t/f".into()),
@@ -447,7 +447,7 @@ pub async fn list_runs_filters<B: Backend>() {
         limit: 1,
         ..Default::default()
     };
-    assert_eq!(ids(s.list_runs(&limited).await.unwrap()), [c.id.clone()]);
+    assert_eq!(ids(s.list_runs(&limited).await.unwrap()), [c.id.as_str()]);
     // Finish `a`: the status filter sees it.
     let steps = t.claim("w1", 3).await;
     let of_a = steps.iter().find(|x| x.run_id == a.id).unwrap();
@@ -456,7 +456,7 @@ pub async fn list_runs_filters<B: Backend>() {
         status: Some(Status::Succeeded),
         ..Default::default()
     });
-    assert_eq!(ids(s.list_runs(&done).await.unwrap()), [a.id.clone()]);
+    assert_eq!(ids(s.list_runs(&done).await.unwrap()), [a.id.as_str()]);
     let running = filter(RunFilter {
         status: Some(Status::Running),
         ..Default::default()

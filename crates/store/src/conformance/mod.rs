@@ -134,7 +134,9 @@ pub const HOUR: Duration = Duration::from_secs(3600);
 
 /// A fresh backend with its clock, and a counter for unique ids.
 pub struct Ctx<B: Backend> {
+    /// The backend under test.
     pub backend: B,
+    /// The clock its stores read; tests move it instead of sleeping.
     pub clock: ManualClock,
     next_id: std::sync::atomic::AtomicU64,
 }

@@ -24,3 +24,35 @@ pub fn lease_lost() -> Value {
                     stalled); the step was claimed again",
     })
 }
+
+/// A run cancelled by [`crate::Store::cancel_run`] (and its unfinished steps).
+pub fn run_cancelled() -> Value {
+    json!({
+        "kind": "cancelled",
+        "message": "the run was cancelled",
+    })
+}
+
+/// A step cancelled because the workflow that started it ended without joining it.
+pub fn abandoned() -> Value {
+    json!({
+        "kind": "cancelled",
+        "message": "its workflow ended before it finished (a workflow takes the children it did not join with it)",
+    })
+}
+
+/// A queued step no worker started before its schedule-to-start deadline.
+pub fn schedule_to_start_timeout() -> Value {
+    json!({
+        "kind": "schedule_to_start_timeout",
+        "message": "no worker started the step before its schedule-to-start deadline",
+    })
+}
+
+/// A run that did not finish before its deadline (and its unfinished steps).
+pub fn run_timeout() -> Value {
+    json!({
+        "kind": "run_timeout",
+        "message": "the run did not finish before its deadline (the deployment's run timeout)",
+    })
+}

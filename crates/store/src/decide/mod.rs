@@ -7,15 +7,17 @@
 //! what it reads and what it writes commit together or not at all.
 //!
 //! Moved here so far: whether a step that lost its lease is claimed again or failed
-//! ([`claim`]), how a completion leaves its step ([`complete::step_state`]) and the errors the
-//! store records on its own ([`errors`]). Still expressed in the SQLite backend's SQL (to move
-//! behind [`Tx`] next, with the statements kept as they are): deadlines and timers
-//! (`sqlite::workflow::expire`), which waits are satisfied and which parents wake, what a cancel
-//! cascades to and the resume cut's application.
+//! ([`claim`]), how a completion leaves its step ([`complete::step_state`]), whether a join is
+//! already over when it is committed ([`waits`]) and the errors the store records on its own
+//! ([`errors`]); the resume cut itself is `hypergraph_core::journal::resume_cut`. Still
+//! expressed in the SQLite backend's SQL (to move behind [`Tx`] next, with the statements kept
+//! as they are): which deadlines and timers expired (`sqlite::workflow::expire`), which parents
+//! wake when children finish, what a cancel cascades to, and how a resume applies the cut.
 
 pub mod claim;
 pub mod complete;
 pub mod errors;
+pub mod waits;
 
 use anyhow::Result;
 
@@ -29,12 +31,14 @@ pub type RawClaim = (ClaimedStep, i64, Option<String>);
 /// A running step whose lease expired, as [`Tx::expired_leases`] reads it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExpiredLease {
+    /// The step and its run.
     pub step_id: String,
     pub run_id: String,
     /// The attempt that lost its lease.
     pub attempt: u32,
     /// Leases the step lost before this one.
     pub lost_leases: u32,
+    /// The deployment version the step runs.
     pub deployment: String,
     pub version: i64,
     /// The step's own policy overrides (JSON).

@@ -4,10 +4,10 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::decide::{errors, waits};
 use anyhow::{Context as _, Result};
 use rusqlite::types::ToSql;
 use rusqlite::{Connection, OptionalExtension};
-use serde_json::json;
 use sqlx::{Row, SqlitePool};
 
 use super::{
@@ -112,10 +112,7 @@ pub(super) fn settle_waits(conn: &Connection, committed: &[&Completion]) -> Resu
                         pending += 1;
                     }
                 }
-                if matches!(wait, Wait::AnyChild(_)) && pending > 0 {
-                    // One finished child is enough, unless one already has.
-                    pending = if pending < ids.len() as i64 { 0 } else { 1 };
-                }
+                let pending = waits::pending_children(wait, pending);
                 if pending == 0 {
                     conn.prepare_cached(
                         "UPDATE steps SET wait = NULL, pending = 0 WHERE id = ? AND attempt = ?",
@@ -247,10 +244,7 @@ pub(super) fn send_event(
 
 /// See [`crate::store::Store::cancel_run`].
 pub(super) fn cancel_run(conn: &Connection, id: &str, now: i64) -> Result<Option<Cancelled>> {
-    let error = json!({
-        "kind": "cancelled",
-        "message": "the run was cancelled",
-    });
+    let error = errors::run_cancelled();
     end_run(conn, id, Status::Cancelled, &error, now)
 }
 
@@ -314,11 +308,7 @@ pub(super) fn cancel_abandoned(conn: &Connection, ended: &[&str], now: i64) -> R
     if abandoned.is_empty() {
         return Ok(());
     }
-    let error = json!({
-        "kind": "cancelled",
-        "message": "its workflow ended before it finished (a workflow takes the children it did not join with it)",
-    })
-    .to_string();
+    let error = errors::abandoned().to_string();
     cancel_steps(conn, &abandoned, now, &error)?;
     Ok(())
 }
@@ -353,11 +343,7 @@ fn cancel_steps(conn: &Connection, ids: &[String], now: i64, error: &str) -> Res
 /// (The unary `+` makes SQLite use the deadline indexes, which hold only steps and runs that
 /// have a deadline, rather than the status indexes, which hold every queued step or run.)
 pub(super) fn expire(conn: &Connection, now: i64) -> Result<()> {
-    let error = json!({
-        "kind": "schedule_to_start_timeout",
-        "message": "no worker started the step before its schedule-to-start deadline",
-    })
-    .to_string();
+    let error = errors::schedule_to_start_timeout().to_string();
     let late: Vec<(String, Option<String>, String)> = conn
         .prepare_cached(
             "UPDATE steps SET status = 'failed', error = ?1, completed_at = ?2, start_deadline = NULL \
@@ -386,10 +372,7 @@ pub(super) fn expire(conn: &Connection, now: i64) -> Result<()> {
         .query_map([now], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     for id in overdue {
-        let error = json!({
-            "kind": "run_timeout",
-            "message": "the run did not finish before its deadline (the deployment's run timeout)",
-        });
+        let error = errors::run_timeout();
         end_run(conn, &id, Status::Failed, &error, now)?;
     }
     Ok(())
