@@ -22,8 +22,24 @@
 //!   children, ...) are cancelled in the same transaction.
 //! - **Exactly one claimant.** [`Store::claim_steps`] hands a queued step (or a running step whose
 //!   lease has expired) to exactly one caller, across threads and processes, bumping its attempt.
+//! - **Time is a parameter.** A store reads "now" from the [`hypergraph_core::time::Clock`] it
+//!   was opened with (the system clock unless told otherwise, e.g.
+//!   [`sqlite::SqliteStore::open_with_clock`]): every timestamp it writes on its own and every
+//!   comparison with now (expired leases, `retry_at`, schedule-to-start and run deadlines, timers,
+//!   event-wait deadlines) uses it, so tests drive time with a `ManualClock`. Timestamps a caller
+//!   passes in (a completion's `completed_at`, a run's `created_at` and deadlines) are stored as
+//!   given.
+//! - **Decisions are shared.** Policy (whether a step that lost its lease is reclaimed or failed,
+//!   when a wait is over, the errors the store records) lives in [`decide`], written against the
+//!   [`decide::Tx`] primitives a backend implements; see that module for what has moved so far.
+//! - **One contract, one suite.** With the `conformance` feature, `conformance` holds a test
+//!   suite generic over a backend, expanded by `conformance_suite!` into one test per contract;
+//!   every backend passes it unchanged.
 //! - Timestamps are microseconds since the Unix epoch (UTC); JSON columns hold text.
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
+pub mod decide;
 pub mod location;
 pub mod sqlite;
 

@@ -44,19 +44,19 @@
 //! do are not run.
 //!
 //! The SQL is kept portable (plain types, `ON CONFLICT`, `UPDATE ... RETURNING`) so the
-//! PostgreSQL backend can share the schema in `host/migrations`.
+//! PostgreSQL backend can share the schema in `crates/store/migrations`.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use async_trait::async_trait;
 use rusqlite::types::ToSql;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
-use serde_json::{json, Value};
+use serde_json::Value;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -65,14 +65,20 @@ use sqlx::{ConnectOptions, Row};
 
 use super::location::DbLocation;
 use super::{
-    now_micros, AttemptDetail, Cancelled, ClaimedStep, CommitOutcome, Completion, Deployment,
-    DeploymentKind, JournalRecord, KvListing, KvRead, KvWrite, LogRecord, Micros, NewRun, Policy,
-    PolicyOverride, RunDetail, RunFilter, RunLogLine, RunResult, RunSummary, Status, StepDetail,
-    StepOutcome, StepQuery, Store, WorkerInfo,
+    AttemptDetail, Cancelled, ClaimedStep, CommitOutcome, Completion, Deployment, DeploymentKind,
+    JournalRecord, KvListing, KvRead, KvWrite, LogRecord, Micros, NewRun, Policy, PolicyOverride,
+    RunDetail, RunFilter, RunLogLine, RunResult, RunSummary, Status, StepDetail, StepOutcome,
+    StepQuery, Store, WorkerInfo,
 };
-use hypergraph_core::limits::max_lost_leases;
+use hypergraph_core::time::{Clock, SystemClock};
 
+mod claim;
+mod commit;
+mod sql;
 mod workflow;
+
+use commit::{apply_completions, encode};
+use sql::*;
 
 /// How long a statement waits for another process's write lock before failing with
 /// `database is locked`.
@@ -117,6 +123,8 @@ pub struct SqliteStore {
     policies: Mutex<HashMap<(String, i64), Policy>>,
     /// When claims next apply deadlines and fire timers (microseconds since the epoch).
     next_sweep: AtomicI64,
+    /// Where every timestamp this store writes and every deadline it checks comes from.
+    clock: Arc<dyn Clock>,
     /// The private directory holding an in-memory store's file, removed with the store.
     _private: Option<tempfile::TempDir>,
 }
@@ -136,6 +144,14 @@ impl SqliteStore {
     /// Fails with an error naming `path` when the directory cannot be created, the file cannot be
     /// opened or written, or the file exists but is not a SQLite database.
     pub async fn open(path: &Path) -> Result<SqliteStore> {
+        Self::open_with_clock(path, Arc::new(SystemClock)).await
+    }
+
+    /// [`SqliteStore::open`] with the time read from `clock` instead of the system clock: every
+    /// timestamp the store writes (claims, leases, completions of deadlines and cancellations,
+    /// events, deployments, key-value updates, worker registrations) and every comparison with
+    /// "now" (expired leases, deadlines, timers, backoff) uses `clock.now()`.
+    pub async fn open_with_clock(path: &Path, clock: Arc<dyn Clock>) -> Result<SqliteStore> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).with_context(|| {
                 format!(
@@ -145,7 +161,7 @@ impl SqliteStore {
                 )
             })?;
         }
-        Self::open_file(path.to_path_buf(), path.display().to_string(), None).await
+        Self::open_file(path.to_path_buf(), path.display().to_string(), None, clock).await
     }
 
     /// Opens a database by location: a path, a `sqlite:` URL (see [`DbLocation::parse`]), or
@@ -157,13 +173,22 @@ impl SqliteStore {
 
     /// Opens the database at `location` (see [`SqliteStore::open_url`]).
     pub async fn open_location(location: &DbLocation) -> Result<SqliteStore> {
+        Self::open_location_with_clock(location, Arc::new(SystemClock)).await
+    }
+
+    /// [`SqliteStore::open_location`] with the time read from `clock` (see
+    /// [`SqliteStore::open_with_clock`]).
+    pub async fn open_location_with_clock(
+        location: &DbLocation,
+        clock: Arc<dyn Clock>,
+    ) -> Result<SqliteStore> {
         match location {
-            DbLocation::Sqlite(path) => Self::open(path).await,
+            DbLocation::Sqlite(path) => Self::open_with_clock(path, clock).await,
             DbLocation::SqliteMemory => {
                 let dir =
                     tempfile::tempdir().context("cannot create a private database directory")?;
                 let path = dir.path().join("hypergraph.db");
-                Self::open_file(path, location.to_string(), Some(dir)).await
+                Self::open_file(path, location.to_string(), Some(dir), clock).await
             }
         }
     }
@@ -172,6 +197,7 @@ impl SqliteStore {
         path: PathBuf,
         location: String,
         private: Option<tempfile::TempDir>,
+        clock: Arc<dyn Clock>,
     ) -> Result<SqliteStore> {
         let options = SqliteConnectOptions::new()
             .filename(&path)
@@ -234,9 +260,15 @@ impl SqliteStore {
             point_readers: Mutex::new(Vec::new()),
             location,
             policies: Mutex::new(HashMap::new()),
-            next_sweep: AtomicI64::new(0),
+            next_sweep: AtomicI64::new(i64::MIN),
+            clock,
             _private: private,
         })
+    }
+
+    /// The clock this store reads the time from.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     /// What this store was opened from (a path or URL).
@@ -339,216 +371,6 @@ impl SqliteStore {
         result.with_context(what)
     }
 
-    /// Claims up to `max` steps inside the caller's write transaction (see
-    /// [`Store::claim_steps`]); every [`SWEEP_INTERVAL`] it first applies deadlines and fires
-    /// timers.
-    fn claim(
-        &self,
-        conn: &Connection,
-        worker_id: &str,
-        max: usize,
-        lease: Duration,
-    ) -> Result<Vec<ClaimedStep>> {
-        let now = now_micros();
-        let lease_until = now.saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
-        let sweep = self.next_sweep.load(Ordering::Relaxed) <= now;
-        if sweep {
-            self.next_sweep.store(
-                super::micros_after(now, SWEEP_INTERVAL.as_millis() as u64),
-                Ordering::Relaxed,
-            );
-        }
-
-        if sweep {
-            workflow::expire(conn, now)?;
-            // Timers and event timeouts that have passed end their steps' waits.
-            conn.prepare_cached(
-                "UPDATE steps SET wait = NULL, wait_event = NULL \
-                 WHERE wait IN ('timer', 'event') AND wake_at <= ?",
-            )?
-            .execute([now])?;
-        }
-        // Steps whose worker died come first: they are the oldest work, and a queue that never
-        // runs dry must not starve them.
-        let mut claimed = self.reclaim_expired(conn, worker_id, max, now, lease_until)?;
-        if claimed.len() < max {
-            // The subquery and the update are one statement under the write lock: nobody else
-            // can claim the same rows in between. A resumed workflow continues its attempt, and
-            // so does a step re-executed after a key-value conflict; anything else starts a new
-            // one.
-            let queued = steps_of(
-                conn,
-                &format!(
-                    "UPDATE steps SET status = 'running', \
-                     attempt = CASE WHEN activations > 0 OR rerun = 1 THEN attempt \
-                     ELSE attempt + 1 END, rerun = 0, \
-                     worker_id = ?1, assigned_at = ?2, started_at = NULL, completed_at = NULL, \
-                     wake_at = NULL, start_deadline = NULL, lease_expires_at = ?3 \
-                     WHERE id IN (SELECT id FROM steps WHERE status = 'queued' AND wait IS NULL \
-                     AND (wake_at IS NULL OR wake_at <= ?2) ORDER BY created_at LIMIT ?4) \
-                     {CLAIM_RETURNING}"
-                ),
-                (worker_id, now, lease_until, (max - claimed.len()) as i64),
-                now,
-            )?;
-            claimed.extend(queued);
-        }
-        if claimed.is_empty() {
-            return Ok(Vec::new());
-        }
-
-        let ids: Vec<&str> = claimed.iter().map(|(s, ..)| s.step_id.as_str()).collect();
-        execute_for_ids(conn, &ids, |list| {
-            [
-                format!(
-                    "INSERT INTO attempts (step_id, attempt, status, worker_id, assigned_at) \
-                     SELECT id, attempt, 'running', worker_id, assigned_at FROM steps \
-                     WHERE id IN ({list}) ON CONFLICT (step_id, attempt) DO UPDATE \
-                     SET status = 'running', worker_id = excluded.worker_id, \
-                     assigned_at = excluded.assigned_at"
-                ),
-                // The run of a claimed step is queued or already running (a reclaim).
-                format!(
-                    "UPDATE runs SET status = 'running' \
-                     WHERE id IN (SELECT run_id FROM steps WHERE id IN ({list}))"
-                ),
-            ]
-        })?;
-        let mut steps = Vec::with_capacity(claimed.len());
-        for (mut step, activations, overrides) in claimed {
-            step.policy = self.step_policy(conn, &step.deployment, step.version, overrides)?;
-            if activations > 0 {
-                (step.resume, step.resume_attempt) = workflow::resume_journal(conn, &step.step_id)?;
-            }
-            steps.push(step);
-        }
-        Ok(steps)
-    }
-
-    /// Claims up to `max` running steps whose lease expired before `now`, each under a new
-    /// attempt (the lost one is recorded as `lease_expired`), in the caller's transaction. A
-    /// step that has lost as many leases as its policy's `max_lost_leases` allows is failed
-    /// instead (`lease_expired`, saying how many workers it outlived), like any failed step.
-    fn reclaim_expired(
-        &self,
-        conn: &Connection,
-        worker_id: &str,
-        max: usize,
-        now: Micros,
-        lease_until: Micros,
-    ) -> Result<Vec<(ClaimedStep, i64, Option<String>)>> {
-        type Expired = (
-            String,
-            u32,
-            u32,
-            String,
-            i64,
-            Option<String>,
-            String,
-            Option<String>,
-        );
-        let expired: Vec<Expired> = conn
-            .prepare_cached(
-                "SELECT id, attempt, lost_leases, deployment, version, policy, run_id, worker_id \
-                 FROM steps WHERE status = 'running' AND lease_expires_at < ? \
-                 ORDER BY lease_expires_at LIMIT ?",
-            )?
-            .query_map((now, max as i64), |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                ))
-            })?
-            .collect::<Result<_, _>>()?;
-        if expired.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut outlived = Vec::new();
-        let mut reclaim: Vec<&str> = Vec::new();
-        for (id, attempt, lost, deployment, version, overrides, run_id, worker) in &expired {
-            let policy = self.step_policy(conn, deployment, *version, overrides.clone())?;
-            let lost = lost + 1;
-            if lost < max_lost_leases(&policy) {
-                reclaim.push(id);
-                continue;
-            }
-            let error = json!({
-                "kind": "lease_expired",
-                "message": format!(
-                    "the step outlived {lost} worker(s): each time, its attempt's lease expired \
-                     before it completed (the worker died or stalled); after {lost} lost \
-                     lease(s) it is not claimed again (deployment policy max_lost_leases; a step \
-                     that always kills its worker would otherwise take every worker down in turn)"
-                ),
-            });
-            outlived.push(Completion {
-                step_id: id.clone(),
-                attempt: *attempt,
-                worker_id: worker.clone().unwrap_or_default(),
-                started_at: now,
-                completed_at: now,
-                status: Status::Failed,
-                output: None,
-                error: Some(error),
-                journal: Vec::new(),
-                logs: Vec::new(),
-                kv_writes: Vec::new(),
-                kv_reads: Vec::new(),
-                run_id: run_id.clone(),
-                children: Vec::new(),
-                wait: None,
-                retry_at: None,
-            });
-        }
-        if !outlived.is_empty() {
-            let ids: Vec<&str> = outlived.iter().map(|c| c.step_id.as_str()).collect();
-            execute_for_ids(conn, &ids, |list| {
-                [format!(
-                    "UPDATE steps SET lost_leases = lost_leases + 1 WHERE id IN ({list})"
-                )]
-            })?;
-            apply_completions(conn, &encode(&outlived)?)?;
-        }
-        let lost = json!({
-            "kind": "lease_expired",
-            "message": "the attempt's lease expired before it completed (its worker died or \
-                        stalled); the step was claimed again",
-        })
-        .to_string();
-        let mut claimed = Vec::with_capacity(reclaim.len());
-        for chunk in chunks(&reclaim) {
-            let list = placeholders(chunk.len());
-            let mut params: Vec<&dyn ToSql> = vec![&worker_id, &now, &lease_until];
-            params.extend(chunk.iter().map(|id| id as &dyn ToSql));
-            let stepped = steps_of(
-                conn,
-                &format!(
-                    "UPDATE steps SET status = 'running', attempt = attempt + 1, rerun = 0, \
-                     lost_leases = lost_leases + 1, worker_id = ?, assigned_at = ?, \
-                     started_at = NULL, lease_expires_at = ? WHERE id IN ({list}) \
-                     {CLAIM_RETURNING}"
-                ),
-                params.as_slice(),
-                now,
-            )?;
-            for (step, ..) in &stepped {
-                conn.prepare_cached(
-                    "UPDATE attempts SET status = 'failed', completed_at = ?, error = ? \
-                     WHERE step_id = ? AND attempt = ? AND status = 'running'",
-                )?
-                .execute((now, &lost, &step.step_id, step.attempt - 1))?;
-            }
-            claimed.extend(stepped);
-        }
-        Ok(claimed)
-    }
-
     /// The policy of a step: its deployment version's, overlaid with the step's own overrides
     /// (JSON, a DAG step's `[step.policy]`).
     fn step_policy(
@@ -556,13 +378,13 @@ impl SqliteStore {
         conn: &Connection,
         deployment: &str,
         version: i64,
-        overrides: Option<String>,
+        overrides: Option<&str>,
     ) -> Result<Policy> {
         let policy = self.policy(conn, deployment, version)?;
         let Some(overrides) = overrides else {
             return Ok(policy);
         };
-        let overrides: PolicyOverride = serde_json::from_str(&overrides)
+        let overrides: PolicyOverride = serde_json::from_str(overrides)
             .with_context(|| format!("stored step policy is not valid: {overrides}"))?;
         Ok(policy.overlaid(&overrides))
     }
@@ -638,7 +460,7 @@ impl Store for SqliteStore {
                     "INSERT INTO components (digest, bytes, size, created_at) VALUES (?, ?, ?, ?) \
                      ON CONFLICT (digest) DO NOTHING",
                 )?
-                .execute((digest, bytes, bytes.len() as i64, now_micros()))?;
+                .execute((digest, bytes, bytes.len() as i64, self.clock.now()))?;
                 Ok(())
             },
         )
@@ -683,7 +505,7 @@ impl Store for SqliteStore {
                 digest: digest.to_string(),
                 kind,
                 policy: policy.clone(),
-                created_at: now_micros(),
+                created_at: self.clock.now(),
             };
             conn.prepare_cached(
                 "INSERT INTO deployments (name, version, digest, policy, created_at, kind) \
@@ -831,8 +653,10 @@ impl Store for SqliteStore {
         if steps.is_empty() {
             return Ok(());
         }
-        let until =
-            now_micros().saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
+        let until = self
+            .clock
+            .now()
+            .saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
         self.write(
             || "cannot renew leases".to_string(),
             |conn| {
@@ -866,7 +690,7 @@ impl Store for SqliteStore {
 
         self.write(
             || format!("cannot commit {} completion(s)", completions.len()),
-            |conn| apply_completions(conn, &encoded),
+            |conn| apply_completions(conn, &encoded, self.clock.now()),
         )
         .await
     }
@@ -882,7 +706,7 @@ impl Store for SqliteStore {
         self.write(
             || format!("cannot commit {} completion(s)", completions.len()),
             |conn| {
-                let outcomes = apply_completions(conn, &encoded)?;
+                let outcomes = apply_completions(conn, &encoded, self.clock.now())?;
                 let claimed = if max > 0 {
                     self.claim(conn, worker_id, max, lease)?
                 } else {
@@ -1272,7 +1096,7 @@ impl Store for SqliteStore {
     async fn send_event(&self, name: &str, payload: &str) -> Result<(i64, u64)> {
         self.write(
             || format!("cannot send event `{name}`"),
-            |conn| workflow::send_event(conn, name, payload),
+            |conn| workflow::send_event(conn, name, payload, self.clock.now()),
         )
         .await
     }
@@ -1280,7 +1104,7 @@ impl Store for SqliteStore {
     async fn cancel_run(&self, id: &str) -> Result<Option<Cancelled>> {
         self.write(
             || format!("cannot cancel run {id}"),
-            |conn| workflow::cancel_run(conn, id),
+            |conn| workflow::cancel_run(conn, id, self.clock.now()),
         )
         .await
     }
@@ -1324,323 +1148,13 @@ impl Store for SqliteStore {
                     worker.pid,
                     &worker.version,
                     worker.started_at,
-                    now_micros(),
+                    self.clock.now(),
                 ))?;
                 Ok(())
             },
         )
         .await
     }
-}
-
-/// A completion with its JSON values serialized.
-struct Encoded<'a> {
-    c: &'a Completion,
-    output: Option<String>,
-    error: Option<String>,
-}
-
-/// Checks `completions` and serializes their JSON values.
-fn encode(completions: &[Completion]) -> Result<Vec<Encoded<'_>>> {
-    completions
-        .iter()
-        .map(|c| {
-            let suspended = c.wait.is_some() && c.status == Status::Running;
-            let retried = c.retry_at.is_some() && c.status == Status::Failed;
-            if c.wait.is_some() != suspended || c.retry_at.is_some() != retried {
-                bail!(
-                    "a suspension must be running and a retry failed (step {} attempt {})",
-                    c.step_id,
-                    c.attempt
-                );
-            }
-            if c.status != Status::Running && !COMPLETION_STATUSES.contains(&c.status) {
-                bail!(
-                    "a completion must be running (a suspension or a checkpoint), succeeded, \
-                     failed or cancelled, not {} (step {} attempt {})",
-                    c.status,
-                    c.step_id,
-                    c.attempt
-                );
-            }
-            Ok(Encoded {
-                c,
-                output: c.output.as_ref().map(serde_json::to_string).transpose()?,
-                error: c.error.as_ref().map(serde_json::to_string).transpose()?,
-            })
-        })
-        .collect()
-}
-
-/// Applies `encoded` completions in order inside the caller's transaction; see
-/// [`Store::complete_steps`].
-fn apply_completions(conn: &Connection, encoded: &[Encoded<'_>]) -> Result<Vec<CommitOutcome>> {
-    let mut outcomes = vec![CommitOutcome::Fenced; encoded.len()];
-    // Completions are applied in order. A batch is split into segments in which every step
-    // appears at most once; each segment is applied with a few multi-row statements, and a
-    // repeated step (a worker bug, but it must not corrupt anything) sees the effect of the
-    // earlier completions of the batch, as if applied one by one.
-    let mut committed: Vec<&Encoded> = Vec::with_capacity(encoded.len());
-    let mut start = 0;
-    while start < encoded.len() {
-        let mut seen = HashSet::new();
-        let end = encoded[start..]
-            .iter()
-            .position(|e| !seen.insert(e.c.step_id.as_str()))
-            .map_or(encoded.len(), |p| start + p);
-        let segment = &encoded[start..end];
-        let mut applied: HashSet<String> = HashSet::with_capacity(segment.len());
-        // Completions that touch key-value storage go one by one, in order: each is checked
-        // against the writes of those before it. The others are applied in multi-row statements.
-        type Indexed<'a, 'c> = Vec<(usize, &'a Encoded<'c>)>;
-        let (with_kv, plain): (Indexed, Indexed) = segment
-            .iter()
-            .enumerate()
-            .partition(|(_, e)| !e.c.kv_reads.is_empty() || !e.c.kv_writes.is_empty());
-        for (i, e) in with_kv {
-            if kv_conflict(conn, &e.c.kv_reads)? {
-                outcomes[start + i] = requeue_conflicted(conn, e.c)?;
-                continue;
-            }
-            let done = fence_and_complete(conn, &[e])?;
-            if !done.is_empty() && e.c.status == Status::Succeeded {
-                apply_kv_writes(conn, &e.c.kv_writes)?;
-            }
-            applied.extend(done);
-        }
-        let plain: Vec<&Encoded> = plain.into_iter().map(|(_, e)| e).collect();
-        for chunk in chunks(&plain) {
-            applied.extend(fence_and_complete(conn, chunk)?);
-        }
-        let mut ids: Vec<&str> = Vec::with_capacity(applied.len());
-        let mut ended: Vec<&str> = Vec::new();
-        for (i, e) in segment.iter().enumerate() {
-            if applied.contains(&e.c.step_id) {
-                outcomes[start + i] = CommitOutcome::Committed;
-                committed.push(e);
-                ids.push(&e.c.step_id);
-                if e.c.ends_step() {
-                    ended.push(&e.c.step_id);
-                }
-            } else if outcomes[start + i] != CommitOutcome::Conflict {
-                outcomes[start + i] = fenced_outcome(conn, &e.c.step_id)?;
-            }
-        }
-        // The attempt mirrors the step: it goes on while its workflow waits or lingers, and
-        // failed when the step is queued for a retry.
-        execute_for_ids(conn, &ids, |list| {
-            [format!(
-                "UPDATE attempts SET status = CASE \
-                 WHEN s.status = 'queued' AND s.wait IS NOT NULL THEN 'running' \
-                 WHEN s.status = 'queued' THEN 'failed' ELSE s.status END, \
-                 worker_id = s.worker_id, \
-                 started_at = COALESCE(attempts.started_at, s.started_at), \
-                 completed_at = s.completed_at, error = s.error \
-                 FROM steps s WHERE s.id = attempts.step_id AND s.attempt = attempts.attempt \
-                 AND s.id IN ({list})"
-            )]
-        })?;
-        // The run mirrors its root step once that has ended. (The unary `+` keeps SQLite from
-        // driving the lookup by the `parent_id` index, which holds every root step.)
-        execute_for_ids(conn, &ended, |list| {
-            [format!(
-                "UPDATE runs SET (status, output, error, completed_at) = \
-                 (SELECT s.status, s.output, s.error, s.completed_at FROM steps s \
-                 WHERE s.run_id = runs.id AND s.parent_id IS NULL) \
-                 WHERE id IN (SELECT run_id FROM steps WHERE id IN ({list}) \
-                 AND +parent_id IS NULL AND +status IN ('succeeded', 'failed', 'cancelled'))"
-            )]
-        })?;
-        start = end;
-    }
-
-    let committed_completions: Vec<&Completion> = committed.iter().map(|e| e.c).collect();
-    workflow::insert_children(conn, &committed_completions)?;
-    workflow::settle_waits(conn, &committed_completions)?;
-    let finished: Vec<&str> = committed_completions
-        .iter()
-        .filter(|c| c.ends_step())
-        .map(|c| c.step_id.as_str())
-        .collect();
-    workflow::wake_parents(conn, &finished)?;
-    workflow::cancel_abandoned(conn, &finished)?;
-
-    let journal: Vec<(&Completion, &JournalRecord)> = committed
-        .iter()
-        .flat_map(|e| e.c.journal.iter().map(|j| (e.c, j)))
-        .collect();
-    insert_rows(
-        conn,
-        "INSERT INTO journal (step_id, attempt, seq, kind, data) VALUES ",
-        "(?, ?, ?, ?, ?)",
-        &journal,
-        |(c, j)| vec![&c.step_id, &c.attempt, &j.seq, &j.kind, &j.data],
-    )?;
-    let logs: Vec<(&Completion, &LogRecord)> = committed
-        .iter()
-        .flat_map(|e| e.c.logs.iter().map(|l| (e.c, l)))
-        .collect();
-    insert_rows(
-        conn,
-        "INSERT INTO logs (step_id, attempt, seq, at, stream, level, message) VALUES ",
-        "(?, ?, ?, ?, ?, ?, ?)",
-        &logs,
-        |(c, l)| {
-            vec![
-                &c.step_id, &c.attempt, &l.seq, &l.at, &l.stream, &l.level, &l.message,
-            ]
-        },
-    )?;
-    Ok(outcomes)
-}
-
-/// True when one of `reads` no longer holds: a key's version changed (or it appeared or
-/// vanished), or a prefix's key count or newest version did.
-fn kv_conflict(conn: &Connection, reads: &[KvRead]) -> Result<bool> {
-    for read in reads {
-        let changed = match read {
-            KvRead::Key {
-                scope,
-                key,
-                version,
-            } => {
-                let current: Option<i64> = conn
-                    .prepare_cached("SELECT version FROM kv WHERE scope = ? AND key = ?")?
-                    .query_row((scope, key), |r| r.get(0))
-                    .optional()?;
-                current.unwrap_or(0) != *version
-            }
-            KvRead::Prefix {
-                scope,
-                prefix,
-                count,
-                max_version,
-            } => {
-                let current: (i64, i64) = conn
-                    .prepare_cached(
-                        "SELECT COUNT(*), COALESCE(MAX(version), 0) FROM kv \
-                         WHERE scope = ? AND key >= ? AND substr(key, 1, ?) = ?",
-                    )?
-                    .query_row(
-                        (scope, prefix, prefix.chars().count() as i64, prefix),
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )?;
-                current != (*count, *max_version)
-            }
-        };
-        if changed {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
-/// Queues the step of a conflicting completion again under the same attempt number (see
-/// [`CommitOutcome::Conflict`]), if the attempt still owns it.
-fn requeue_conflicted(conn: &Connection, c: &Completion) -> Result<CommitOutcome> {
-    let requeued = conn
-        .prepare_cached(
-            "UPDATE steps SET status = 'queued', rerun = 1, reruns = reruns + 1, \
-             worker_id = NULL, assigned_at = NULL, started_at = NULL, lease_expires_at = NULL \
-             WHERE id = ? AND attempt = ? AND status = 'running'",
-        )?
-        .execute((&c.step_id, c.attempt))?;
-    if requeued == 0 {
-        return fenced_outcome(conn, &c.step_id);
-    }
-    conn.prepare_cached(
-        "UPDATE attempts SET status = 'queued', reruns = reruns + 1 \
-         WHERE step_id = ? AND attempt = ?",
-    )?
-    .execute((&c.step_id, c.attempt))?;
-    Ok(CommitOutcome::Conflict)
-}
-
-/// Applies the key-value writes of one committed completion, in order (later wins), stamping
-/// every key it writes with the next version of the store-wide counter.
-fn apply_kv_writes(conn: &Connection, writes: &[KvWrite]) -> Result<()> {
-    if writes.is_empty() {
-        return Ok(());
-    }
-    let stamp: i64 = conn
-        .prepare_cached("UPDATE kv_clock SET stamp = stamp + 1 WHERE id = 1 RETURNING stamp")?
-        .query_row([], |r| r.get(0))?;
-    let now = now_micros();
-    for write in writes {
-        match &write.value {
-            Some(value) => conn
-                .prepare_cached(
-                    "INSERT INTO kv (scope, key, value, updated_at, version) \
-                     VALUES (?, ?, ?, ?, ?) ON CONFLICT (scope, key) DO UPDATE \
-                     SET value = excluded.value, updated_at = excluded.updated_at, \
-                     version = excluded.version",
-                )?
-                .execute((&write.scope, &write.key, value.as_slice(), now, stamp))?,
-            None => conn
-                .prepare_cached("DELETE FROM kv WHERE scope = ? AND key = ?")?
-                .execute((&write.scope, &write.key))?,
-        };
-    }
-    Ok(())
-}
-
-/// Why a completion of `step_id` was refused: the step was cancelled, or a newer attempt owns it.
-fn fenced_outcome(conn: &Connection, step_id: &str) -> Result<CommitOutcome> {
-    let status: Option<String> = conn
-        .prepare_cached("SELECT status FROM steps WHERE id = ?")?
-        .query_row([step_id], |r| r.get(0))
-        .optional()?;
-    Ok(match status.as_deref() {
-        Some("cancelled") => CommitOutcome::Cancelled,
-        _ => CommitOutcome::Fenced,
-    })
-}
-
-/// Applies the step part of `chunk` (distinct steps) where the fence holds: the step is still
-/// `running` under the completion's attempt. Returns the ids of the steps it changed.
-fn fence_and_complete(conn: &Connection, chunk: &[&Encoded<'_>]) -> Result<Vec<String>> {
-    let sql = values_sql(
-        "UPDATE steps SET status = v.column3, output = v.column4, error = v.column5, \
-         started_at = v.column6, completed_at = v.column7, worker_id = v.column8, \
-         wait = v.column9, wait_event = v.column10, wake_at = v.column11, \
-         activations = CASE WHEN v.column3 = 'running' OR v.column9 IS NOT NULL \
-         THEN activations + 1 ELSE activations END, \
-         lease_expires_at = CASE WHEN v.column3 = 'running' THEN lease_expires_at END \
-         FROM (VALUES ",
-        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        chunk.len(),
-    ) + ") AS v WHERE steps.id = v.column1 AND steps.attempt = v.column2 \
-         AND steps.status = 'running' RETURNING steps.id";
-    let states: Vec<_> = chunk
-        .iter()
-        .map(|e| {
-            let (status, wait, wait_event, wake_at) = workflow::step_state(e.c);
-            // A suspended or checkpointed attempt has not completed.
-            let completed_at = (status != "running" && wait.is_none()).then_some(e.c.completed_at);
-            (status, wait, wait_event, wake_at, completed_at)
-        })
-        .collect();
-    let mut params: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 11);
-    for (e, (status, wait, wait_event, wake_at, completed_at)) in chunk.iter().zip(&states) {
-        params.extend([
-            &e.c.step_id as &dyn ToSql,
-            &e.c.attempt,
-            status,
-            &e.output,
-            &e.error,
-            &e.c.started_at,
-            completed_at,
-            &e.c.worker_id,
-            wait,
-            wait_event,
-            wake_at,
-        ]);
-    }
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let ids = stmt
-        .query_map(params.as_slice(), |r| r.get(0))?
-        .collect::<Result<Vec<String>, _>>()?;
-    Ok(ids)
 }
 
 /// The `application_id` of a Hypergraph database ("HGPH"), set when it is created, so that a
@@ -1712,210 +1226,4 @@ fn open_error(location: &str, error: sqlx::Error) -> anyhow::Error {
         _ => "check that the path is right and writable",
     };
     anyhow!("cannot open the SQLite database {location}: {message} ({hint})")
-}
-
-/// Splits `items` into chunks of the sizes in [`CHUNK_ROWS`], largest first.
-fn chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
-    std::iter::from_fn(move || {
-        if items.is_empty() {
-            return None;
-        }
-        let size = CHUNK_ROWS
-            .into_iter()
-            .find(|&n| n <= items.len())
-            .unwrap_or(1);
-        let (head, tail) = items.split_at(size);
-        items = tail;
-        Some(head)
-    })
-}
-
-/// Inserts `rows` with multi-row `prefix row, row, ...` statements (chunked to stay under SQLite's
-/// bound-parameter limit), binding each row's values as `bind` lists them.
-fn insert_rows<'a, T>(
-    conn: &Connection,
-    prefix: &str,
-    row: &str,
-    rows: &'a [T],
-    bind: impl Fn(&'a T) -> Vec<&'a dyn ToSql>,
-) -> Result<()> {
-    for chunk in chunks(rows) {
-        let sql = values_sql(prefix, row, chunk.len());
-        let params: Vec<&dyn ToSql> = chunk.iter().flat_map(&bind).collect();
-        conn.prepare_cached(&sql)?.execute(params.as_slice())?;
-    }
-    Ok(())
-}
-
-/// Runs the statements `sql(list)` for each chunk of `ids`, where `list` is the chunk's `?, ?, ...`
-/// placeholder list and every statement binds exactly the chunk's ids. Nothing runs for no ids.
-fn execute_for_ids<const N: usize>(
-    conn: &Connection,
-    ids: &[&str],
-    sql: impl Fn(&str) -> [String; N],
-) -> Result<()> {
-    for chunk in chunks(ids) {
-        for statement in sql(&placeholders(chunk.len())) {
-            conn.prepare_cached(&statement)?
-                .execute(rusqlite::params_from_iter(chunk))?;
-        }
-    }
-    Ok(())
-}
-
-/// `prefix` followed by `rows` copies of `row`, comma-separated.
-fn values_sql(prefix: &str, row: &str, rows: usize) -> String {
-    let mut sql = String::with_capacity(prefix.len() + rows * (row.len() + 2));
-    sql.push_str(prefix);
-    for i in 0..rows {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(row);
-    }
-    sql
-}
-
-/// `n` comma-separated `?` placeholders.
-fn placeholders(n: usize) -> String {
-    values_sql("", "?", n)
-}
-
-/// Runs a claiming `UPDATE ... RETURNING` and reads the claimed steps (policies are filled in
-/// afterwards), each with its activation count and policy overrides (JSON).
-fn steps_of(
-    conn: &Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-    assigned_at: Micros,
-) -> Result<Vec<(ClaimedStep, i64, Option<String>)>> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    let rows = stmt.query_map(params, |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, i64>(4)?,
-            r.get::<_, String>(5)?,
-            r.get::<_, String>(6)?,
-            r.get::<_, u32>(7)?,
-            r.get::<_, i64>(8)?,
-            r.get::<_, i64>(9)?,
-            r.get::<_, Option<String>>(10)?,
-            r.get::<_, u32>(11)?,
-        ))
-    })?;
-    let mut steps = Vec::new();
-    for row in rows {
-        let (
-            step_id,
-            run_id,
-            task,
-            deployment,
-            version,
-            digest,
-            input,
-            attempt,
-            created_at,
-            activations,
-            overrides,
-            reruns,
-        ) = row?;
-        let step = ClaimedStep {
-            step_id,
-            run_id,
-            task,
-            deployment,
-            version,
-            digest,
-            input: json_of(input)?,
-            attempt,
-            policy: Policy::default(),
-            created_at,
-            assigned_at,
-            resume: Vec::new(),
-            resume_attempt: attempt,
-            reruns,
-        };
-        steps.push((step, activations, overrides));
-    }
-    steps.sort_by(|(a, ..), (b, ..)| (a.created_at, &a.step_id).cmp(&(b.created_at, &b.step_id)));
-    Ok(steps)
-}
-
-fn deployment_of(r: &SqliteRow) -> Result<Deployment> {
-    deployment_from(
-        r.try_get(0)?,
-        r.try_get(1)?,
-        r.try_get(2)?,
-        &r.try_get::<String, _>(3)?,
-        r.try_get(4)?,
-        &r.try_get::<String, _>(5)?,
-    )
-}
-
-/// The newest version of deployment `name`, read on `conn`.
-fn latest_deployment(conn: &Connection, name: &str) -> Result<Option<Deployment>> {
-    conn.prepare_cached(
-        "SELECT name, version, digest, policy, created_at, kind FROM deployments \
-         WHERE name = ? ORDER BY version DESC LIMIT 1",
-    )?
-    .query_row([name], |r| {
-        Ok((
-            r.get(0)?,
-            r.get(1)?,
-            r.get(2)?,
-            r.get::<_, String>(3)?,
-            r.get(4)?,
-            r.get::<_, String>(5)?,
-        ))
-    })
-    .optional()?
-    .map(|(name, version, digest, policy, created_at, kind)| {
-        deployment_from(name, version, digest, &policy, created_at, &kind)
-    })
-    .transpose()
-}
-
-fn deployment_from(
-    name: String,
-    version: i64,
-    digest: String,
-    policy: &str,
-    created_at: Micros,
-    kind: &str,
-) -> Result<Deployment> {
-    Ok(Deployment {
-        name,
-        version,
-        digest,
-        policy: parse_policy(policy)?,
-        created_at,
-        kind: match kind {
-            "dag" => DeploymentKind::Dag,
-            _ => DeploymentKind::Component,
-        },
-    })
-}
-
-fn parse_policy(text: &str) -> Result<Policy> {
-    serde_json::from_str(text)
-        .with_context(|| format!("stored deployment policy is not valid: {text}"))
-}
-
-fn status_of(text: String) -> Result<Status> {
-    text.parse()
-}
-
-fn json_of(text: String) -> Result<Value> {
-    serde_json::from_str(&text).with_context(|| format!("stored JSON value is not valid: {text}"))
-}
-
-fn opt_json(text: Option<String>) -> Result<Option<Value>> {
-    text.map(json_of).transpose()
-}
-
-fn u32_of(n: i64) -> Result<u32> {
-    u32::try_from(n).map_err(|_| anyhow!("stored count {n} is out of range"))
 }

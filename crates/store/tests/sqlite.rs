@@ -15,6 +15,11 @@ use hypergraph_store::{
 };
 use serde_json::json;
 
+/// The backend-neutral store contract, with a manual clock.
+mod conformance {
+    hypergraph_store::conformance_suite!(hypergraph_store::conformance::SqliteBackend);
+}
+
 const DIGEST_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const DIGEST_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 const HOUR: Duration = Duration::from_secs(3600);

@@ -4,19 +4,17 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::decide::{errors, waits};
 use anyhow::{Context as _, Result};
 use rusqlite::types::ToSql;
 use rusqlite::{Connection, OptionalExtension};
-use serde_json::json;
 use sqlx::{Row, SqlitePool};
 
 use super::{
     chunks, execute_for_ids, insert_rows, json_of, opt_json, placeholders, status_of, u32_of,
 };
 
-use crate::{
-    now_micros, Cancelled, Completion, JournalRecord, NewChild, Status, StepOutcome, Wait,
-};
+use crate::{Cancelled, Completion, JournalRecord, NewChild, Status, StepOutcome, Wait};
 use hypergraph_core::journal::{resume_cut, Entry};
 
 /// The journal a resuming workflow continues: that of the newest attempt of `step_id` that has
@@ -50,30 +48,12 @@ pub(super) fn resume_journal(
     Ok((records, attempt))
 }
 
-/// How a completion leaves its step: `(status, wait, wait_event, wake_at)` as stored.
-pub(super) fn step_state(
-    c: &Completion,
-) -> (
-    &'static str,
-    Option<&'static str>,
-    Option<&str>,
-    Option<i64>,
-) {
-    match (&c.wait, c.retry_at) {
-        (Some(Wait::Children(_) | Wait::AnyChild(_)), _) => {
-            ("queued", Some("children"), None, None)
-        }
-        (Some(Wait::Timer(until)), _) => ("queued", Some("timer"), None, Some(*until)),
-        (Some(Wait::Event { name, deadline, .. }), _) => {
-            ("queued", Some("event"), Some(name.as_str()), *deadline)
-        }
-        (None, Some(at)) => ("queued", None, None, Some(at)),
-        (None, None) => (c.status.as_str(), None, None, None),
-    }
-}
-
 /// Creates the children started by committed activations, queued.
-pub(super) fn insert_children(conn: &Connection, committed: &[&Completion]) -> Result<()> {
+pub(super) fn insert_children(
+    conn: &Connection,
+    committed: &[&Completion],
+    now: i64,
+) -> Result<()> {
     let rows: Vec<(&Completion, &NewChild, String, Option<String>)> = committed
         .iter()
         .flat_map(|c| {
@@ -87,7 +67,6 @@ pub(super) fn insert_children(conn: &Connection, committed: &[&Completion]) -> R
             })
         })
         .collect();
-    let now = now_micros();
     insert_rows(
         conn,
         "INSERT INTO steps (id, run_id, task, deployment, version, digest, input, status, \
@@ -133,10 +112,7 @@ pub(super) fn settle_waits(conn: &Connection, committed: &[&Completion]) -> Resu
                         pending += 1;
                     }
                 }
-                if matches!(wait, Wait::AnyChild(_)) && pending > 0 {
-                    // One finished child is enough, unless one already has.
-                    pending = if pending < ids.len() as i64 { 0 } else { 1 };
-                }
+                let pending = waits::pending_children(wait, pending);
                 if pending == 0 {
                     conn.prepare_cached(
                         "UPDATE steps SET wait = NULL, pending = 0 WHERE id = ? AND attempt = ?",
@@ -245,13 +221,18 @@ pub(super) async fn next_event(
 }
 
 /// See [`crate::store::Store::send_event`].
-pub(super) fn send_event(conn: &Connection, name: &str, payload: &str) -> Result<(i64, u64)> {
+pub(super) fn send_event(
+    conn: &Connection,
+    name: &str,
+    payload: &str,
+    now: i64,
+) -> Result<(i64, u64)> {
     json_of(payload.to_string()).context("an event payload must be JSON")?;
     let seq: i64 = conn
         .prepare_cached(
             "INSERT INTO events (name, payload, created_at) VALUES (?, ?, ?) RETURNING seq",
         )?
-        .query_row((name, payload, now_micros()), |r| r.get(0))?;
+        .query_row((name, payload, now), |r| r.get(0))?;
     let woken = conn
         .prepare_cached(
             "UPDATE steps SET wait = NULL, wait_event = NULL, wake_at = NULL \
@@ -262,12 +243,9 @@ pub(super) fn send_event(conn: &Connection, name: &str, payload: &str) -> Result
 }
 
 /// See [`crate::store::Store::cancel_run`].
-pub(super) fn cancel_run(conn: &Connection, id: &str) -> Result<Option<Cancelled>> {
-    let error = json!({
-        "kind": "cancelled",
-        "message": "the run was cancelled",
-    });
-    end_run(conn, id, Status::Cancelled, &error)
+pub(super) fn cancel_run(conn: &Connection, id: &str, now: i64) -> Result<Option<Cancelled>> {
+    let error = errors::run_cancelled();
+    end_run(conn, id, Status::Cancelled, &error, now)
 }
 
 /// Ends an unfinished run with `status` and `error`, cancelling its unfinished steps (their
@@ -277,6 +255,7 @@ fn end_run(
     id: &str,
     status: Status,
     error: &serde_json::Value,
+    now: i64,
 ) -> Result<Option<Cancelled>> {
     let current: Option<String> = conn
         .prepare_cached("SELECT status FROM runs WHERE id = ?")?
@@ -297,7 +276,6 @@ fn end_run(
         )?
         .query_map([id], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
-    let now = now_micros();
     let error = error.to_string();
     let steps = cancel_steps(conn, &unfinished, now, &error)?;
     conn.prepare_cached("UPDATE runs SET status = ?, completed_at = ?, error = ? WHERE id = ?")?
@@ -311,7 +289,7 @@ fn end_run(
 /// Cancels the unfinished descendants of steps that just ended (`ended`, none of them queued
 /// for a retry): a workflow that ends takes the children it did not join with it, and theirs,
 /// so nothing of a finished step runs on. Their workers interrupt running attempts.
-pub(super) fn cancel_abandoned(conn: &Connection, ended: &[&str]) -> Result<()> {
+pub(super) fn cancel_abandoned(conn: &Connection, ended: &[&str], now: i64) -> Result<()> {
     let mut abandoned: Vec<String> = Vec::new();
     for chunk in chunks(ended) {
         let sql = format!(
@@ -330,12 +308,8 @@ pub(super) fn cancel_abandoned(conn: &Connection, ended: &[&str]) -> Result<()> 
     if abandoned.is_empty() {
         return Ok(());
     }
-    let error = json!({
-        "kind": "cancelled",
-        "message": "its workflow ended before it finished (a workflow takes the children it did not join with it)",
-    })
-    .to_string();
-    cancel_steps(conn, &abandoned, now_micros(), &error)?;
+    let error = errors::abandoned().to_string();
+    cancel_steps(conn, &abandoned, now, &error)?;
     Ok(())
 }
 
@@ -369,11 +343,7 @@ fn cancel_steps(conn: &Connection, ids: &[String], now: i64, error: &str) -> Res
 /// (The unary `+` makes SQLite use the deadline indexes, which hold only steps and runs that
 /// have a deadline, rather than the status indexes, which hold every queued step or run.)
 pub(super) fn expire(conn: &Connection, now: i64) -> Result<()> {
-    let error = json!({
-        "kind": "schedule_to_start_timeout",
-        "message": "no worker started the step before its schedule-to-start deadline",
-    })
-    .to_string();
+    let error = errors::schedule_to_start_timeout().to_string();
     let late: Vec<(String, Option<String>, String)> = conn
         .prepare_cached(
             "UPDATE steps SET status = 'failed', error = ?1, completed_at = ?2, start_deadline = NULL \
@@ -402,11 +372,8 @@ pub(super) fn expire(conn: &Connection, now: i64) -> Result<()> {
         .query_map([now], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     for id in overdue {
-        let error = json!({
-            "kind": "run_timeout",
-            "message": "the run did not finish before its deadline (the deployment's run timeout)",
-        });
-        end_run(conn, &id, Status::Failed, &error)?;
+        let error = errors::run_timeout();
+        end_run(conn, &id, Status::Failed, &error, now)?;
     }
     Ok(())
 }
