@@ -114,7 +114,7 @@ pub struct SqliteStore {
     /// What was opened, for error messages.
     location: String,
     /// Policies of deployment versions; a version never changes once written.
-    policies: Mutex<HashMap<(String, i64), Policy>>,
+    policies: Mutex<HashMap<(String, i64), (Policy, DeploymentKind)>>,
     /// When claims next apply deadlines and fire timers (microseconds since the epoch).
     next_sweep: AtomicI64,
     /// The private directory holding an in-memory store's file, removed with the store.
@@ -417,6 +417,7 @@ impl SqliteStore {
         let mut steps = Vec::with_capacity(claimed.len());
         for (mut step, activations, overrides) in claimed {
             step.policy = self.step_policy(conn, &step.deployment, step.version, overrides)?;
+            step.kind = self.policy(conn, &step.deployment, step.version)?.1;
             if activations > 0 {
                 (step.resume, step.resume_attempt) = workflow::resume_journal(conn, &step.step_id)?;
             }
@@ -558,7 +559,7 @@ impl SqliteStore {
         version: i64,
         overrides: Option<String>,
     ) -> Result<Policy> {
-        let policy = self.policy(conn, deployment, version)?;
+        let (policy, _) = self.policy(conn, deployment, version)?;
         let Some(overrides) = overrides else {
             return Ok(policy);
         };
@@ -567,23 +568,28 @@ impl SqliteStore {
         Ok(policy.overlaid(&overrides))
     }
 
-    /// The policy of a deployment version, from the cache or the database.
-    fn policy(&self, conn: &Connection, deployment: &str, version: i64) -> Result<Policy> {
+    /// The policy and kind of a deployment version, from the cache or the database.
+    fn policy(
+        &self,
+        conn: &Connection,
+        deployment: &str,
+        version: i64,
+    ) -> Result<(Policy, DeploymentKind)> {
         let key = (deployment.to_string(), version);
         if let Some(p) = self.policies.lock().expect("policy cache").get(&key) {
             return Ok(p.clone());
         }
-        let text: String = conn
-            .prepare_cached("SELECT policy FROM deployments WHERE name = ? AND version = ?")?
-            .query_row((deployment, version), |r| r.get(0))
+        let (text, kind): (String, String) = conn
+            .prepare_cached("SELECT policy, kind FROM deployments WHERE name = ? AND version = ?")?
+            .query_row((deployment, version), |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?
             .ok_or_else(|| anyhow!("deployment `{deployment}` version {version} does not exist"))?;
-        let policy = parse_policy(&text)?;
+        let found = (parse_policy(&text)?, kind_of(&kind));
         self.policies
             .lock()
             .expect("policy cache")
-            .insert(key, policy.clone());
-        Ok(policy)
+            .insert(key, found.clone());
+        Ok(found)
     }
 }
 
@@ -1781,7 +1787,7 @@ fn placeholders(n: usize) -> String {
     values_sql("", "?", n)
 }
 
-/// Runs a claiming `UPDATE ... RETURNING` and reads the claimed steps (policies are filled in
+/// Runs a claiming `UPDATE ... RETURNING` and reads the claimed steps (policies and kinds are filled in
 /// afterwards), each with its activation count and policy overrides (JSON).
 fn steps_of(
     conn: &Connection,
@@ -1829,6 +1835,7 @@ fn steps_of(
             deployment,
             version,
             digest,
+            kind: DeploymentKind::Component,
             input: json_of(input)?,
             attempt,
             policy: Policy::default(),
@@ -1892,11 +1899,16 @@ fn deployment_from(
         digest,
         policy: parse_policy(policy)?,
         created_at,
-        kind: match kind {
-            "dag" => DeploymentKind::Dag,
-            _ => DeploymentKind::Component,
-        },
+        kind: kind_of(kind),
     })
+}
+
+/// The deployment kind stored as `kind`.
+fn kind_of(kind: &str) -> DeploymentKind {
+    match kind {
+        "dag" => DeploymentKind::Dag,
+        _ => DeploymentKind::Component,
+    }
 }
 
 fn parse_policy(text: &str) -> Result<Policy> {
