@@ -448,10 +448,16 @@ schedule_to_start = "10s"
         STEP_POLICY_KEYS.len()
     );
     assert_eq!(
-        spec.steps[0].policy.schedule_to_start,
+        spec.steps[0]
+            .policy
+            .schedule_to_start_ms
+            .map(Duration::from_millis),
         Some(Duration::from_secs(10))
     );
-    assert_eq!(spec.policy.run_timeout, Some(Duration::from_secs(5)));
+    assert_eq!(
+        spec.policy.run_timeout_ms.map(Duration::from_millis),
+        Some(Duration::from_secs(5))
+    );
 }
 
 #[test]
