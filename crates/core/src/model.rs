@@ -10,7 +10,11 @@ use crate::retry::RetryPolicy;
 use crate::time::{micros_after, Micros};
 pub use crate::workflow::{NewChild, Wait};
 
-/// Per-deployment execution policy. `None` fields fall back to the host defaults.
+/// An execution policy: retry, timeouts and limits. Every field is optional, so one type serves
+/// every layer: a deployment's policy (`None` fields fall back to the host defaults), and the
+/// partial policies that override it (a DAG workflow's `[policy]`, a DAG step's
+/// `[step.policy]`), applied with [`Policy::overlaid`]. Stored as JSON (deployments, step
+/// overrides, bundles) with unset fields left out.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
     /// Maximum linear memory of one instance, in bytes.
@@ -110,25 +114,35 @@ impl DeploymentKind {
     }
 }
 
-/// Per-step overrides of the deployment policy: a DAG step's `[step.policy]`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PolicyOverride {
-    #[serde(default, skip_serializing_if = "is_default")]
-    pub retry: RetryPolicy,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schedule_to_start_ms: Option<u64>,
-}
+/// The name the policy overrides of a step went by. An override is a partial [`Policy`] (the
+/// fields it sets replace the deployment's, see [`Policy::overlaid`]), not a type of its own;
+/// kept so that code written against the old name still reads.
+pub type PolicyOverride = Policy;
 
 impl Policy {
-    /// This policy with `over`'s fields where it sets them.
-    pub fn overlaid(&self, over: &PolicyOverride) -> Policy {
+    /// This policy with every field that `over` sets replacing this one's: each `Some` field of
+    /// `over`, its `retry` overlaid field by field ([`RetryPolicy::overlay`]), and its
+    /// `http_allow` when not empty. Layers stack: host defaults < deployment < DAG workflow < DAG
+    /// step, each a partial `Policy` (a DAG step's `[step.policy]`, stored with the step).
+    pub fn overlaid(&self, over: &Policy) -> Policy {
         Policy {
-            retry: self.retry.overlay(&over.retry),
+            memory_limit_bytes: over.memory_limit_bytes.or(self.memory_limit_bytes),
             timeout_ms: over.timeout_ms.or(self.timeout_ms),
+            max_log_lines: over.max_log_lines.or(self.max_log_lines),
+            http_allow: if over.http_allow.is_empty() {
+                self.http_allow.clone()
+            } else {
+                over.http_allow.clone()
+            },
+            retry: self.retry.overlay(&over.retry),
             schedule_to_start_ms: over.schedule_to_start_ms.or(self.schedule_to_start_ms),
-            ..self.clone()
+            run_timeout_ms: over.run_timeout_ms.or(self.run_timeout_ms),
+            max_log_line_bytes: over.max_log_line_bytes.or(self.max_log_line_bytes),
+            max_log_bytes: over.max_log_bytes.or(self.max_log_bytes),
+            max_input_bytes: over.max_input_bytes.or(self.max_input_bytes),
+            max_output_bytes: over.max_output_bytes.or(self.max_output_bytes),
+            max_kv_write_bytes: over.max_kv_write_bytes.or(self.max_kv_write_bytes),
+            max_lost_leases: over.max_lost_leases.or(self.max_lost_leases),
         }
     }
 }
@@ -227,6 +241,10 @@ pub struct ClaimedStep {
     pub deployment: String,
     pub version: i64,
     pub digest: String,
+    /// What `digest` names, so what executing the step means: a component's export, or (the
+    /// root step of a DAG run) the DAG workflow file. The deployment's kind, never guessed from
+    /// the task name.
+    pub kind: DeploymentKind,
     pub input: Value,
     /// The attempt number this claim owns (1 for the first).
     pub attempt: u32,

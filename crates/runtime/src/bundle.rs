@@ -494,6 +494,7 @@ mod tests {
                 step_id: "0190f1d2-0000-7000-8000-000000000002".into(),
                 task: "hello/greet".into(),
                 digest: digest(COMPONENT),
+                kind: crate::store::DeploymentKind::Component,
                 input: json!({ "name": "ada", "tags": ["a", "é", "\u{1f600}"] }),
                 attempts: vec![RecordedAttempt {
                     attempt: 1,

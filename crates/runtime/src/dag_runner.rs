@@ -14,7 +14,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use serde_json::{json, Map, Value};
@@ -27,7 +26,7 @@ use crate::dag::{DagSpec, DagStep};
 use crate::invoke::{ErrorKind, Outcome, TaskError};
 use crate::journal::Journal;
 use crate::limits::Limits;
-use crate::store::{now_micros, ClaimedStep, PolicyOverride};
+use crate::store::{now_micros, ClaimedStep, Policy};
 use crate::Hypergraph;
 
 /// Runs one activation of the DAG workflow of `step` (whose digest names the DAG file).
@@ -215,16 +214,10 @@ async fn start_step(
     let step_input = spec
         .step_input(step, input, outputs, &params[&step.task])
         .map_err(|e| anyhow::anyhow!("step `{}`: {e}", step.name))?;
-    let (retry, timeout, schedule_to_start) = spec.step_policy(step);
-    let millis = |d: Duration| d.as_millis() as u64;
-    let overrides = PolicyOverride {
-        retry,
-        timeout_ms: timeout.map(millis),
-        schedule_to_start_ms: schedule_to_start.map(millis),
-    };
+    let overrides = spec.step_policy(step);
     state.workflow.next_child = ChildOptions {
         name: Some(step.name.clone()),
-        policy: (overrides != PolicyOverride::default()).then_some(overrides),
+        policy: (overrides != Policy::default()).then_some(overrides),
     };
     state
         .start(step.task.clone(), step_input.to_string())

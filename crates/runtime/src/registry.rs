@@ -44,6 +44,24 @@ pub struct ResolvedTask {
     pub index: usize,
 }
 
+/// What a run starts, resolved by the kind of its deployment ([`Hypergraph::resolve_runnable`]).
+pub enum Runnable {
+    /// A DAG workflow: the newest version of its deployment.
+    Dag(Deployment),
+    /// A component's task.
+    Task(ResolvedTask),
+}
+
+impl Runnable {
+    /// The name it was resolved from: the DAG's deployment name, or the task name.
+    pub fn name(&self) -> &str {
+        match self {
+            Runnable::Dag(deployment) => &deployment.name,
+            Runnable::Task(task) => &task.name,
+        }
+    }
+}
+
 impl ResolvedTask {
     /// The prepared export this task calls.
     pub fn task(&self) -> &crate::engine::PreparedTask {
@@ -132,9 +150,7 @@ impl Hypergraph {
         validate_deployment_name(name)?;
         // The file's whole-run timeout, unless the command line set one.
         let policy = &Policy {
-            run_timeout_ms: policy
-                .run_timeout_ms
-                .or(spec.policy.run_timeout.map(|d| d.as_millis() as u64)),
+            run_timeout_ms: policy.run_timeout_ms.or(spec.policy.run_timeout_ms),
             ..policy.clone()
         };
         validate_policy(policy)?;
@@ -175,15 +191,6 @@ impl Hypergraph {
         })
     }
 
-    /// The newest version of DAG workflow `name`, if one is deployed.
-    pub async fn dag_deployment(&self, name: &str) -> Result<Option<Deployment>> {
-        Ok(self
-            .store
-            .latest_deployment(name)
-            .await?
-            .filter(|d| d.kind == DeploymentKind::Dag))
-    }
-
     /// Loads (compiling or reading the compile cache as needed) the component of a deployment.
     pub async fn prepared(&self, deployment: &Deployment) -> Result<Arc<Prepared>> {
         self.prepared_digest(&deployment.digest).await
@@ -218,12 +225,28 @@ impl Hypergraph {
         Ok(tasks)
     }
 
-    /// Resolves `name` on the newest version of its deployment. Unknown names (including names
-    /// that differ only in case) fail with the closest existing names suggested.
+    /// Resolves task `name` (`<deployment>/<function>`) on the newest version of its
+    /// deployment, which must be a component. Unknown names (including names that differ only in
+    /// case, and DAG workflow names) fail with the closest existing task names suggested.
     pub async fn resolve(&self, name: &str) -> Result<ResolvedTask> {
-        let found = match name.split_once('/') {
-            Some((deployment, function)) => match self.store.latest_deployment(deployment).await? {
-                Some(deployment) => {
+        match self.resolve_runnable(name).await? {
+            Runnable::Task(task) => Ok(task),
+            Runnable::Dag(_) => Err(self.unknown_task(name).await),
+        }
+    }
+
+    /// Resolves what `hypergraph run <name>` starts, by the kind of the newest version of the
+    /// deployment `name` names: a DAG workflow (`name` is the deployment's), or a component's
+    /// task (`<deployment>/<function>`). Anything else fails as [`Hypergraph::resolve`] does.
+    pub async fn resolve_runnable(&self, name: &str) -> Result<Runnable> {
+        let (deployment_name, function) = match name.split_once('/') {
+            Some((deployment, function)) => (deployment, Some(function)),
+            None => (name, None),
+        };
+        let found = match self.store.latest_deployment(deployment_name).await? {
+            Some(deployment) => match (deployment.kind, function) {
+                (DeploymentKind::Dag, None) => return Ok(Runnable::Dag(deployment)),
+                (DeploymentKind::Component, Some(function)) => {
                     let prepared = self.prepared(&deployment).await?;
                     prepared
                         .tasks
@@ -236,14 +259,23 @@ impl Hypergraph {
                             index,
                         })
                 }
-                None => None,
+                // A function of a DAG, or a component without a function: no such task.
+                (DeploymentKind::Dag, Some(_)) | (DeploymentKind::Component, None) => None,
             },
             None => None,
         };
-        if let Some(found) = found {
-            return Ok(found);
+        match found {
+            Some(task) => Ok(Runnable::Task(task)),
+            None => Err(self.unknown_task(name).await),
         }
-        let names: Vec<String> = self.tasks().await?.into_iter().map(|t| t.name).collect();
+    }
+
+    /// The error for a task name that resolves to nothing, with the closest existing names.
+    async fn unknown_task(&self, name: &str) -> anyhow::Error {
+        let names: Vec<String> = match self.tasks().await {
+            Ok(tasks) => tasks.into_iter().map(|t| t.name).collect(),
+            Err(error) => return error,
+        };
         let mut message = format!("unknown task `{name}`");
         let suggestions = suggest(name, &names);
         if !suggestions.is_empty() {
@@ -255,7 +287,7 @@ impl Hypergraph {
             message.push_str("; task names look like `<deployment>/<function>`");
         }
         message.push_str(" (task names are case-sensitive; `hypergraph tasks` lists them all)");
-        bail!(message)
+        anyhow::anyhow!(message)
     }
 }
 

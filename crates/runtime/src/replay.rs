@@ -21,7 +21,7 @@ use crate::invoke::{invoke, Invocation, TaskError};
 use crate::journal::{Divergence, Entry, Journal};
 use crate::limits::Limits;
 use crate::registry::function_of;
-use crate::store::{JournalRecord, LogRecord, Micros, Policy, Status, Store};
+use crate::store::{DeploymentKind, JournalRecord, LogRecord, Micros, Policy, Status, Store};
 
 /// Everything recorded about a run, as needed to replay it anywhere.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -53,8 +53,17 @@ pub struct RecordedStep {
     /// bundles written before steps recorded it, meaning the run's component.
     #[serde(default)]
     pub digest: String,
+    /// What `digest` names: a component, or (the root step of a DAG run) a DAG workflow file,
+    /// whose steps are replayed one by one as the run's other steps. Absent, in bundles, for a
+    /// component.
+    #[serde(default, skip_serializing_if = "is_component")]
+    pub kind: DeploymentKind,
     pub input: Value,
     pub attempts: Vec<RecordedAttempt>,
+}
+
+fn is_component(kind: &DeploymentKind) -> bool {
+    *kind == DeploymentKind::Component
 }
 
 /// One attempt of a recorded step: its journal, its logs and how it ended.
@@ -160,10 +169,10 @@ pub async fn load(store: &dyn Store, id: &str) -> Result<RecordedRun> {
         .run(id)
         .await?
         .with_context(|| format!("run `{id}` not found"))?;
-    let policy = store
+    let (policy, run_kind) = store
         .deployment_version(&run.deployment, run.version)
         .await?
-        .map(|d| d.policy)
+        .map(|d| (d.policy, d.kind))
         .unwrap_or_default();
     let mut logs: BTreeMap<(String, u32), Vec<LogRecord>> = BTreeMap::new();
     for line in store.run_logs(id).await? {
@@ -198,6 +207,12 @@ pub async fn load(store: &dyn Store, id: &str) -> Result<RecordedRun> {
             step_id: step.id.clone(),
             task: step.task.clone(),
             digest: step.digest.clone(),
+            // Only a run's root step runs its deployment; children always run components.
+            kind: if step.parent_id.is_none() {
+                run_kind
+            } else {
+                DeploymentKind::Component
+            },
             input: step.input.clone(),
             attempts,
         });
@@ -229,7 +244,7 @@ pub async fn replay(
     for step in &run.steps {
         let other_component = !step.digest.is_empty() && step.digest != run.digest;
         for attempt in &step.attempts {
-            let verdict = if !step.task.contains('/') {
+            let verdict = if step.kind == DeploymentKind::Dag {
                 Verdict::Skipped {
                     reason: "a DAG workflow's root: its steps are replayed one by one".into(),
                 }
@@ -467,7 +482,7 @@ impl crate::Hypergraph {
         let mut digests: Vec<&str> = run
             .steps
             .iter()
-            .filter(|s| s.task.contains('/'))
+            .filter(|s| s.kind == DeploymentKind::Component)
             .map(|s| {
                 if s.digest.is_empty() {
                     run.digest.as_str()
@@ -492,7 +507,7 @@ impl crate::Hypergraph {
                     .steps
                     .iter()
                     .filter(|s| {
-                        s.task.contains('/')
+                        s.kind == DeploymentKind::Component
                             && (s.digest == digest || s.digest.is_empty() && run.digest == digest)
                     })
                     .cloned()

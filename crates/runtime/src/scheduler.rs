@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::convert::{params_from_json, val_to_json};
 use crate::limits::check_input_size;
-use crate::registry::ResolvedTask;
+use crate::registry::{ResolvedTask, Runnable};
 use crate::store::{now_micros, NewRun, RunResult, Store};
 use crate::Hypergraph;
 
@@ -121,51 +121,33 @@ impl Hypergraph {
     /// is enqueued if any request is invalid.
     pub async fn submit_many(&self, requests: &[RunRequest]) -> Result<Vec<String>> {
         let mut runs = Vec::with_capacity(requests.len());
-        let mut resolved: Option<ResolvedTask> = None;
+        let mut resolved: Option<Runnable> = None;
         for request in requests {
             validate_meta(&request.meta)?;
-            // A DAG workflow: its name has no `/`, and its input is any JSON.
-            if !request.task.contains('/') {
-                if let Some(dag) = self.dag_deployment(&request.task).await? {
+            if resolved.as_ref().is_none_or(|r| r.name() != request.task) {
+                resolved = Some(self.resolve_runnable(&request.task).await?);
+            }
+            // What the run executes, and its input: any JSON for a DAG workflow, the canonical
+            // form of the task's parameters for a component's task.
+            let (deployment, input) = match resolved.as_ref().expect("just resolved") {
+                Runnable::Dag(dag) => {
                     check_input_size(&request.input, &dag.policy).with_context(|| {
                         format!("invalid input for workflow `{}`", request.task)
                     })?;
-                    let now = now_micros();
-                    runs.push(NewRun {
-                        id: uuid::Uuid::now_v7().to_string(),
-                        step_id: uuid::Uuid::now_v7().to_string(),
-                        task: request.task.clone(),
-                        start_deadline: dag.policy.start_deadline(now),
-                        deadline: dag.policy.run_deadline(now),
-                        deployment: dag.name,
-                        version: dag.version,
-                        digest: dag.digest,
-                        input: request.input.clone(),
-                        meta: request.meta.clone(),
-                        created_at: now,
-                    });
-                    continue;
+                    (dag, request.input.clone())
                 }
-            }
-            if resolved
-                .as_ref()
-                .map(|r| r.name != request.task)
-                .unwrap_or(true)
-            {
-                resolved = Some(self.resolve(&request.task).await?);
-            }
-            let task = resolved.as_ref().expect("just resolved");
-            let input = canonical_input(task, &request.input)?;
+                Runnable::Task(task) => (&task.deployment, canonical_input(task, &request.input)?),
+            };
             let now = now_micros();
             runs.push(NewRun {
-                start_deadline: task.deployment.policy.start_deadline(now),
-                deadline: task.deployment.policy.run_deadline(now),
+                start_deadline: deployment.policy.start_deadline(now),
+                deadline: deployment.policy.run_deadline(now),
                 id: uuid::Uuid::now_v7().to_string(),
                 step_id: uuid::Uuid::now_v7().to_string(),
                 task: request.task.clone(),
-                deployment: task.deployment.name.clone(),
-                version: task.deployment.version,
-                digest: task.deployment.digest.clone(),
+                deployment: deployment.name.clone(),
+                version: deployment.version,
+                digest: deployment.digest.clone(),
                 input,
                 meta: request.meta.clone(),
                 created_at: now,

@@ -31,7 +31,7 @@ use crate::journal::{Entry, Journal};
 use crate::limits::Limits;
 use crate::registry::function_of;
 use crate::store::{
-    now_micros, ClaimedStep, CommitOutcome, Completion, KvWrite, Status, WorkerInfo,
+    now_micros, ClaimedStep, CommitOutcome, Completion, DeploymentKind, KvWrite, Status, WorkerInfo,
 };
 use crate::Hypergraph;
 
@@ -771,8 +771,8 @@ async fn prepare_and_invoke(
     cancel: Arc<AtomicBool>,
     linger: Option<Linger>,
 ) -> Result<Outcome> {
-    // A DAG workflow's root step: its name is the DAG's, without a `/`.
-    if !step.task.contains('/') {
+    // A DAG workflow's root step: its deployment is a DAG file.
+    if step.kind == DeploymentKind::Dag {
         return run_dag(hg, step, journal, linger).await;
     }
     let prepared = hg.prepared_digest(&step.digest).await?;

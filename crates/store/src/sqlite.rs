@@ -120,7 +120,7 @@ pub struct SqliteStore {
     /// What was opened, for error messages.
     location: String,
     /// Policies of deployment versions; a version never changes once written.
-    policies: Mutex<HashMap<(String, i64), Policy>>,
+    policies: Mutex<HashMap<(String, i64), (Policy, DeploymentKind)>>,
     /// When claims next apply deadlines and fire timers (microseconds since the epoch).
     next_sweep: AtomicI64,
     /// Where every timestamp this store writes and every deadline it checks comes from.
@@ -380,7 +380,7 @@ impl SqliteStore {
         version: i64,
         overrides: Option<&str>,
     ) -> Result<Policy> {
-        let policy = self.policy(conn, deployment, version)?;
+        let (policy, _) = self.policy(conn, deployment, version)?;
         let Some(overrides) = overrides else {
             return Ok(policy);
         };
@@ -389,23 +389,28 @@ impl SqliteStore {
         Ok(policy.overlaid(&overrides))
     }
 
-    /// The policy of a deployment version, from the cache or the database.
-    fn policy(&self, conn: &Connection, deployment: &str, version: i64) -> Result<Policy> {
+    /// The policy and kind of a deployment version, from the cache or the database.
+    fn policy(
+        &self,
+        conn: &Connection,
+        deployment: &str,
+        version: i64,
+    ) -> Result<(Policy, DeploymentKind)> {
         let key = (deployment.to_string(), version);
         if let Some(p) = self.policies.lock().expect("policy cache").get(&key) {
             return Ok(p.clone());
         }
-        let text: String = conn
-            .prepare_cached("SELECT policy FROM deployments WHERE name = ? AND version = ?")?
-            .query_row((deployment, version), |r| r.get(0))
+        let (text, kind): (String, String) = conn
+            .prepare_cached("SELECT policy, kind FROM deployments WHERE name = ? AND version = ?")?
+            .query_row((deployment, version), |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?
             .ok_or_else(|| anyhow!("deployment `{deployment}` version {version} does not exist"))?;
-        let policy = parse_policy(&text)?;
+        let found = (parse_policy(&text)?, sql::kind_of(&kind));
         self.policies
             .lock()
             .expect("policy cache")
-            .insert(key, policy.clone());
-        Ok(policy)
+            .insert(key, found.clone());
+        Ok(found)
     }
 }
 

@@ -91,6 +91,7 @@ impl SqliteStore {
         for (mut step, activations, overrides) in claimed {
             step.policy =
                 self.step_policy(conn, &step.deployment, step.version, overrides.as_deref())?;
+            step.kind = self.policy(conn, &step.deployment, step.version)?.1;
             if activations > 0 {
                 (step.resume, step.resume_attempt) = workflow::resume_journal(conn, &step.step_id)?;
             }

@@ -117,6 +117,7 @@ pub(super) fn steps_of(
             deployment,
             version,
             digest,
+            kind: DeploymentKind::default(),
             input: json_of(input)?,
             attempt,
             policy: Policy::default(),
@@ -180,11 +181,16 @@ pub(super) fn deployment_from(
         digest,
         policy: parse_policy(policy)?,
         created_at,
-        kind: match kind {
-            "dag" => DeploymentKind::Dag,
-            _ => DeploymentKind::Component,
-        },
+        kind: kind_of(kind),
     })
+}
+
+/// The kind stored in a deployment's `kind` column.
+pub(super) fn kind_of(kind: &str) -> DeploymentKind {
+    match kind {
+        "dag" => DeploymentKind::Dag,
+        _ => DeploymentKind::Component,
+    }
 }
 
 pub(super) fn parse_policy(text: &str) -> Result<Policy> {
