@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use wasmtime::component::{HasSelf, Linker};
 
-use hypergraph_core::model::{JournalRecord, LogRecord, PolicyOverride};
+use hypergraph_core::model::{JournalRecord, LogRecord, Policy};
 use hypergraph_core::signals::Signals;
 use hypergraph_core::time::{micros_after, now_micros};
 pub use hypergraph_core::workflow::*;
@@ -117,7 +117,7 @@ impl std::error::Error for Suspended {}
 #[derive(Clone, Debug, Default)]
 pub struct ChildOptions {
     pub name: Option<String>,
-    pub policy: Option<PolicyOverride>,
+    pub policy: Option<Policy>,
 }
 
 /// The workflow state of one activation.

@@ -114,11 +114,6 @@ impl DeploymentKind {
     }
 }
 
-/// The name the policy overrides of a step went by. An override is a partial [`Policy`] (the
-/// fields it sets replace the deployment's, see [`Policy::overlaid`]), not a type of its own;
-/// kept so that code written against the old name still reads.
-pub type PolicyOverride = Policy;
-
 impl Policy {
     /// This policy with every field that `over` sets replacing this one's: each `Some` field of
     /// `over`, its `retry` overlaid field by field ([`RetryPolicy::overlay`]), and its

@@ -24,11 +24,6 @@ pub fn micros_after(from: Micros, millis: u64) -> Micros {
     from.saturating_add(i64::try_from(millis.saturating_mul(1000)).unwrap_or(i64::MAX))
 }
 
-/// The time `duration` after `from`, saturating instead of overflowing.
-pub fn micros_plus(from: Micros, duration: Duration) -> Micros {
-    from.saturating_add(i64::try_from(duration.as_micros()).unwrap_or(i64::MAX))
-}
-
 /// A source of the current time. Implementations are cheap to call and never go backwards by
 /// more than the system clock does.
 pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
@@ -75,11 +70,6 @@ impl Clock for ManualClock {
     }
 }
 
-/// The clock of a process that does not say otherwise: the system clock.
-pub fn system() -> Arc<dyn Clock> {
-    Arc::new(SystemClock)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,7 +88,6 @@ mod tests {
     #[test]
     fn arithmetic_saturates() {
         assert_eq!(micros_after(i64::MAX - 1, 5), i64::MAX);
-        assert_eq!(micros_plus(i64::MAX, Duration::from_secs(1)), i64::MAX);
         assert_eq!(micros_after(0, 3), 3_000);
     }
 }

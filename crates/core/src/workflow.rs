@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::model::{PolicyOverride, Status, StepOutcome};
+use crate::model::{Policy, Status, StepOutcome};
 use crate::time::Micros;
 
 /// Most children one workflow attempt may start.
@@ -45,7 +45,7 @@ pub struct NewChild {
     /// Canonical input, converted against the child's signature.
     pub input: Value,
     /// Overrides of the child deployment's policy (a DAG step's `[step.policy]`).
-    pub policy: Option<PolicyOverride>,
+    pub policy: Option<Policy>,
     /// The step's name in its DAG file (`None` for a workflow component's child).
     pub name: Option<String>,
     /// The child fails if no worker starts it by then (schedule-to-start).

@@ -66,9 +66,9 @@ use sqlx::{ConnectOptions, Row};
 use super::location::DbLocation;
 use super::{
     AttemptDetail, Cancelled, ClaimedStep, CommitOutcome, Completion, Deployment, DeploymentKind,
-    JournalRecord, KvListing, KvRead, KvWrite, LogRecord, Micros, NewRun, Policy, PolicyOverride,
-    RunDetail, RunFilter, RunLogLine, RunResult, RunSummary, Status, StepDetail, StepOutcome,
-    StepQuery, Store, WorkerInfo,
+    JournalRecord, KvListing, KvRead, KvWrite, LogRecord, Micros, NewRun, Policy, RunDetail,
+    RunFilter, RunLogLine, RunResult, RunSummary, Status, StepDetail, StepOutcome, StepQuery,
+    Store, WorkerInfo,
 };
 use hypergraph_core::time::{Clock, SystemClock};
 
@@ -372,21 +372,21 @@ impl SqliteStore {
     }
 
     /// The policy of a step: its deployment version's, overlaid with the step's own overrides
-    /// (JSON, a DAG step's `[step.policy]`).
+    /// (JSON, a DAG step's `[step.policy]`), and the deployment's kind.
     fn step_policy(
         &self,
         conn: &Connection,
         deployment: &str,
         version: i64,
         overrides: Option<&str>,
-    ) -> Result<Policy> {
-        let (policy, _) = self.policy(conn, deployment, version)?;
+    ) -> Result<(Policy, DeploymentKind)> {
+        let (policy, kind) = self.policy(conn, deployment, version)?;
         let Some(overrides) = overrides else {
-            return Ok(policy);
+            return Ok((policy, kind));
         };
-        let overrides: PolicyOverride = serde_json::from_str(overrides)
+        let overrides: Policy = serde_json::from_str(overrides)
             .with_context(|| format!("stored step policy is not valid: {overrides}"))?;
-        Ok(policy.overlaid(&overrides))
+        Ok((policy.overlaid(&overrides), kind))
     }
 
     /// The policy and kind of a deployment version, from the cache or the database.

@@ -89,9 +89,8 @@ impl SqliteStore {
         })?;
         let mut steps = Vec::with_capacity(claimed.len());
         for (mut step, activations, overrides) in claimed {
-            step.policy =
+            (step.policy, step.kind) =
                 self.step_policy(conn, &step.deployment, step.version, overrides.as_deref())?;
-            step.kind = self.policy(conn, &step.deployment, step.version)?.1;
             if activations > 0 {
                 (step.resume, step.resume_attempt) = workflow::resume_journal(conn, &step.step_id)?;
             }
@@ -141,6 +140,7 @@ impl Tx for SqliteTx<'_> {
     ) -> Result<Policy> {
         self.store
             .step_policy(self.conn, deployment, version, overrides)
+            .map(|(policy, _)| policy)
     }
 
     fn count_lost_lease(&mut self, ids: &[&str]) -> Result<()> {
