@@ -221,27 +221,7 @@ impl SqliteStore {
         }
 
         // Create and migrate on a connection of its own.
-        let mut setup = options
-            .clone()
-            .create_if_missing(true)
-            .connect()
-            .await
-            .map_err(|e| open_error(&location, e))?;
-        // A fresh file is not checked until something reads it.
-        let application_id: i64 = sqlx::query_scalar("PRAGMA application_id")
-            .fetch_one(&mut setup)
-            .await
-            .map_err(|e| open_error(&location, e))?;
-        migrate(&mut setup).await.with_context(|| {
-            format!("cannot migrate the database {location} to this version of hypergraph")
-        })?;
-        if application_id != APPLICATION_ID {
-            sqlx::query(&format!("PRAGMA application_id = {APPLICATION_ID}"))
-                .execute(&mut setup)
-                .await
-                .with_context(|| format!("cannot mark {location} as a Hypergraph database"))?;
-        }
-        drop(setup);
+        setup(&options, &location).await?;
 
         let writer = open_writer(&path)
             .with_context(|| format!("cannot open the SQLite database {location} for writing"))?;
@@ -436,6 +416,91 @@ fn open_writer(path: &Path) -> Result<Connection> {
 /// Opens a point-read connection on an existing database file.
 fn open_reader(path: &Path) -> Result<Connection> {
     open_connection(path, OpenFlags::SQLITE_OPEN_READ_ONLY, 64)
+}
+
+/// Creates the database file if it is missing, migrates it and marks it as Hypergraph's, on a
+/// connection of its own. Processes opening a new file at the same moment race to create it and
+/// switch it to WAL; SQLite answers some of those races with `SQLITE_BUSY` at once instead of
+/// calling the busy handler (it would deadlock otherwise), so a busy or locked answer is retried
+/// for up to [`BUSY_TIMEOUT`] before it is reported.
+async fn setup(options: &SqliteConnectOptions, location: &str) -> Result<()> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match setup_once(options, location).await {
+            Err(SetupError::Busy(e)) if std::time::Instant::now() < deadline => {
+                tracing::debug!(%location, error = %e, "database busy while opening; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+            Err(SetupError::Busy(e)) => return Err(open_error(location, e)),
+            Err(SetupError::Other(e)) => return Err(e),
+            Ok(()) => return Ok(()),
+        }
+    }
+}
+
+/// Why one [`setup`] attempt failed: busy (retried) or anything else (reported).
+enum SetupError {
+    Busy(sqlx::Error),
+    Other(anyhow::Error),
+}
+
+/// Maps a connection error to [`SetupError`].
+fn setup_error(location: &str, e: sqlx::Error) -> SetupError {
+    if is_busy(&e) {
+        SetupError::Busy(e)
+    } else {
+        SetupError::Other(open_error(location, e))
+    }
+}
+
+/// One attempt of [`setup`].
+async fn setup_once(
+    options: &SqliteConnectOptions,
+    location: &str,
+) -> std::result::Result<(), SetupError> {
+    let mut conn = options
+        .clone()
+        .create_if_missing(true)
+        .connect()
+        .await
+        .map_err(|e| setup_error(location, e))?;
+    // A fresh file is not checked until something reads it.
+    let application_id: i64 = sqlx::query_scalar("PRAGMA application_id")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(|e| setup_error(location, e))?;
+    migrate(&mut conn).await.map_err(|e| {
+        SetupError::Other(e.context(format!(
+            "cannot migrate the database {location} to this version of hypergraph"
+        )))
+    })?;
+    if application_id != APPLICATION_ID {
+        sqlx::query(&format!("PRAGMA application_id = {APPLICATION_ID}"))
+            .execute(&mut conn)
+            .await
+            .map_err(|e| match setup_error(location, e) {
+                SetupError::Other(e) => SetupError::Other(
+                    e.context(format!("cannot mark {location} as a Hypergraph database")),
+                ),
+                busy => busy,
+            })?;
+    }
+    Ok(())
+}
+
+/// Whether SQLite answered `SQLITE_BUSY` or `SQLITE_LOCKED` (primary result codes 5 and 6).
+fn is_busy(error: &sqlx::Error) -> bool {
+    sqlite_code(error).is_some_and(|c| matches!(c & 0xff, 5 | 6))
+}
+
+/// The SQLite result code of a database error.
+fn sqlite_code(error: &sqlx::Error) -> Option<i32> {
+    match error {
+        sqlx::Error::Database(db) => db.code().and_then(|c| c.parse::<i32>().ok()),
+        _ => None,
+    }
 }
 
 /// Runs the migrations, retrying when another process is migrating the same file at the same
@@ -1214,12 +1279,10 @@ fn check_ownership(location: &str, application_id: i64, tables: &[String]) -> Re
 
 /// A clear error for a database that cannot be opened, naming it and saying what to check.
 fn open_error(location: &str, error: sqlx::Error) -> anyhow::Error {
-    let (code, message) = match &error {
-        sqlx::Error::Database(db) => (
-            db.code().and_then(|c| c.parse::<i32>().ok()),
-            db.message().to_string(),
-        ),
-        other => (None, other.to_string()),
+    let code = sqlite_code(&error);
+    let message = match &error {
+        sqlx::Error::Database(db) => db.message().to_string(),
+        other => other.to_string(),
     };
     // Primary result codes: https://www.sqlite.org/rescode.html
     let hint = match code.map(|c| c & 0xff) {
