@@ -41,6 +41,8 @@
 pub mod conformance;
 pub mod decide;
 pub mod location;
+pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 use std::collections::HashMap;

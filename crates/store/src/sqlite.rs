@@ -56,7 +56,6 @@ use anyhow::{anyhow, bail, Context, Result};
 use async_trait::async_trait;
 use rusqlite::types::ToSql;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
-use serde_json::Value;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -96,8 +95,6 @@ const CHUNK_ROWS: [usize; 5] = [256, 64, 16, 4, 1];
 /// Rows listed by [`Store::list_runs`] when the filter does not say.
 const DEFAULT_LIST_LIMIT: u32 = 100;
 
-/// Statuses a completion may set.
-const COMPLETION_STATUSES: [Status; 3] = [Status::Succeeded, Status::Failed, Status::Cancelled];
 
 /// How often claims also apply deadlines (schedule-to-start, run timeouts) and fire timers.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(10);

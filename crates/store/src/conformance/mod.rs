@@ -18,6 +18,7 @@ use anyhow::Result;
 use async_trait::async_trait;
 use serde_json::json;
 
+use crate::postgres::PgStore;
 use crate::sqlite::SqliteStore;
 use crate::{
     ClaimedStep, Completion, DeploymentKind, JournalRecord, LogRecord, NewChild, NewRun, Policy,
@@ -80,6 +81,103 @@ impl Backend for SqliteBackend {
 
     async fn open_another(&self) -> Result<SqliteStore> {
         SqliteStore::open_with_clock(&self.path(), Arc::new(self.clock.clone())).await
+    }
+}
+
+/// The variable naming the PostgreSQL server the PostgreSQL tests use
+/// (`postgres://postgres@127.0.0.1:5432/test` on CI, set by `scripts/test.sh`).
+pub const POSTGRES_ENV: &str = "HYPERGRAPH_TEST_POSTGRES";
+
+/// The PostgreSQL backend, in a schema of its own (created for the test, dropped after it) of
+/// the database named by [`POSTGRES_ENV`], so tests run in parallel and leave nothing behind.
+pub struct PgBackend {
+    url: String,
+    schema: String,
+    clock: ManualClock,
+    store: Option<PgStore>,
+}
+
+impl PgBackend {
+    /// The server URL from [`POSTGRES_ENV`]; an error saying how to set it when it is missing.
+    pub fn server() -> Result<String> {
+        std::env::var(POSTGRES_ENV).map_err(|_| {
+            anyhow::anyhow!(
+                "{POSTGRES_ENV} is not set: the PostgreSQL tests need a server, e.g. \
+                 {POSTGRES_ENV}=postgres://postgres@127.0.0.1:5432/test (scripts/test.sh starts \
+                 the local PostgreSQL and sets it)"
+            )
+        })
+    }
+
+    /// A schema name no other test uses.
+    pub fn fresh_schema() -> String {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("hg_test_{}_{nanos}_{n}", std::process::id())
+    }
+
+    /// `server` with `schema` as its `schema=` parameter.
+    pub fn url_with_schema(server: &str, schema: &str) -> String {
+        let sep = if server.contains('?') { '&' } else { '?' };
+        format!("{server}{sep}schema={schema}")
+    }
+
+    /// Drops `schema` (and everything in it) from the database at `server`, on a thread of its
+    /// own (it runs from `Drop`, inside or outside a runtime).
+    pub fn drop_schema(server: String, schema: String) {
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&server).await?;
+                sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                    .execute(&mut conn)
+                    .await?;
+                anyhow::Ok(())
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!("cannot drop the test schema: {e:#}");
+        }
+    }
+}
+
+impl Drop for PgBackend {
+    fn drop(&mut self) {
+        self.store.take();
+        PgBackend::drop_schema(PgBackend::server().unwrap_or_default(), self.schema.clone());
+    }
+}
+
+#[async_trait(?Send)]
+impl Backend for PgBackend {
+    type Store = PgStore;
+
+    async fn create(clock: ManualClock) -> Result<Self> {
+        let server = PgBackend::server()?;
+        let schema = PgBackend::fresh_schema();
+        let url = PgBackend::url_with_schema(&server, &schema);
+        let store = PgStore::open_with_clock(&url, Arc::new(clock.clone())).await?;
+        Ok(PgBackend {
+            url,
+            schema,
+            clock,
+            store: Some(store),
+        })
+    }
+
+    fn store(&self) -> &PgStore {
+        self.store.as_ref().expect("open until dropped")
+    }
+
+    async fn open_another(&self) -> Result<PgStore> {
+        PgStore::open_with_clock(&self.url, Arc::new(self.clock.clone())).await
     }
 }
 

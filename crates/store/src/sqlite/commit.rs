@@ -4,44 +4,7 @@
 
 use super::*;
 
-/// A completion with its JSON values serialized.
-pub(super) struct Encoded<'a> {
-    pub(super) c: &'a Completion,
-    pub(super) output: Option<String>,
-    pub(super) error: Option<String>,
-}
-
-/// Checks `completions` and serializes their JSON values.
-pub(super) fn encode(completions: &[Completion]) -> Result<Vec<Encoded<'_>>> {
-    completions
-        .iter()
-        .map(|c| {
-            let suspended = c.wait.is_some() && c.status == Status::Running;
-            let retried = c.retry_at.is_some() && c.status == Status::Failed;
-            if c.wait.is_some() != suspended || c.retry_at.is_some() != retried {
-                bail!(
-                    "a suspension must be running and a retry failed (step {} attempt {})",
-                    c.step_id,
-                    c.attempt
-                );
-            }
-            if c.status != Status::Running && !COMPLETION_STATUSES.contains(&c.status) {
-                bail!(
-                    "a completion must be running (a suspension or a checkpoint), succeeded, \
-                     failed or cancelled, not {} (step {} attempt {})",
-                    c.status,
-                    c.step_id,
-                    c.attempt
-                );
-            }
-            Ok(Encoded {
-                c,
-                output: c.output.as_ref().map(serde_json::to_string).transpose()?,
-                error: c.error.as_ref().map(serde_json::to_string).transpose()?,
-            })
-        })
-        .collect()
-}
+pub(super) use crate::rows::{encode, Encoded};
 
 /// Applies `encoded` completions in order inside the caller's transaction; see
 /// [`Store::complete_steps`].

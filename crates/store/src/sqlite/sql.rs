@@ -1,6 +1,9 @@
 //! Statement helpers (chunked multi-row statements, placeholder lists) and row mapping.
 
 use super::*;
+pub(super) use crate::rows::{
+    deployment_from, json_of, kind_of, opt_json, parse_policy, status_of, u32_of,
+};
 
 /// Splits `items` into chunks of the sizes in [`CHUNK_ROWS`], largest first.
 pub(super) fn chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
@@ -167,49 +170,3 @@ pub(super) fn latest_deployment(conn: &Connection, name: &str) -> Result<Option<
     .transpose()
 }
 
-pub(super) fn deployment_from(
-    name: String,
-    version: i64,
-    digest: String,
-    policy: &str,
-    created_at: Micros,
-    kind: &str,
-) -> Result<Deployment> {
-    Ok(Deployment {
-        name,
-        version,
-        digest,
-        policy: parse_policy(policy)?,
-        created_at,
-        kind: kind_of(kind),
-    })
-}
-
-/// The kind stored in a deployment's `kind` column.
-pub(super) fn kind_of(kind: &str) -> DeploymentKind {
-    match kind {
-        "dag" => DeploymentKind::Dag,
-        _ => DeploymentKind::Component,
-    }
-}
-
-pub(super) fn parse_policy(text: &str) -> Result<Policy> {
-    serde_json::from_str(text)
-        .with_context(|| format!("stored deployment policy is not valid: {text}"))
-}
-
-pub(super) fn status_of(text: String) -> Result<Status> {
-    text.parse()
-}
-
-pub(super) fn json_of(text: String) -> Result<Value> {
-    serde_json::from_str(&text).with_context(|| format!("stored JSON value is not valid: {text}"))
-}
-
-pub(super) fn opt_json(text: Option<String>) -> Result<Option<Value>> {
-    text.map(json_of).transpose()
-}
-
-pub(super) fn u32_of(n: i64) -> Result<u32> {
-    u32::try_from(n).map_err(|_| anyhow!("stored count {n} is out of range"))
-}
