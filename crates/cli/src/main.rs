@@ -32,7 +32,6 @@ use clap::Parser as _;
 use crate::args::{Cli, Command, DbCommand, EventsCommand, RunsCommand};
 use crate::engine::{Engine, EngineOptions};
 use crate::store::location::DbLocation;
-use crate::store::sqlite::SqliteStore;
 use crate::worker::WorkerOptions;
 
 /// Parses the command line, runs it and exits with the documented code.
@@ -94,7 +93,7 @@ async fn open(
     max_instances: u32,
 ) -> Result<Hypergraph> {
     let location = db_location(cli_db)?;
-    let store = SqliteStore::open_location(&location).await?;
+    let store = crate::store::open(&location).await?;
     let cache = cache_dir.clone().or_else(|| match &location {
         DbLocation::Sqlite(db) => Some(
             db.parent()
@@ -102,12 +101,14 @@ async fn open(
                 .join("hypergraph-cache"),
         ),
         DbLocation::SqliteMemory => None,
+        // The database is elsewhere: compiled components are cached on this machine.
+        DbLocation::Postgres(_) => default_db_path().parent().map(|d| d.join("hypergraph-cache")),
     });
     let engine = Engine::new(EngineOptions {
         cache_dir: cache,
         max_instances,
     })?;
-    Ok(Hypergraph::with_engine(Arc::new(store), Arc::new(engine)))
+    Ok(Hypergraph::with_engine(store, Arc::new(engine)))
 }
 
 /// Instances a process with a worker of `concurrency` slots may hold at once: every slot, as

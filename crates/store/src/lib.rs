@@ -46,6 +46,7 @@ mod rows;
 pub mod sqlite;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -53,6 +54,25 @@ use async_trait::async_trait;
 
 pub use hypergraph_core::model::*;
 pub use hypergraph_core::time::{micros_after, now_micros, Micros};
+
+/// Opens the database at `location` with the backend it names (see
+/// [`location::DbLocation::parse`]), reading the time from the system clock.
+pub async fn open(location: &location::DbLocation) -> Result<Arc<dyn Store>> {
+    open_with_clock(location, Arc::new(hypergraph_core::time::SystemClock)).await
+}
+
+/// [`open`] with the time read from `clock`.
+pub async fn open_with_clock(
+    location: &location::DbLocation,
+    clock: Arc<dyn hypergraph_core::time::Clock>,
+) -> Result<Arc<dyn Store>> {
+    Ok(match location {
+        location::DbLocation::Postgres(url) => {
+            Arc::new(postgres::PgStore::open_with_clock(url, clock).await?)
+        }
+        sqlite => Arc::new(sqlite::SqliteStore::open_location_with_clock(sqlite, clock).await?),
+    })
+}
 
 /// The storage contract. See the module docs for the guarantees every implementation keeps.
 #[async_trait]

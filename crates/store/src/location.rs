@@ -11,13 +11,16 @@ pub enum DbLocation {
     Sqlite(PathBuf),
     /// A private SQLite database that lives as long as the process (`sqlite::memory:`).
     SqliteMemory,
+    /// A PostgreSQL database: the URL as given (`postgres://` or `postgresql://`).
+    Postgres(String),
 }
 
 impl DbLocation {
-    /// Parses a location: a file path, or a `sqlite:` URL as sqlx users write them
+    /// Parses a location: a file path, a `sqlite:` URL as sqlx users write them
     /// (`sqlite:///abs/path.db`, `sqlite://relative.db`, `sqlite:relative.db`, with an optional
-    /// `?query`, and `sqlite::memory:`). Any other URL scheme, or a `sqlite:` URL without a
-    /// path, is refused with an error saying what is accepted.
+    /// `?query`, and `sqlite::memory:`), or a `postgres://` / `postgresql://` URL. Any other URL
+    /// scheme, or a `sqlite:` URL without a path, is refused with an error saying what is
+    /// accepted.
     pub fn parse(text: &str) -> Result<DbLocation> {
         if text.trim().is_empty() {
             bail!("the database location is empty: give a file path or a sqlite:// URL");
@@ -25,19 +28,18 @@ impl DbLocation {
         let Some((scheme, rest)) = split_scheme(text) else {
             return Ok(DbLocation::Sqlite(PathBuf::from(text)));
         };
+        if matches!(
+            scheme.to_ascii_lowercase().as_str(),
+            "postgres" | "postgresql"
+        ) {
+            return Ok(DbLocation::Postgres(text.to_string()));
+        }
         if !scheme.eq_ignore_ascii_case("sqlite") {
-            let hint = if matches!(
-                scheme.to_ascii_lowercase().as_str(),
-                "postgres" | "postgresql"
-            ) {
-                " (PostgreSQL is not supported by this version of hypergraph yet)"
-            } else {
-                ""
-            };
             bail!(
                 "unsupported database URL `{text}`: the scheme `{scheme}` is not one hypergraph \
-                 knows{hint}; give a SQLite file path or a sqlite:// URL \
-                 (e.g. sqlite:///var/lib/hypergraph/hg.db)"
+                 knows; give a SQLite file path, a sqlite:// URL \
+                 (e.g. sqlite:///var/lib/hypergraph/hg.db) or a postgres:// URL \
+                 (e.g. postgres://hypergraph@db.internal/hypergraph)"
             );
         }
         if rest == ":memory:" || rest.starts_with(":memory:?") {
@@ -76,6 +78,7 @@ impl std::fmt::Display for DbLocation {
         match self {
             DbLocation::Sqlite(path) => write!(f, "{}", path.display()),
             DbLocation::SqliteMemory => f.write_str("sqlite::memory:"),
+            DbLocation::Postgres(url) => f.write_str(&crate::postgres::redact(url)),
         }
     }
 }
@@ -109,9 +112,22 @@ mod tests {
     }
 
     #[test]
+    fn postgres_urls() {
+        for url in ["postgres://u@h/db", "postgresql://u:pw@h:5433/db?schema=a"] {
+            assert_eq!(
+                DbLocation::parse(url).unwrap(),
+                DbLocation::Postgres(url.to_string())
+            );
+        }
+        assert_eq!(
+            DbLocation::parse("postgresql://u:pw@h:5433/db").unwrap().to_string(),
+            "postgresql://u:***@h:5433/db"
+        );
+    }
+
+    #[test]
     fn other_schemes_and_empty_urls_are_refused() {
         for (text, says) in [
-            ("postgres://u@h/db", "PostgreSQL"),
             ("mysql://u@h/db", "`mysql`"),
             ("http://example.com/hg.db", "`http`"),
             ("sqlite://", "names no file"),

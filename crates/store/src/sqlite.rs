@@ -187,6 +187,9 @@ impl SqliteStore {
                 let path = dir.path().join("hypergraph.db");
                 Self::open_file(path, location.to_string(), Some(dir), clock).await
             }
+            DbLocation::Postgres(_) => {
+                bail!("{location} is a PostgreSQL database, not a SQLite one")
+            }
         }
     }
 

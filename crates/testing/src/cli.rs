@@ -39,10 +39,14 @@ pub fn binary() -> PathBuf {
     profile_dir.join("hypergraph")
 }
 
-/// One database in a temp dir and the commands that use it.
+/// One database and the commands that use it: a file in a temp dir, or (with
+/// `HYPERGRAPH_TEST_STORE=postgres`, see [`crate::backend`]) a fresh PostgreSQL schema.
 pub struct Cli {
     pub dir: tempfile::TempDir,
+    /// The SQLite file (`hg.db` in `dir`); nothing is there on PostgreSQL.
     pub db: PathBuf,
+    /// What `--db` says: `db`, or the PostgreSQL URL.
+    pub location: String,
 }
 
 impl Default for Cli {
@@ -52,18 +56,22 @@ impl Default for Cli {
 }
 
 impl Cli {
-    /// A fresh, empty database file `hg.db` in a new temp dir.
+    /// A fresh, empty database: a file `hg.db` in a new temp dir, or a fresh schema on the
+    /// PostgreSQL test server when the tests run on PostgreSQL.
     pub fn new() -> Cli {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("hg.db");
-        Cli { dir, db }
+        let location = crate::location_in(dir.path());
+        Cli { dir, db, location }
     }
 
-    /// Commands on the existing database at `db` (with a new temp dir for everything else).
+    /// Commands on the existing SQLite database at `db` (with a new temp dir for everything
+    /// else).
     pub fn new_at(db: &Path) -> Cli {
         Cli {
             dir: tempfile::tempdir().unwrap(),
             db: db.to_path_buf(),
+            location: db.display().to_string(),
         }
     }
 
@@ -82,7 +90,7 @@ impl Cli {
     /// `hypergraph --db <this database> <args>`.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = self.bare();
-        cmd.arg("--db").arg(&self.db).args(args);
+        cmd.arg("--db").arg(&self.location).args(args);
         cmd
     }
 

@@ -5,10 +5,9 @@
 pub mod cli;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use hypergraph_runtime::scheduler::RunRequest;
-use hypergraph_runtime::store::sqlite::SqliteStore;
+use hypergraph_runtime::store::location::DbLocation;
 use hypergraph_runtime::store::{Policy, RunDetail};
 use hypergraph_runtime::worker::{Worker, WorkerOptions};
 use hypergraph_runtime::Hypergraph;
@@ -43,12 +42,52 @@ pub fn guest(name: &str) -> Vec<u8> {
     bytes
 }
 
-/// A Hypergraph over a fresh SQLite file in `dir`.
+/// The variable that chooses the backend the end-to-end tests run on: unset or `sqlite` for a
+/// fresh SQLite file per test, `postgres` for a fresh schema per test on the server named by
+/// `HYPERGRAPH_TEST_POSTGRES` (scripts/test.sh runs the suites both ways).
+pub const BACKEND_ENV: &str = "HYPERGRAPH_TEST_STORE";
+
+/// The prefix of the schemas the end-to-end tests create on PostgreSQL (scripts/test.sh drops
+/// them when the run ends).
+pub const SCHEMA_PREFIX: &str = "hg_e2e_";
+
+/// Whether the tests run on PostgreSQL (see [`BACKEND_ENV`]).
+pub fn on_postgres() -> bool {
+    match std::env::var(BACKEND_ENV).as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Err(_) => false,
+        Ok(other) => panic!("{BACKEND_ENV}={other}: expected `sqlite` or `postgres`"),
+    }
+}
+
+/// A fresh database for one test, as `--db` takes it: `dir/hypergraph.db`, or on PostgreSQL a
+/// new schema of the test server.
+pub fn location_in(dir: &Path) -> String {
+    if !on_postgres() {
+        return dir.join("hg.db").display().to_string();
+    }
+    let server = std::env::var("HYPERGRAPH_TEST_POSTGRES").unwrap_or_else(|_| {
+        panic!("{BACKEND_ENV}=postgres needs HYPERGRAPH_TEST_POSTGRES (a server URL)")
+    });
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let sep = if server.contains('?') { '&' } else { '?' };
+    format!(
+        "{server}{sep}schema={SCHEMA_PREFIX}{}_{nanos}_{n}",
+        std::process::id()
+    )
+}
+
+/// A Hypergraph over a fresh database (see [`location_in`]) with its cache in `dir`.
 pub async fn open(dir: &Path) -> Hypergraph {
-    let store = SqliteStore::open(&dir.join("hypergraph.db"))
+    let location = DbLocation::parse(&location_in(dir)).expect("test database location");
+    let store = hypergraph_runtime::store::open(&location)
         .await
         .expect("open store");
-    Hypergraph::new(Arc::new(store), Some(dir.join("cache"))).expect("engine")
+    Hypergraph::new(store, Some(dir.join("cache"))).expect("engine")
 }
 
 /// Deploys a fixture under `name` with `policy`.

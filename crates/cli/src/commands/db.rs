@@ -12,8 +12,15 @@ use crate::store::sqlite::SqliteStore;
 /// `hypergraph db backup <file>`.
 pub(crate) async fn backup(cli_db: &Option<String>, args: &BackupArgs) -> Result<i32> {
     let location = db_location(cli_db)?;
-    let DbLocation::Sqlite(path) = &location else {
-        bail!("an in-memory database cannot be backed up: it ends with the process");
+    let path = match &location {
+        DbLocation::Sqlite(path) => path,
+        DbLocation::SqliteMemory => {
+            bail!("an in-memory database cannot be backed up: it ends with the process")
+        }
+        DbLocation::Postgres(_) => bail!(
+            "{location} is a PostgreSQL database: back it up with PostgreSQL's own tools \
+             (pg_dump, or continuous archiving); `db backup` copies SQLite databases"
+        ),
     };
     anyhow::ensure!(
         path.exists(),
