@@ -102,7 +102,9 @@ async fn open(
         ),
         DbLocation::SqliteMemory => None,
         // The database is elsewhere: compiled components are cached on this machine.
-        DbLocation::Postgres(_) => default_db_path().parent().map(|d| d.join("hypergraph-cache")),
+        DbLocation::Postgres(_) => default_db_path()
+            .parent()
+            .map(|d| d.join("hypergraph-cache")),
     });
     let engine = Engine::new(EngineOptions {
         cache_dir: cache,

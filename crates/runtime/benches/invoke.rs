@@ -11,11 +11,15 @@
 //!     one batch, then drained. Every durable round starts from a fresh database; a last round
 //!     repeats the bulk variant on a database that already holds 50,000 completed runs.
 //!
+//! The durable rounds run on SQLite, or with `HYPERGRAPH_TEST_STORE=postgres` on a fresh schema
+//! of the PostgreSQL server named by `HYPERGRAPH_TEST_POSTGRES` (then (c') also reports the
+//! transactions committed per run); (c2) drains the bulk batch with two workers on separate
+//! connections.
+//!
 //! Each measurement is repeated and the median round is reported. Set
 //! `HYPERGRAPH_BENCH_QUICK=1` for a fast smoke run, and `HYPERGRAPH_BENCH_INVOKE_ONLY=1` to
 //! measure (a) and (b) alone.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hypergraph_runtime::capabilities::InvocationContext;
@@ -23,7 +27,6 @@ use hypergraph_runtime::invoke::{invoke, Invocation};
 use hypergraph_runtime::journal::Journal;
 use hypergraph_runtime::limits::Limits;
 use hypergraph_runtime::scheduler::RunRequest;
-use hypergraph_runtime::store::sqlite::SqliteStore;
 use hypergraph_runtime::store::{Policy, Status};
 use hypergraph_runtime::worker::{Worker, WorkerOptions};
 use hypergraph_runtime::Hypergraph;
@@ -53,8 +56,7 @@ async fn main() -> anyhow::Result<()> {
     let durable_runs = if quick() { 1_000 } else { 10_000 };
 
     let dir = tempfile::tempdir()?;
-    let store = SqliteStore::open(&dir.path().join("bench.db")).await?;
-    let hg = Hypergraph::new(Arc::new(store), Some(dir.path().join("cache")))?;
+    let hg = hypergraph_testing::open(dir.path()).await;
     let report = hg
         .deploy("counter", COUNTER.as_bytes(), &Policy::default())
         .await?;
@@ -128,16 +130,35 @@ async fn main() -> anyhow::Result<()> {
     closed.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
     let (throughput, p50, p99) = closed[closed.len() / 2];
 
-    // (c') durable, bulk: one batch submitted, then drained.
+    // (c') durable, bulk: one batch submitted, then drained (on PostgreSQL, also counting the
+    // transactions the server committed per run).
     let mut bulk = Vec::new();
+    let mut commits = Vec::new();
     for _ in 0..rounds.min(3) {
         let (_dir, hg) = fresh().await?;
-        bulk.push(durable_bulk(&hg, durable_runs).await?);
+        let before = hypergraph_testing::postgres_commits().await;
+        bulk.push(durable_bulk(&[hg], durable_runs).await?);
+        if let (Some(before), Some(after)) = (before, hypergraph_testing::postgres_commits().await)
+        {
+            commits.push((after - before) as f64 / durable_runs as f64);
+        }
     }
     let bulk = median(bulk);
 
+    // (c2) the same batch drained by two workers, each with its own connections (as two
+    // processes would be).
+    let mut two = Vec::new();
+    for _ in 0..rounds.min(3) {
+        let (dir, hg) = fresh().await?;
+        let location = hypergraph_testing::location_of(dir.path());
+        let other = hypergraph_testing::open_at(&location, dir.path()).await;
+        two.push(durable_bulk(&[hg, other], durable_runs).await?);
+    }
+    let two = median(two);
+
     // (c'') bulk again, on a database already holding 5 x `durable_runs` completed runs.
     let (_dir, big) = fresh().await?;
+    let big = [big];
     for _ in 0..5 {
         durable_bulk(&big, durable_runs).await?;
     }
@@ -154,6 +175,13 @@ async fn main() -> anyhow::Result<()> {
         p99.as_secs_f64() * 1e3
     );
     println!("| (c') durable bulk, {durable_runs} runs in one batch | {bulk:.0} runs/s |");
+    if !commits.is_empty() {
+        println!(
+            "| (c') committed transactions per run (pg_stat_database) | {:.2} |",
+            median(commits)
+        );
+    }
+    println!("| (c2) the same, two workers | {two:.0} runs/s |");
     println!(
         "| (c'') the same, on a database already holding {} runs | {bulk_big:.0} runs/s |",
         5 * durable_runs
@@ -164,8 +192,7 @@ async fn main() -> anyhow::Result<()> {
 /// A Hypergraph over a new SQLite file with the trivial component deployed.
 async fn fresh() -> anyhow::Result<(tempfile::TempDir, Hypergraph)> {
     let dir = tempfile::tempdir()?;
-    let store = SqliteStore::open(&dir.path().join("bench.db")).await?;
-    let hg = Hypergraph::new(Arc::new(store), Some(dir.path().join("cache")))?;
+    let hg = hypergraph_testing::open(dir.path()).await;
     hg.deploy("counter", COUNTER.as_bytes(), &Policy::default())
         .await?;
     Ok((dir, hg))
@@ -214,8 +241,10 @@ async fn durable_closed_loop(
     ))
 }
 
-/// Returns runs/s for one batch of `runs` submitted at once and drained by a worker.
-async fn durable_bulk(hg: &Hypergraph, runs: usize) -> anyhow::Result<f64> {
+/// Returns runs/s for one batch of `runs` submitted at once (through the first handle) and
+/// drained by one worker per handle in `hgs`.
+async fn durable_bulk(hgs: &[Hypergraph], runs: usize) -> anyhow::Result<f64> {
+    let hg = &hgs[0];
     let requests = vec![
         RunRequest {
             task: "counter/count".into(),
@@ -225,9 +254,25 @@ async fn durable_bulk(hg: &Hypergraph, runs: usize) -> anyhow::Result<f64> {
     ];
     let start = Instant::now();
     let ids = hg.submit_many(&requests).await?;
-    let stats = Worker::new(hg.clone(), WorkerOptions::default())
-        .run_until_idle()
-        .await?;
-    anyhow::ensure!(stats.succeeded as usize == ids.len(), "{stats:?}");
+    let workers: Vec<_> = hgs
+        .iter()
+        .map(|hg| {
+            let hg = hg.clone();
+            tokio::spawn(async move {
+                Worker::new(hg, WorkerOptions::default())
+                    .run_until_idle()
+                    .await
+            })
+        })
+        .collect();
+    let mut succeeded = 0;
+    for worker in workers {
+        succeeded += worker.await??.succeeded as usize;
+    }
+    anyhow::ensure!(
+        succeeded == ids.len(),
+        "{succeeded} of {} runs succeeded",
+        ids.len()
+    );
     Ok(runs as f64 / start.elapsed().as_secs_f64())
 }

@@ -12,7 +12,6 @@
 //! Each measurement is repeated and the median round is reported. Set
 //! `HYPERGRAPH_BENCH_QUICK=1` for a fast smoke run.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -23,7 +22,6 @@ use hypergraph_runtime::invoke::{invoke, Invocation};
 use hypergraph_runtime::journal::{Entry, Journal};
 use hypergraph_runtime::limits::Limits;
 use hypergraph_runtime::scheduler::RunRequest;
-use hypergraph_runtime::store::sqlite::SqliteStore;
 use hypergraph_runtime::store::{Policy, Status};
 use hypergraph_runtime::worker::{Worker, WorkerOptions};
 use hypergraph_runtime::Hypergraph;
@@ -56,8 +54,7 @@ fn flow() -> anyhow::Result<Vec<u8>> {
 
 async fn fresh(component: &[u8]) -> anyhow::Result<(tempfile::TempDir, Hypergraph)> {
     let dir = tempfile::tempdir()?;
-    let store = SqliteStore::open(&dir.path().join("bench.db")).await?;
-    let hg = Hypergraph::new(Arc::new(store), Some(dir.path().join("cache")))?;
+    let hg = hypergraph_testing::open(dir.path()).await;
     hg.deploy("flow", component, &Policy::default()).await?;
     Ok((dir, hg))
 }

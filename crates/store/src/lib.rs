@@ -54,6 +54,8 @@ use async_trait::async_trait;
 
 pub use hypergraph_core::model::*;
 pub use hypergraph_core::time::{micros_after, now_micros, Micros};
+/// The sqlx this crate is built on (for tools and tests that query a database directly).
+pub use sqlx;
 
 /// Opens the database at `location` with the backend it names (see
 /// [`location::DbLocation::parse`]), reading the time from the system clock.

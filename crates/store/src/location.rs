@@ -120,7 +120,9 @@ mod tests {
             );
         }
         assert_eq!(
-            DbLocation::parse("postgresql://u:pw@h:5433/db").unwrap().to_string(),
+            DbLocation::parse("postgresql://u:pw@h:5433/db")
+                .unwrap()
+                .to_string(),
             "postgresql://u:***@h:5433/db"
         );
     }

@@ -184,7 +184,12 @@ impl PgStore {
         overrides: Option<&str>,
     ) -> Result<(Policy, DeploymentKind)> {
         let key = (deployment.to_string(), version);
-        let cached = self.policies.lock().expect("policy cache").get(&key).cloned();
+        let cached = self
+            .policies
+            .lock()
+            .expect("policy cache")
+            .get(&key)
+            .cloned();
         let (policy, kind) = match cached {
             Some(found) => found,
             None => {
@@ -236,9 +241,7 @@ impl Target {
             match pair.split_once('=') {
                 Some(("schema", name)) => {
                     if name.is_empty()
-                        || !name
-                            .chars()
-                            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                         || name.starts_with(|c: char| c.is_ascii_digit())
                     {
                         bail!(
@@ -335,18 +338,17 @@ pub fn schema_version() -> i64 {
 
 /// The schema version a database is at (0 when it has none yet).
 pub async fn database_version(pool: &PgPool) -> Result<i64> {
-    let exists: bool =
-        sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-            .fetch_one(pool)
-            .await?;
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(pool)
+        .await?;
     if !exists {
         return Ok(0);
     }
-    Ok(sqlx::query_scalar(
-        "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success",
+    Ok(
+        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success")
+            .fetch_one(pool)
+            .await?,
     )
-    .fetch_one(pool)
-    .await?)
 }
 
 /// Refuses a database migrated by a newer hypergraph: this binary would run old code against a

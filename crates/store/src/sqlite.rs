@@ -95,7 +95,6 @@ const CHUNK_ROWS: [usize; 5] = [256, 64, 16, 4, 1];
 /// Rows listed by [`Store::list_runs`] when the filter does not say.
 const DEFAULT_LIST_LIMIT: u32 = 100;
 
-
 /// How often claims also apply deadlines (schedule-to-start, run timeouts) and fire timers.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(10);
 

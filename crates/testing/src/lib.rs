@@ -83,11 +83,50 @@ pub fn location_in(dir: &Path) -> String {
 
 /// A Hypergraph over a fresh database (see [`location_in`]) with its cache in `dir`.
 pub async fn open(dir: &Path) -> Hypergraph {
-    let location = DbLocation::parse(&location_in(dir)).expect("test database location");
+    open_at(&location_of(dir), dir).await
+}
+
+/// The database [`open`] uses for `dir`: the same for every call with the same directory (a
+/// file in it, or a PostgreSQL schema named after it).
+pub fn location_of(dir: &Path) -> String {
+    static CHOSEN: std::sync::Mutex<Vec<(PathBuf, String)>> = std::sync::Mutex::new(Vec::new());
+    let mut chosen = CHOSEN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, location)) = chosen.iter().find(|(d, _)| d == dir) {
+        return location.clone();
+    }
+    let location = location_in(dir);
+    chosen.push((dir.to_path_buf(), location.clone()));
+    location
+}
+
+/// A Hypergraph over the database at `location` (as `--db` takes it) with its cache in `dir`:
+/// another handle on a database [`open`] created, as a second process would have.
+pub async fn open_at(location: &str, dir: &Path) -> Hypergraph {
+    let location = DbLocation::parse(location).expect("test database location");
     let store = hypergraph_runtime::store::open(&location)
         .await
         .expect("open store");
     Hypergraph::new(store, Some(dir.join("cache"))).expect("engine")
+}
+
+/// On PostgreSQL, the number of transactions committed in the test database so far
+/// (`pg_stat_database.xact_commit`, after waiting for the server to publish its counters);
+/// `None` on SQLite.
+pub async fn postgres_commits() -> Option<i64> {
+    use hypergraph_store::sqlx::{self, Connection};
+    if !on_postgres() {
+        return None;
+    }
+    let server = std::env::var("HYPERGRAPH_TEST_POSTGRES").ok()?;
+    // Backends publish their counters at most every second, and when idle.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let mut conn = sqlx::PgConnection::connect(&server).await.ok()?;
+    sqlx::query_scalar(
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .ok()
 }
 
 /// Deploys a fixture under `name` with `policy`.

@@ -157,9 +157,7 @@ impl PgStore {
                 LostLease::Fail(lost) => outlived.push(Completion {
                     step_id,
                     attempt: u32_of(row.try_get(1)?)?,
-                    worker_id: row
-                        .try_get::<Option<String>, _>(7)?
-                        .unwrap_or_default(),
+                    worker_id: row.try_get::<Option<String>, _>(7)?.unwrap_or_default(),
                     started_at: now,
                     completed_at: now,
                     status: Status::Failed,

@@ -305,7 +305,10 @@ async fn fenced_outcome(conn: &mut PgConnection, step_id: &str) -> Result<Commit
 
 /// Applies the step part of `batch` (distinct steps) where the fence holds: the step is still
 /// `running` under the completion's attempt. Returns the ids of the steps it changed.
-async fn fence_and_complete(conn: &mut PgConnection, batch: &[&Encoded<'_>]) -> Result<Vec<String>> {
+async fn fence_and_complete(
+    conn: &mut PgConnection,
+    batch: &[&Encoded<'_>],
+) -> Result<Vec<String>> {
     if batch.is_empty() {
         return Ok(Vec::new());
     }

@@ -12,9 +12,9 @@ use super::read::{self, deployment_of, DEPLOYMENT_COLUMNS};
 use super::{workflow, PgStore};
 use crate::rows::{encode, status_of, u32_of};
 use crate::{
-    Cancelled, ClaimedStep, CommitOutcome, Completion, Deployment, DeploymentKind,
-    JournalRecord, KvListing, NewRun, Policy, RunDetail, RunFilter, RunLogLine, RunResult,
-    RunSummary, Status, StepOutcome, StepQuery, Store, WorkerInfo,
+    Cancelled, ClaimedStep, CommitOutcome, Completion, Deployment, DeploymentKind, JournalRecord,
+    KvListing, NewRun, Policy, RunDetail, RunFilter, RunLogLine, RunResult, RunSummary, Status,
+    StepOutcome, StepQuery, Store, WorkerInfo,
 };
 
 /// The advisory-lock namespace of deployment names.
@@ -62,11 +62,12 @@ impl Store for PgStore {
                     .bind(name)
                     .execute(&mut *tx)
                     .await?;
-                let exists: bool =
-                    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM components WHERE digest = $1)")
-                        .bind(digest)
-                        .fetch_one(&mut *tx)
-                        .await?;
+                let exists: bool = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM components WHERE digest = $1)",
+                )
+                .bind(digest)
+                .fetch_one(&mut *tx)
+                .await?;
                 if !exists {
                     bail!(
                         "component {digest} is not stored; store it (put_component) before \
@@ -320,7 +321,9 @@ impl Store for PgStore {
         if completions.is_empty() {
             return Ok(Vec::new());
         }
-        let (outcomes, _) = self.complete_and_claim(completions, "", 0, Duration::ZERO).await?;
+        let (outcomes, _) = self
+            .complete_and_claim(completions, "", 0, Duration::ZERO)
+            .await?;
         Ok(outcomes)
     }
 

@@ -57,15 +57,13 @@ pub(super) async fn insert_children(
     committed: &[&Completion],
     now: Micros,
 ) -> Result<()> {
-    let mut cols: (
-        Vec<&str>,
-        Vec<&str>,
-        Vec<&str>,
-        Vec<&str>,
-        Vec<i64>,
-        Vec<&str>,
-        Vec<String>,
-    ) = Default::default();
+    let mut id = Vec::new();
+    let mut run_id = Vec::new();
+    let mut task = Vec::new();
+    let mut deployment = Vec::new();
+    let mut version = Vec::new();
+    let mut digest = Vec::new();
+    let mut input = Vec::new();
     let mut parent = Vec::new();
     let mut index = Vec::new();
     let mut policy = Vec::new();
@@ -73,13 +71,13 @@ pub(super) async fn insert_children(
     let mut name = Vec::new();
     for c in committed {
         for child in &c.children {
-            cols.0.push(child.step_id.as_str());
-            cols.1.push(c.run_id.as_str());
-            cols.2.push(child.task.as_str());
-            cols.3.push(child.deployment.as_str());
-            cols.4.push(child.version);
-            cols.5.push(child.digest.as_str());
-            cols.6.push(serde_json::to_string(&child.input)?);
+            id.push(child.step_id.as_str());
+            run_id.push(c.run_id.as_str());
+            task.push(child.task.as_str());
+            deployment.push(child.deployment.as_str());
+            version.push(child.version);
+            digest.push(child.digest.as_str());
+            input.push(serde_json::to_string(&child.input)?);
             parent.push(c.step_id.as_str());
             index.push(i64::from(child.index));
             policy.push(child.policy.as_ref().map(serde_json::to_string).transpose()?);
@@ -87,7 +85,7 @@ pub(super) async fn insert_children(
             name.push(child.name.as_deref());
         }
     }
-    if cols.0.is_empty() {
+    if id.is_empty() {
         return Ok(());
     }
     sqlx::query(
@@ -100,13 +98,13 @@ pub(super) async fn insert_children(
          AS v(id, run_id, task, deployment, version, digest, input, parent_id, child_index, \
          policy, start_deadline, name)",
     )
-    .bind(&cols.0)
-    .bind(&cols.1)
-    .bind(&cols.2)
-    .bind(&cols.3)
-    .bind(&cols.4)
-    .bind(&cols.5)
-    .bind(&cols.6)
+    .bind(&id)
+    .bind(&run_id)
+    .bind(&task)
+    .bind(&deployment)
+    .bind(&version)
+    .bind(&digest)
+    .bind(&input)
     .bind(&parent)
     .bind(&index)
     .bind(&policy)
@@ -447,11 +445,13 @@ pub(super) async fn resume_run(
             .await?;
             superseded.extend(dropped);
             let next = attempt + 1;
-            sqlx::query("INSERT INTO attempts (step_id, attempt, status) VALUES ($1, $2, 'queued')")
-                .bind(&step_id)
-                .bind(next)
-                .execute(&mut *conn)
-                .await?;
+            sqlx::query(
+                "INSERT INTO attempts (step_id, attempt, status) VALUES ($1, $2, 'queued')",
+            )
+            .bind(&step_id)
+            .bind(next)
+            .execute(&mut *conn)
+            .await?;
             let seq: Vec<i64> = kept.iter().map(|r| i64::from(r.seq)).collect();
             let kind: Vec<&str> = kept.iter().map(|r| r.kind.as_str()).collect();
             let data: Vec<&str> = kept.iter().map(|r| r.data.as_str()).collect();

@@ -169,4 +169,3 @@ pub(super) fn latest_deployment(conn: &Connection, name: &str) -> Result<Option<
     })
     .transpose()
 }
-
