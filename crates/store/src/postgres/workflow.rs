@@ -80,7 +80,13 @@ pub(super) async fn insert_children(
             input.push(serde_json::to_string(&child.input)?);
             parent.push(c.step_id.as_str());
             index.push(i64::from(child.index));
-            policy.push(child.policy.as_ref().map(serde_json::to_string).transpose()?);
+            policy.push(
+                child
+                    .policy
+                    .as_ref()
+                    .map(serde_json::to_string)
+                    .transpose()?,
+            );
             deadline.push(child.start_deadline);
             name.push(child.name.as_deref());
         }
