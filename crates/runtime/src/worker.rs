@@ -29,6 +29,7 @@ use crate::dag_runner::run_dag;
 use crate::invoke::{invoke, ErrorKind, Invocation, Outcome, TaskError};
 use crate::journal::{Entry, Journal};
 use crate::limits::Limits;
+use crate::outage::retry_transient;
 use crate::registry::function_of;
 use crate::store::{
     now_micros, ClaimedStep, CommitOutcome, Completion, DeploymentKind, KvWrite, Status, WorkerInfo,
@@ -154,7 +155,10 @@ impl Worker {
             "a worker's concurrency must be between 1 and {MAX_CONCURRENCY}, not {}",
             self.options.concurrency
         );
-        self.hg.store.register_worker(&self.info).await?;
+        retry_transient("registering the worker", || {
+            self.hg.store.register_worker(&self.info)
+        })
+        .await?;
         tracing::info!(worker = %self.info.id, concurrency = self.options.concurrency, "worker started");
         let slots = Arc::new(Semaphore::new(self.options.concurrency));
         let in_flight: InFlight = Arc::default();
@@ -218,11 +222,18 @@ impl Worker {
             let mut claimed = std::mem::take(&mut handed);
             let free = slots.available_permits().min(BATCH);
             if claimed.is_empty() && free > 0 {
-                claimed = self
-                    .hg
-                    .store
-                    .claim_steps(&self.info.id, free, self.options.lease)
-                    .await?;
+                let claim = retry_transient("claiming steps", || {
+                    self.hg
+                        .store
+                        .claim_steps(&self.info.id, free, self.options.lease)
+                });
+                // A worker waiting out an outage still stops when told to (a claim cut short
+                // by the stop leaves its steps leased to nobody running them: they run again
+                // once the lease expires).
+                tokio::select! {
+                    _ = async { stop.as_mut().unwrap().await }, if stop.is_some() => break,
+                    got = claim => claimed = got?,
+                }
             }
             if claimed.is_empty() {
                 if idle_mode && settled {
@@ -500,10 +511,13 @@ async fn commit_loop(
         } else {
             0
         };
-        let (outcomes, claimed) = hg
-            .store
-            .complete_and_claim(&batch, &claim.worker_id, free, claim.lease)
-            .await?;
+        // Run again after a lost connection: the transaction either committed or not, and a
+        // completion that did commit is fenced the second time, never recorded twice.
+        let (outcomes, claimed) = retry_transient("committing completions", || {
+            hg.store
+                .complete_and_claim(&batch, &claim.worker_id, free, claim.lease)
+        })
+        .await?;
         let more = free > 0 && claimed.len() == free;
         if !claimed.is_empty() {
             let _ = claim.handed.send(claimed);

@@ -44,6 +44,7 @@ pub mod location;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
+mod transient;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -56,6 +57,7 @@ pub use hypergraph_core::model::*;
 pub use hypergraph_core::time::{micros_after, now_micros, Micros};
 /// The sqlx this crate is built on (for tools and tests that query a database directly).
 pub use sqlx;
+pub use transient::is_transient;
 
 /// Opens the database at `location` with the backend it names (see
 /// [`location::DbLocation::parse`]), reading the time from the system clock.

@@ -116,7 +116,14 @@ impl PgStore {
             create_schema(&options, schema, &location).await?;
             options = options.options([("search_path", schema.as_str())]);
         }
-        options = options.options([("synchronous_commit", "on")]);
+        // Queue tables change size fast (a fresh database goes from empty to millions of steps
+        // between two autovacuum runs): a generic plan made while a table was small keeps
+        // scanning it sequentially. Plan every statement for its parameters and the table's
+        // current size instead (measured: see BENCHMARKS.md).
+        options = options.options([
+            ("synchronous_commit", "on"),
+            ("plan_cache_mode", "force_custom_plan"),
+        ]);
         let pool = PgPoolOptions::new()
             .max_connections(CONNECTIONS)
             .min_connections(0)
