@@ -26,6 +26,13 @@
 //! `synchronous=NORMAL` a commit is atomic and survives a crash of the process; a power loss may
 //! roll back the last few commits but never leaves a half-written one.
 //!
+//! # Decisions
+//!
+//! Every write that decides something (claims, commits, cancellation, resume, events) runs a
+//! [`crate::decide`] function inside one write transaction (`SqliteStore::write`), on the
+//! [`decide::Tx`] primitives of `tx::SqliteTx`: the SQL lives here, the decisions there. The
+//! primitives are synchronous rusqlite calls, so `decided` drives a decision with a single poll.
+//!
 //! # Fencing and exactly-one claimant
 //!
 //! [`Store::claim_steps`] selects and updates the steps it hands out in one statement inside the

@@ -157,6 +157,36 @@ pub async fn wait_already_satisfied<B: Backend>() {
     );
 }
 
+/// A child nobody started before its schedule-to-start deadline fails, and counts as finished
+/// for the workflow waiting for it, which wakes; the run goes on.
+pub async fn late_child_wakes_parent<B: Backend>() {
+    let t = Ctx::<B>::new(Policy::default()).await;
+    let s = t.store();
+    let parent = workflow(&t).await;
+    let mut child = t.child(0);
+    child.start_deadline = Some(t.now() + 1_000_000);
+    let wait = Wait::Children(vec![child.step_id.clone()]);
+    s.complete_steps(&[suspend(&parent, t.now(), vec![child.clone()], wait)])
+        .await
+        .unwrap();
+    t.advance(Duration::from_secs(2));
+    let woken = t.claim("w1", 10).await;
+    assert_eq!(
+        woken.iter().map(|c| c.step_id.as_str()).collect::<Vec<_>>(),
+        [parent.step_id.as_str()],
+        "the late child is not claimed; its workflow wakes"
+    );
+    let outcomes = s.step_outcomes(&[child.step_id.clone()]).await.unwrap();
+    assert_eq!(
+        (outcomes[0].status, kind(&outcomes[0].error)),
+        (Status::Failed, Some("schedule_to_start_timeout"))
+    );
+    assert_eq!(
+        s.run_status(&parent.run_id).await.unwrap(),
+        Some(Status::Running)
+    );
+}
+
 /// A workflow sleeping until a time is claimable once the clock passes it, not before.
 pub async fn timers<B: Backend>() {
     let t = Ctx::<B>::new(Policy::default()).await;
