@@ -103,6 +103,7 @@ macro_rules! conformance_suite {
             join_all_children_wakes_parent,
             join_any_child_wakes_parent,
             wait_already_satisfied,
+            join_any_already_satisfied_by_one_child,
             late_child_wakes_parent,
             timers,
             events,

@@ -157,6 +157,35 @@ pub async fn wait_already_satisfied<B: Backend>() {
     );
 }
 
+/// A join-any committed when one of the children it names has finished and another has not is
+/// over at once.
+pub async fn join_any_already_satisfied_by_one_child<B: Backend>() {
+    let t = Ctx::<B>::new(Policy::default()).await;
+    let s = t.store();
+    let parent = workflow(&t).await;
+    let children: Vec<NewChild> = (0..2).map(|i| t.child(i)).collect();
+    let first = Wait::Children(vec![children[0].step_id.clone()]);
+    s.complete_steps(&[suspend(&parent, t.now(), children.clone(), first)])
+        .await
+        .unwrap();
+    let kids = claim_all(&t).await;
+    s.complete_steps(&[success(&kids[0], t.now())])
+        .await
+        .unwrap();
+    let parent = t.claim("w1", 1).await.remove(0);
+    // The second child is still running.
+    let any = Wait::AnyChild(ids(&children));
+    s.complete_steps(&[suspend(&parent, t.now(), Vec::new(), any)])
+        .await
+        .unwrap();
+    let again = t.claim("w1", 1).await;
+    assert_eq!(
+        again.iter().map(|c| c.step_id.as_str()).collect::<Vec<_>>(),
+        [parent.step_id.as_str()],
+        "one finished child satisfies join-any"
+    );
+}
+
 /// A child nobody started before its schedule-to-start deadline fails, and counts as finished
 /// for the workflow waiting for it, which wakes; the run goes on.
 pub async fn late_child_wakes_parent<B: Backend>() {
