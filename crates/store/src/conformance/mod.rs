@@ -112,6 +112,8 @@ macro_rules! conformance_suite {
             workflow_end_cancels_unjoined_children,
             resume_requeues_failed_steps,
             resume_cuts_the_journal,
+            resume_supersedes_children_after_the_cut,
+            resume_pins_versions,
             kv_visibility,
             kv_conflicts,
             list_runs_filters,
