@@ -7,7 +7,9 @@ use hypergraph_core::journal::{Entry, Journal};
 use hypergraph_core::workflow::ChildResult;
 
 use super::{failure, kind, success, Backend, Ctx};
-use crate::{ClaimedStep, CommitOutcome, Completion, NewChild, Policy, Status, Store, Wait};
+use crate::{
+    ClaimedStep, CommitOutcome, Completion, JournalRecord, NewChild, Policy, Status, Store, Wait,
+};
 
 /// A suspension of `step`: its activation ends, starting `children` and waiting for `wait`.
 fn suspend(step: &ClaimedStep, now: i64, children: Vec<NewChild>, wait: Wait) -> Completion {
@@ -414,6 +416,24 @@ pub async fn workflow_end_cancels_unjoined_children<B: Backend>() {
     assert!(t.claim("w1", 10).await.is_empty());
 }
 
+/// Fails the workflow `parent` (a root step) with `journal` (the entries its activation added),
+/// checks that its run failed, resumes the run and returns how many steps it re-queued.
+async fn fail_and_resume<B: Backend>(
+    t: &Ctx<B>,
+    parent: &ClaimedStep,
+    journal: Vec<JournalRecord>,
+) -> Option<u64> {
+    let s = t.store();
+    let mut failed = failure(parent, t.now());
+    failed.journal = journal;
+    s.complete_steps(&[failed]).await.unwrap();
+    assert_eq!(
+        s.run_status(&parent.run_id).await.unwrap(),
+        Some(Status::Failed)
+    );
+    s.resume_run(&parent.run_id, &HashMap::new()).await.unwrap()
+}
+
 /// Resuming a failed run re-queues its failed steps under a new attempt and keeps the rest;
 /// only failed or cancelled runs resume.
 pub async fn resume_requeues_failed_steps<B: Backend>() {
@@ -487,18 +507,9 @@ pub async fn resume_cuts_the_journal<B: Backend>() {
             },
         ],
     });
-    let mut failed = failure(&parent, t.now());
     // An activation commits only the entries it added.
-    failed.journal = Journal::to_records(&entries)[starts.len()..].to_vec();
-    s.complete_steps(&[failed]).await.unwrap();
-    assert_eq!(
-        s.run_status(&parent.run_id).await.unwrap(),
-        Some(Status::Failed)
-    );
-    assert_eq!(
-        s.resume_run(&parent.run_id, &HashMap::new()).await.unwrap(),
-        Some(2)
-    );
+    let added = Journal::to_records(&entries)[starts.len()..].to_vec();
+    assert_eq!(fail_and_resume(&t, &parent, added).await, Some(2));
     let mut resumed = claim_all(&t).await;
     resumed.sort_by_key(|c| c.step_id != parent.step_id);
     assert_eq!(resumed.len(), 2, "the workflow and its failed child");
@@ -568,15 +579,8 @@ pub async fn resume_supersedes_children_after_the_cut<B: Backend>() {
     let kid = t.claim("w1", 1).await.remove(0);
     s.complete_steps(&[failure(&kid, t.now())]).await.unwrap();
     let parent = t.claim("w1", 1).await.remove(0);
-    let mut failed = failure(&parent, t.now());
-    failed.journal = records[3..].to_vec();
-    s.complete_steps(&[failed]).await.unwrap();
     assert_eq!(
-        s.run_status(&parent.run_id).await.unwrap(),
-        Some(Status::Failed)
-    );
-    assert_eq!(
-        s.resume_run(&parent.run_id, &HashMap::new()).await.unwrap(),
+        fail_and_resume(&t, &parent, records[3..].to_vec()).await,
         Some(2),
         "the workflow and its first child"
     );

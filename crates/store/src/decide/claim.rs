@@ -71,10 +71,12 @@ impl Sweeper {
 ///
 /// With `sweep` (see [`Sweeper`]) it first applies the deadlines that expired by `now` and ends
 /// the waits of timers and event timeouts that passed. The sweep runs here, in the claiming
-/// transaction, rather than on a schedule of its own: a claim must never hand out a step whose
-/// schedule-to-start deadline expired or whose run is past its deadline, and a timer that
-/// passed must be claimable by the very next claim; applying them in the transaction that
-/// claims is what makes that hold across processes without a second writer.
+/// transaction, rather than on a schedule of the runtime's own: the claim query does not look at
+/// deadlines, so what keeps a claim from handing out a step whose schedule-to-start deadline
+/// expired (or whose run is past its deadline) more than a sweep interval ago is that the
+/// transaction that claims applies them first; a sweep on another schedule would widen that
+/// window to its own period and add a write transaction per period in every worker process,
+/// busy or idle. The cadence itself is shared ([`Sweeper`]), so every backend sweeps alike.
 ///
 /// Steps that lost their lease come first ([`reclaim_expired`]): they are the oldest work, and
 /// a queue that never runs dry must not starve them. Then queued steps, oldest first. Each
