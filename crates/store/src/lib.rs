@@ -29,9 +29,11 @@
 //!   event-wait deadlines) uses it, so tests drive time with a `ManualClock`. Timestamps a caller
 //!   passes in (a completion's `completed_at`, a run's `created_at` and deadlines) are stored as
 //!   given.
-//! - **Decisions are shared.** Policy (whether a step that lost its lease is reclaimed or failed,
-//!   when a wait is over, the errors the store records) lives in [`decide`], written against the
-//!   [`decide::Tx`] primitives a backend implements; see that module for what has moved so far.
+//! - **Decisions are shared.** Every decision a write makes (what a claim hands out, whether a
+//!   step that lost its lease is reclaimed or failed, how completions are fenced and applied,
+//!   when a run ends, which deadlines expired, which waits are over and which parents wake, what
+//!   a cancel cascades to, where a resume cuts, the errors the store records) lives in
+//!   [`decide`], written against the async [`decide::Tx`] primitives a backend implements.
 //! - **One contract, one suite.** With the `conformance` feature, `conformance` holds a test
 //!   suite generic over a backend, expanded by `conformance_suite!` into one test per contract;
 //!   every backend passes it unchanged.

@@ -301,6 +301,32 @@ pub async fn run_deadline<B: Backend>() {
     assert_eq!(s.run_status(&run.id).await.unwrap(), Some(Status::Failed));
 }
 
+/// A deadline equal to now has passed: a queued step whose schedule-to-start deadline is now
+/// fails instead of being claimed, and a run whose deadline is now fails.
+pub async fn deadlines_are_inclusive<B: Backend>() {
+    let t = Ctx::<B>::new(Policy::default()).await;
+    let mut late = t.run("t/f", &[]);
+    late.start_deadline = Some(t.now() + 1_000_000);
+    let mut overdue = t.run("t/f", &[]);
+    overdue.deadline = Some(t.now() + 1_000_000);
+    let s = t.store();
+    s.submit_runs(&[late.clone(), overdue.clone()])
+        .await
+        .unwrap();
+    t.advance(Duration::from_secs(1));
+    assert!(t.claim("w1", 2).await.is_empty(), "both deadlines are now");
+    let result = s.run_result(&late.id).await.unwrap().unwrap();
+    assert_eq!(
+        (result.status, kind(&result.error)),
+        (Status::Failed, Some("schedule_to_start_timeout"))
+    );
+    let result = s.run_result(&overdue.id).await.unwrap().unwrap();
+    assert_eq!(
+        (result.status, kind(&result.error)),
+        (Status::Failed, Some("run_timeout"))
+    );
+}
+
 /// Key-value writes are visible once committed, in order, scoped; prefix reads list in byte
 /// order with the prefix's count and newest version.
 pub async fn kv_visibility<B: Backend>() {

@@ -7,7 +7,9 @@ use hypergraph_core::journal::{Entry, Journal};
 use hypergraph_core::workflow::ChildResult;
 
 use super::{failure, kind, success, Backend, Ctx};
-use crate::{ClaimedStep, CommitOutcome, Completion, NewChild, Policy, Status, Store, Wait};
+use crate::{
+    ClaimedStep, CommitOutcome, Completion, JournalRecord, NewChild, Policy, Status, Store, Wait,
+};
 
 /// A suspension of `step`: its activation ends, starting `children` and waiting for `wait`.
 fn suspend(step: &ClaimedStep, now: i64, children: Vec<NewChild>, wait: Wait) -> Completion {
@@ -120,21 +122,31 @@ pub async fn join_any_child_wakes_parent<B: Backend>() {
     assert_eq!(woken[0].step_id, parent.step_id);
 }
 
-/// A wait committed after what it waits for happened leaves the step claimable at once.
-pub async fn wait_already_satisfied<B: Backend>() {
-    let t = Ctx::<B>::new(Policy::default()).await;
+/// A workflow that started two children and joined the first, claimed again once that one
+/// succeeded; with its children and their claims (the second is still running).
+async fn first_child_joined<B: Backend>(
+    t: &Ctx<B>,
+) -> (ClaimedStep, Vec<NewChild>, Vec<ClaimedStep>) {
     let s = t.store();
-    let parent = workflow(&t).await;
+    let parent = workflow(t).await;
     let children: Vec<NewChild> = (0..2).map(|i| t.child(i)).collect();
     let only_first = Wait::Children(vec![children[0].step_id.clone()]);
     s.complete_steps(&[suspend(&parent, t.now(), children.clone(), only_first)])
         .await
         .unwrap();
-    let kids = claim_all(&t).await;
+    let kids = claim_all(t).await;
     s.complete_steps(&[success(&kids[0], t.now())])
         .await
         .unwrap();
     let parent = t.claim("w1", 1).await.remove(0);
+    (parent, children, kids)
+}
+
+/// A wait committed after what it waits for happened leaves the step claimable at once.
+pub async fn wait_already_satisfied<B: Backend>() {
+    let t = Ctx::<B>::new(Policy::default()).await;
+    let s = t.store();
+    let (parent, children, kids) = first_child_joined(&t).await;
     // Both children finish before the workflow's next wait is committed.
     s.complete_steps(&[success(&kids[1], t.now())])
         .await
@@ -154,6 +166,55 @@ pub async fn wait_already_satisfied<B: Backend>() {
         t.claim("w1", 1).await.len(),
         1,
         "any finished child satisfies join-any"
+    );
+}
+
+/// A join-any committed when one of the children it names has finished and another has not is
+/// over at once.
+pub async fn join_any_already_satisfied_by_one_child<B: Backend>() {
+    let t = Ctx::<B>::new(Policy::default()).await;
+    let s = t.store();
+    let (parent, children, _) = first_child_joined(&t).await;
+    // The second child is still running.
+    let any = Wait::AnyChild(ids(&children));
+    s.complete_steps(&[suspend(&parent, t.now(), Vec::new(), any)])
+        .await
+        .unwrap();
+    let again = t.claim("w1", 1).await;
+    assert_eq!(
+        again.iter().map(|c| c.step_id.as_str()).collect::<Vec<_>>(),
+        [parent.step_id.as_str()],
+        "one finished child satisfies join-any"
+    );
+}
+
+/// A child nobody started before its schedule-to-start deadline fails, and counts as finished
+/// for the workflow waiting for it, which wakes; the run goes on.
+pub async fn late_child_wakes_parent<B: Backend>() {
+    let t = Ctx::<B>::new(Policy::default()).await;
+    let s = t.store();
+    let parent = workflow(&t).await;
+    let mut child = t.child(0);
+    child.start_deadline = Some(t.now() + 1_000_000);
+    let wait = Wait::Children(vec![child.step_id.clone()]);
+    s.complete_steps(&[suspend(&parent, t.now(), vec![child.clone()], wait)])
+        .await
+        .unwrap();
+    t.advance(Duration::from_secs(2));
+    let woken = t.claim("w1", 10).await;
+    assert_eq!(
+        woken.iter().map(|c| c.step_id.as_str()).collect::<Vec<_>>(),
+        [parent.step_id.as_str()],
+        "the late child is not claimed; its workflow wakes"
+    );
+    let outcomes = s.step_outcomes(&[child.step_id.clone()]).await.unwrap();
+    assert_eq!(
+        (outcomes[0].status, kind(&outcomes[0].error)),
+        (Status::Failed, Some("schedule_to_start_timeout"))
+    );
+    assert_eq!(
+        s.run_status(&parent.run_id).await.unwrap(),
+        Some(Status::Running)
     );
 }
 
@@ -355,6 +416,24 @@ pub async fn workflow_end_cancels_unjoined_children<B: Backend>() {
     assert!(t.claim("w1", 10).await.is_empty());
 }
 
+/// Fails the workflow `parent` (a root step) with `journal` (the entries its activation added),
+/// checks that its run failed, resumes the run and returns how many steps it re-queued.
+async fn fail_and_resume<B: Backend>(
+    t: &Ctx<B>,
+    parent: &ClaimedStep,
+    journal: Vec<JournalRecord>,
+) -> Option<u64> {
+    let s = t.store();
+    let mut failed = failure(parent, t.now());
+    failed.journal = journal;
+    s.complete_steps(&[failed]).await.unwrap();
+    assert_eq!(
+        s.run_status(&parent.run_id).await.unwrap(),
+        Some(Status::Failed)
+    );
+    s.resume_run(&parent.run_id, &HashMap::new()).await.unwrap()
+}
+
 /// Resuming a failed run re-queues its failed steps under a new attempt and keeps the rest;
 /// only failed or cancelled runs resume.
 pub async fn resume_requeues_failed_steps<B: Backend>() {
@@ -428,18 +507,9 @@ pub async fn resume_cuts_the_journal<B: Backend>() {
             },
         ],
     });
-    let mut failed = failure(&parent, t.now());
     // An activation commits only the entries it added.
-    failed.journal = Journal::to_records(&entries)[starts.len()..].to_vec();
-    s.complete_steps(&[failed]).await.unwrap();
-    assert_eq!(
-        s.run_status(&parent.run_id).await.unwrap(),
-        Some(Status::Failed)
-    );
-    assert_eq!(
-        s.resume_run(&parent.run_id, &HashMap::new()).await.unwrap(),
-        Some(2)
-    );
+    let added = Journal::to_records(&entries)[starts.len()..].to_vec();
+    assert_eq!(fail_and_resume(&t, &parent, added).await, Some(2));
     let mut resumed = claim_all(&t).await;
     resumed.sort_by_key(|c| c.step_id != parent.step_id);
     assert_eq!(resumed.len(), 2, "the workflow and its failed child");
@@ -459,4 +529,108 @@ pub async fn resume_cuts_the_journal<B: Backend>() {
     let outcomes = s.step_outcomes(&[kids[0].step_id.clone()]).await.unwrap();
     assert_eq!(outcomes[0].status, Status::Succeeded);
     assert_eq!(kind(&outcomes[0].error), None);
+}
+
+/// A workflow that joined a failed child, went on to start another and failed: resuming it cuts
+/// its journal before that join, so the child it started after the cut loses its position and
+/// is superseded (not re-queued), with what it started.
+pub async fn resume_supersedes_children_after_the_cut<B: Backend>() {
+    let t = Ctx::<B>::new(Policy::default()).await;
+    let s = t.store();
+    let parent = workflow(&t).await;
+    let (first, second) = (t.child(0), t.child(1));
+    let start = |c: &NewChild| Entry::WorkflowStart {
+        task: c.task.clone(),
+        input: c.input.to_string(),
+        child: Some(c.index),
+        step_id: Some(c.step_id.clone()),
+        error: None,
+    };
+    let join = |index: u32| Entry::WorkflowJoin {
+        children: vec![index],
+        results: vec![ChildResult::Err {
+            kind: "trap".into(),
+            message: "boom".into(),
+            value: None,
+        }],
+    };
+    let entries = vec![start(&first), join(0), start(&second), join(1)];
+    let records = Journal::to_records(&entries);
+    let mut suspended = suspend(
+        &parent,
+        t.now(),
+        vec![first.clone()],
+        Wait::Children(vec![first.step_id.clone()]),
+    );
+    suspended.journal = records[..1].to_vec();
+    s.complete_steps(&[suspended]).await.unwrap();
+    let kid = t.claim("w1", 1).await.remove(0);
+    s.complete_steps(&[failure(&kid, t.now())]).await.unwrap();
+    let parent = t.claim("w1", 1).await.remove(0);
+    // The workflow handles the failure and starts the second child.
+    let mut suspended = suspend(
+        &parent,
+        t.now(),
+        vec![second.clone()],
+        Wait::Children(vec![second.step_id.clone()]),
+    );
+    suspended.journal = records[1..3].to_vec();
+    s.complete_steps(&[suspended]).await.unwrap();
+    let kid = t.claim("w1", 1).await.remove(0);
+    s.complete_steps(&[failure(&kid, t.now())]).await.unwrap();
+    let parent = t.claim("w1", 1).await.remove(0);
+    assert_eq!(
+        fail_and_resume(&t, &parent, records[3..].to_vec()).await,
+        Some(2),
+        "the workflow and its first child"
+    );
+    let mut resumed = claim_all(&t).await;
+    resumed.sort_by_key(|c| c.step_id != parent.step_id);
+    let claimed: Vec<&str> = resumed.iter().map(|c| c.step_id.as_str()).collect();
+    assert_eq!(claimed, [parent.step_id.as_str(), first.step_id.as_str()]);
+    assert_eq!(
+        resumed[0].resume,
+        records[..1].to_vec(),
+        "cut before the first join"
+    );
+    let detail = s.run(&parent.run_id).await.unwrap().unwrap();
+    let superseded = detail
+        .steps
+        .iter()
+        .find(|d| d.id == second.step_id)
+        .unwrap();
+    assert_eq!(
+        (superseded.status, superseded.child_index),
+        (Status::Failed, None)
+    );
+}
+
+/// Resuming with pins moves the run and its re-queued steps to the pinned version of their
+/// deployment.
+pub async fn resume_pins_versions<B: Backend>() {
+    let t = Ctx::<B>::new(Policy::default()).await;
+    let s = t.store();
+    t.submit(1).await;
+    let step = t.claim("w1", 1).await.remove(0);
+    s.complete_steps(&[failure(&step, t.now())]).await.unwrap();
+    let retried = Policy {
+        max_lost_leases: Some(7),
+        ..Policy::default()
+    };
+    let v2 = s
+        .deploy(
+            "t",
+            super::DIGEST,
+            crate::DeploymentKind::Component,
+            &retried,
+        )
+        .await
+        .unwrap();
+    assert_eq!(v2.version, 2);
+    let pins = HashMap::from([("t".to_string(), (2, v2.digest.clone()))]);
+    assert_eq!(s.resume_run(&step.run_id, &pins).await.unwrap(), Some(1));
+    let again = t.claim("w1", 1).await.remove(0);
+    assert_eq!((again.version, again.policy.max_lost_leases), (2, Some(7)));
+    let detail = s.run(&step.run_id).await.unwrap().unwrap();
+    assert_eq!(detail.version, 2);
 }

@@ -1,9 +1,13 @@
-//! Claiming: what happens to steps whose lease expired.
+//! Claiming: what a claim hands out, when it sweeps, and what happens to steps whose lease
+//! expired.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use anyhow::Result;
 
 use super::{errors, RawClaim, Tx};
-use crate::{Completion, Micros, Policy, Status};
+use crate::{ClaimedStep, Completion, Micros, Policy, Status};
 use hypergraph_core::limits::max_lost_leases;
 
 /// What becomes of a step that just lost a lease.
@@ -27,26 +31,117 @@ pub fn on_lost_lease(lost_before: u32, policy: &Policy) -> LostLease {
     }
 }
 
+/// When claims also sweep: apply expired deadlines ([`super::deadlines::expire`]) and fire
+/// timers. A claim sweeps when at least [`Sweeper::INTERVAL`] passed since the last sweep of
+/// this store handle (and on its first claim), so the sweep costs little however often workers
+/// claim, and a step is never claimed while a deadline that expired more than an interval ago
+/// still holds it (see [`claim`] for why the sweep runs on the claim path).
+#[derive(Debug)]
+pub struct Sweeper {
+    next: AtomicI64,
+}
+
+impl Default for Sweeper {
+    fn default() -> Self {
+        Sweeper {
+            next: AtomicI64::new(i64::MIN),
+        }
+    }
+}
+
+impl Sweeper {
+    /// How often claims also sweep.
+    pub const INTERVAL: Duration = Duration::from_millis(10);
+
+    /// Whether a claim at `now` sweeps; when it does, the next sweep is due an interval later.
+    pub fn due(&self, now: Micros) -> bool {
+        if self.next.load(Ordering::Relaxed) > now {
+            return false;
+        }
+        self.next.store(
+            crate::micros_after(now, Self::INTERVAL.as_millis() as u64),
+            Ordering::Relaxed,
+        );
+        true
+    }
+}
+
+/// Claims up to `max` steps for `worker_id` at `now`, each leased until `lease_until` (see
+/// [`crate::Store::claim_steps`]), inside `tx`.
+///
+/// With `sweep` (see [`Sweeper`]) it first applies the deadlines that expired by `now` and ends
+/// the waits of timers and event timeouts that passed. The sweep runs here, in the claiming
+/// transaction, rather than on a schedule of the runtime's own: the claim query does not look at
+/// deadlines, so what keeps a claim from handing out a step whose schedule-to-start deadline
+/// expired (or whose run is past its deadline) more than a sweep interval ago is that the
+/// transaction that claims applies them first; a sweep on another schedule would widen that
+/// window to its own period and add a write transaction per period in every worker process,
+/// busy or idle. The cadence itself is shared ([`Sweeper`]), so every backend sweeps alike.
+///
+/// Steps that lost their lease come first ([`reclaim_expired`]): they are the oldest work, and
+/// a queue that never runs dry must not starve them. Then queued steps, oldest first. Each
+/// claimed step gets its policy and kind, and a workflow with activations its journal to
+/// resume from.
+pub async fn claim(
+    tx: &mut impl Tx,
+    worker_id: &str,
+    max: usize,
+    now: Micros,
+    lease_until: Micros,
+    sweep: bool,
+) -> Result<Vec<ClaimedStep>> {
+    if sweep {
+        super::deadlines::expire(tx, now).await?;
+        // Timers and event timeouts that have passed end their steps' waits.
+        tx.end_timed_waits(now).await?;
+    }
+    let mut claimed = reclaim_expired(tx, worker_id, max, now, lease_until).await?;
+    if claimed.len() < max {
+        let queued = tx
+            .claim_queued(worker_id, now, lease_until, max - claimed.len())
+            .await?;
+        claimed.extend(queued);
+    }
+    if claimed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<&str> = claimed.iter().map(|(s, ..)| s.step_id.as_str()).collect();
+    tx.record_claims(&ids).await?;
+    let mut steps = Vec::with_capacity(claimed.len());
+    for (mut step, activations, overrides) in claimed {
+        (step.policy, step.kind) = tx
+            .step_policy(&step.deployment, step.version, overrides.as_deref())
+            .await?;
+        if activations > 0 {
+            (step.resume, step.resume_attempt) = tx.resume_journal(&step.step_id).await?;
+        }
+        steps.push(step);
+    }
+    Ok(steps)
+}
+
 /// Claims up to `max` running steps whose lease expired before `now` for `worker_id`, each under
 /// a new attempt leased until `lease_until` (the lost attempt is recorded as failed,
 /// `lease_expired`). A step that has lost as many leases as its policy allows is failed instead,
 /// like any failed step (its run fails, its parent wakes, its unjoined children are cancelled).
 /// Runs inside `tx`.
-pub fn reclaim_expired(
+pub async fn reclaim_expired(
     tx: &mut impl Tx,
     worker_id: &str,
     max: usize,
     now: Micros,
     lease_until: Micros,
 ) -> Result<Vec<RawClaim>> {
-    let expired = tx.expired_leases(now, max)?;
+    let expired = tx.expired_leases(now, max).await?;
     if expired.is_empty() {
         return Ok(Vec::new());
     }
     let mut outlived = Vec::new();
     let mut reclaim: Vec<&str> = Vec::new();
     for step in &expired {
-        let policy = tx.step_policy(&step.deployment, step.version, step.overrides.as_deref())?;
+        let (policy, _) = tx
+            .step_policy(&step.deployment, step.version, step.overrides.as_deref())
+            .await?;
         match on_lost_lease(step.lost_leases, &policy) {
             LostLease::Reclaim => reclaim.push(&step.step_id),
             LostLease::Fail(lost) => outlived.push(Completion {
@@ -71,14 +166,15 @@ pub fn reclaim_expired(
     }
     if !outlived.is_empty() {
         let ids: Vec<&str> = outlived.iter().map(|c| c.step_id.as_str()).collect();
-        tx.count_lost_lease(&ids)?;
-        tx.apply_completions(&outlived, now)?;
+        tx.count_lost_lease(&ids).await?;
+        super::complete::apply(tx, &super::complete::encode(&outlived)?, now).await?;
     }
     if reclaim.is_empty() {
         return Ok(Vec::new());
     }
     let lost = errors::lease_lost().to_string();
     tx.reclaim(&reclaim, worker_id, now, lease_until, &lost)
+        .await
 }
 
 #[cfg(test)]

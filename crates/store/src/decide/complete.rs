@@ -1,21 +1,85 @@
-//! Completing: how a completion leaves its step.
+//! Completing: how a batch of completions is applied, and everything a commit implies.
 
-use crate::{Completion, Wait};
+use std::collections::HashSet;
 
-/// How a completion leaves its step, as every backend stores it: `(status, wait, wait_event,
-/// wake_at)`. A suspension (any [`Wait`]) leaves it `queued` with what it waits for (`children`,
-/// `timer` until `wake_at`, `event` named `wait_event` until an optional `wake_at`); a failure
-/// queued for a retry leaves it `queued` until `retry_at`; anything else leaves it in the
-/// completion's status.
-pub fn step_state(
-    c: &Completion,
-) -> (
-    &'static str,
-    Option<&'static str>,
-    Option<&str>,
-    Option<i64>,
-) {
-    match (&c.wait, c.retry_at) {
+use anyhow::{bail, Result};
+
+use super::{cancel, waits, JournalRow, LogRow, Tx};
+use crate::{CommitOutcome, Completion, KvRead, Micros, Status, Wait};
+
+/// Statuses a completion may set besides `running` (a suspension or a checkpoint).
+const COMPLETION_STATUSES: [Status; 3] = [Status::Succeeded, Status::Failed, Status::Cancelled];
+
+/// A completion checked by [`encode`], with its JSON values serialized.
+#[derive(Debug)]
+pub struct Encoded<'a> {
+    /// The completion.
+    pub c: &'a Completion,
+    /// Its output and error as JSON text.
+    pub output: Option<String>,
+    pub error: Option<String>,
+}
+
+/// Checks `completions` (a suspension must be `running`, a retry `failed`; the status must be
+/// one a completion may set) and serializes their JSON values. Fails naming the first
+/// completion that is not valid.
+pub fn encode(completions: &[Completion]) -> Result<Vec<Encoded<'_>>> {
+    completions
+        .iter()
+        .map(|c| {
+            let suspended = c.wait.is_some() && c.status == Status::Running;
+            let retried = c.retry_at.is_some() && c.status == Status::Failed;
+            if c.wait.is_some() != suspended || c.retry_at.is_some() != retried {
+                bail!(
+                    "a suspension must be running and a retry failed (step {} attempt {})",
+                    c.step_id,
+                    c.attempt
+                );
+            }
+            if c.status != Status::Running && !COMPLETION_STATUSES.contains(&c.status) {
+                bail!(
+                    "a completion must be running (a suspension or a checkpoint), succeeded, \
+                     failed or cancelled, not {} (step {} attempt {})",
+                    c.status,
+                    c.step_id,
+                    c.attempt
+                );
+            }
+            Ok(Encoded {
+                c,
+                output: c.output.as_ref().map(serde_json::to_string).transpose()?,
+                error: c.error.as_ref().map(serde_json::to_string).transpose()?,
+            })
+        })
+        .collect()
+}
+
+/// How a completion leaves its step, as [`Tx::fence_and_complete`] writes it.
+#[derive(Debug)]
+pub struct StepEnd<'a> {
+    /// The completion.
+    pub e: &'a Encoded<'a>,
+    /// The step's new status.
+    pub status: &'static str,
+    /// What it waits for (`children`, `timer` or `event`), if anything.
+    pub wait: Option<&'static str>,
+    /// The event it waits for.
+    pub wait_event: Option<&'a str>,
+    /// Not claimable before this time (a timer, an event's deadline, a retry's backoff).
+    pub wake_at: Option<Micros>,
+    /// When its attempt completed (`None` while the attempt goes on: suspended or
+    /// checkpointed).
+    pub completed_at: Option<Micros>,
+}
+
+/// How completion `e` leaves its step. A suspension (any [`Wait`]) leaves it `queued` with
+/// what it waits for (`children`, `timer` until `wake_at`, `event` named `wait_event` until an
+/// optional `wake_at`); a failure queued for a retry leaves it `queued` until `retry_at`;
+/// anything else leaves it in the completion's status. A suspended or checkpointed attempt has
+/// not completed.
+pub fn step_end<'a>(e: &'a Encoded<'a>) -> StepEnd<'a> {
+    let c = e.c;
+    let (status, wait, wait_event, wake_at) = match (&c.wait, c.retry_at) {
         (Some(Wait::Children(_) | Wait::AnyChild(_)), _) => {
             ("queued", Some("children"), None, None)
         }
@@ -25,5 +89,149 @@ pub fn step_state(
         }
         (None, Some(at)) => ("queued", None, None, Some(at)),
         (None, None) => (c.status.as_str(), None, None, None),
+    };
+    let completed_at = (status != "running" && wait.is_none()).then_some(c.completed_at);
+    StepEnd {
+        e,
+        status,
+        wait,
+        wait_event,
+        wake_at,
+        completed_at,
     }
+}
+
+/// Applies `encoded` completions in order inside `tx` (see [`crate::Store::complete_steps`]),
+/// with `now` as the time of the writes the store makes on its own; returns their outcomes in
+/// order.
+///
+/// Each completion applies only where its fence holds (the step is `running` under its
+/// attempt); one that reads or writes key-value data applies only if every read still holds,
+/// checked after the completions before it (else it is [`CommitOutcome::Conflict`] and its step
+/// runs again under the same attempt). A committed completion's attempt mirrors its step, and a
+/// run ends when its root step ends, with its outcome. Then, for every committed completion:
+/// the children it started are created, its wait is settled ([`waits::settle`]), the parents
+/// waiting for the steps that ended are counted down and woken ([`waits::wake_parents`]), the
+/// unfinished descendants of those steps are cancelled ([`cancel::abandoned`]), and its
+/// journal and logs are stored.
+pub async fn apply(
+    tx: &mut impl Tx,
+    encoded: &[Encoded<'_>],
+    now: Micros,
+) -> Result<Vec<CommitOutcome>> {
+    let mut outcomes = vec![CommitOutcome::Fenced; encoded.len()];
+    // Completions are applied in order. A batch is split into segments in which every step
+    // appears at most once; each segment is applied with a few multi-row statements, and a
+    // repeated step (a worker bug, but it must not corrupt anything) sees the effect of the
+    // earlier completions of the batch, as if applied one by one.
+    let mut committed: Vec<&Completion> = Vec::with_capacity(encoded.len());
+    let mut start = 0;
+    while start < encoded.len() {
+        let mut seen = HashSet::new();
+        let end = encoded[start..]
+            .iter()
+            .position(|e| !seen.insert(e.c.step_id.as_str()))
+            .map_or(encoded.len(), |p| start + p);
+        let segment = &encoded[start..end];
+        let mut applied: HashSet<String> = HashSet::with_capacity(segment.len());
+        // Completions that touch key-value storage go one by one, in order: each is checked
+        // against the writes of those before it. The others are applied together.
+        let mut plain = Vec::with_capacity(segment.len());
+        for (i, e) in segment.iter().enumerate() {
+            if e.c.kv_reads.is_empty() && e.c.kv_writes.is_empty() {
+                plain.push(step_end(e));
+                continue;
+            }
+            if kv_conflict(tx, &e.c.kv_reads).await? {
+                outcomes[start + i] = if tx.requeue_conflicted(&e.c.step_id, e.c.attempt).await? {
+                    CommitOutcome::Conflict
+                } else {
+                    fenced(tx, &e.c.step_id).await?
+                };
+                continue;
+            }
+            let done = tx.fence_and_complete(&[step_end(e)]).await?;
+            if !done.is_empty() && e.c.status == Status::Succeeded {
+                tx.apply_kv_writes(&e.c.kv_writes, now).await?;
+            }
+            applied.extend(done);
+        }
+        if !plain.is_empty() {
+            applied.extend(tx.fence_and_complete(&plain).await?);
+        }
+        let mut ids: Vec<&str> = Vec::with_capacity(applied.len());
+        let mut ended: Vec<&str> = Vec::new();
+        for (i, e) in segment.iter().enumerate() {
+            if applied.contains(&e.c.step_id) {
+                outcomes[start + i] = CommitOutcome::Committed;
+                committed.push(e.c);
+                ids.push(&e.c.step_id);
+                if e.c.ends_step() {
+                    ended.push(&e.c.step_id);
+                }
+            } else if outcomes[start + i] != CommitOutcome::Conflict {
+                outcomes[start + i] = fenced(tx, &e.c.step_id).await?;
+            }
+        }
+        // The attempt mirrors the step: it goes on while its workflow waits or lingers, and
+        // failed when the step is queued for a retry.
+        tx.mirror_attempts(&ids).await?;
+        // The run mirrors its root step once that has ended.
+        tx.end_runs_with_root(&ended).await?;
+        start = end;
+    }
+
+    tx.insert_children(&committed, now).await?;
+    waits::settle(tx, &committed).await?;
+    let finished: Vec<&str> = committed
+        .iter()
+        .filter(|c| c.ends_step())
+        .map(|c| c.step_id.as_str())
+        .collect();
+    waits::wake_parents(tx, &finished).await?;
+    cancel::abandoned(tx, &finished, now).await?;
+
+    let journal: Vec<JournalRow> = committed
+        .iter()
+        .flat_map(|c| c.journal.iter().map(|j| (c.step_id.as_str(), c.attempt, j)))
+        .collect();
+    tx.insert_journal(&journal).await?;
+    let logs: Vec<LogRow> = committed
+        .iter()
+        .flat_map(|c| c.logs.iter().map(|l| (c.step_id.as_str(), c.attempt, l)))
+        .collect();
+    tx.insert_logs(&logs).await?;
+    Ok(outcomes)
+}
+
+/// True when one of `reads` no longer holds: a key's version changed (or it appeared or
+/// vanished), or a prefix's key count or newest version did.
+pub async fn kv_conflict(tx: &mut impl Tx, reads: &[KvRead]) -> Result<bool> {
+    for read in reads {
+        let changed = match read {
+            KvRead::Key {
+                scope,
+                key,
+                version,
+            } => tx.kv_version(scope, key).await?.unwrap_or(0) != *version,
+            KvRead::Prefix {
+                scope,
+                prefix,
+                count,
+                max_version,
+            } => tx.kv_prefix(scope, prefix).await? != (*count, *max_version),
+        };
+        if changed {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Why a completion of `step_id` was refused: the step was cancelled, or a newer attempt owns it.
+async fn fenced(tx: &mut impl Tx, step_id: &str) -> Result<CommitOutcome> {
+    Ok(match tx.step_status(step_id).await? {
+        Some(Status::Cancelled) => CommitOutcome::Cancelled,
+        _ => CommitOutcome::Fenced,
+    })
 }

@@ -180,7 +180,7 @@ impl PgStore {
                 .bind(&ids)
                 .execute(&mut *conn)
                 .await?;
-            self.apply_completions(conn, &crate::rows::encode(&outlived)?, now)
+            self.apply_completions(conn, &crate::decide::complete::encode(&outlived)?, now)
                 .await?;
         }
         if reclaim.is_empty() {

@@ -8,8 +8,7 @@ use anyhow::Result;
 use sqlx::{PgConnection, Row};
 
 use super::{workflow, PgStore};
-use crate::decide::complete::step_state;
-use crate::rows::Encoded;
+use crate::decide::complete::{step_end, Encoded};
 use crate::{CommitOutcome, Completion, KvRead, KvWrite, Micros, Status};
 
 impl PgStore {
@@ -329,20 +328,18 @@ async fn fence_and_complete(
         Vec::with_capacity(n),
     );
     for e in batch {
-        let (s, w, we, wake) = step_state(e.c);
-        // A suspended or checkpointed attempt has not completed.
-        let done = (s != "running" && w.is_none()).then_some(e.c.completed_at);
+        let end = step_end(e);
         id.push(e.c.step_id.as_str());
         attempt.push(i64::from(e.c.attempt));
-        status.push(s);
+        status.push(end.status);
         output.push(e.output.as_deref());
         error.push(e.error.as_deref());
         started_at.push(e.c.started_at);
-        completed_at.push(done);
+        completed_at.push(end.completed_at);
         worker_id.push(e.c.worker_id.as_str());
-        wait.push(w);
-        wait_event.push(we);
-        wake_at.push(wake);
+        wait.push(end.wait);
+        wait_event.push(end.wait_event);
+        wake_at.push(end.wake_at);
     }
     let ids = sqlx::query_scalar(
         "UPDATE steps SET status = v.status, output = v.output, error = v.error, \

@@ -10,7 +10,8 @@ use sqlx::Row;
 
 use super::read::{self, deployment_of, DEPLOYMENT_COLUMNS};
 use super::{workflow, PgStore};
-use crate::rows::{encode, status_of, u32_of};
+use crate::decide::complete::encode;
+use crate::rows::{status_of, u32_of};
 use crate::{
     Cancelled, ClaimedStep, CommitOutcome, Completion, Deployment, DeploymentKind, JournalRecord,
     KvListing, NewRun, Policy, RunDetail, RunFilter, RunLogLine, RunResult, RunSummary, Status,
