@@ -85,8 +85,15 @@ fn every_kind_decodes_and_encodes_byte_for_byte() {
         let parsed: Entry = serde_json::from_str(stored).unwrap();
         assert_eq!(parsed, entry, "{stored}");
         let again = Journal::to_records(std::slice::from_ref(&entry));
-        assert_eq!((again[0].kind.as_str(), again[0].data.as_str()), (kind.as_str(), stored));
-        assert_eq!(entry.is_workflow(), kind.starts_with("workflow."), "{stored}");
+        assert_eq!(
+            (again[0].kind.as_str(), again[0].data.as_str()),
+            (kind.as_str(), stored)
+        );
+        assert_eq!(
+            entry.is_workflow(),
+            kind.starts_with("workflow."),
+            "{stored}"
+        );
         seen.insert(kind);
     }
     let all: BTreeSet<String> = KINDS.iter().map(|k| k.to_string()).collect();

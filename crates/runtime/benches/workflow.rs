@@ -20,7 +20,7 @@ use hypergraph_build::{build_guest, BuildOptions};
 use hypergraph_runtime::capabilities::InvocationContext;
 use hypergraph_runtime::convert::params_from_json;
 use hypergraph_runtime::invoke::{invoke, Invocation};
-use hypergraph_runtime::journal::{Entry, Journal};
+use hypergraph_runtime::journal::{Entry, Journal, WorkflowEntry};
 use hypergraph_runtime::limits::Limits;
 use hypergraph_runtime::scheduler::RunRequest;
 use hypergraph_runtime::store::sqlite::SqliteStore;
@@ -150,7 +150,7 @@ async fn main() -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
     let calls = entries
         .iter()
-        .filter(|e| matches!(e, Entry::WorkflowJoin { .. }))
+        .filter(|e| matches!(e, Entry::Workflow(WorkflowEntry::Join { .. })))
         .count();
     let prepared = hg.prepared_digest(&run.digest).await?;
     let task = prepared.task("chain").context("chain export")?;

@@ -21,7 +21,7 @@ use serde_json::{json, Map, Value};
 use crate::capabilities::bindings::hypergraph::workflow::workflow::Host as _;
 use crate::capabilities::kv::KvState;
 use crate::capabilities::workflow::{ChildOptions, ChildResult, Linger, WorkflowState};
-use crate::capabilities::{HostState, InvocationContext};
+use crate::capabilities::{HostState, InvocationContext, Produced};
 use crate::dag::{DagSpec, DagStep};
 use crate::invoke::{ErrorKind, Outcome, TaskError};
 use crate::journal::Journal;
@@ -49,12 +49,19 @@ pub async fn run_dag(
             attempt: step.attempt,
         },
         &limits,
-        journal.clone(),
+        journal,
         KvState::new(None, 0),
         WorkflowState::new(Some(Arc::new(hg.clone())), linger),
     );
     let result = drive(hg, &spec, &step.input, &mut state).await;
-    let (children, wait) = state.workflow.take();
+    let Produced {
+        journal,
+        divergence,
+        logs,
+        children,
+        wait,
+        ..
+    } = state.finish();
     let result = match result {
         Ok(output) => Ok(output),
         Err(_) if wait.is_some() => Ok(Value::Null),
@@ -72,9 +79,9 @@ pub async fn run_dag(
         started_at,
         completed_at: now_micros(),
         result,
-        divergence: journal.divergence(),
-        journal: journal.take(),
-        logs: state.logs.finish(),
+        divergence,
+        journal,
+        logs,
         kv_writes: Vec::new(),
         kv_reads: Vec::new(),
         children,
@@ -147,6 +154,7 @@ async fn drive(
             break;
         }
         let finished = state
+            .workflow()
             .join_any(running)
             .await
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
@@ -185,11 +193,12 @@ async fn drive(
             .unwrap_or_else(|| "failures".into());
         let input = json!({ param: failed.clone() }).to_string();
         // The report's own failure does not change the run's.
-        state.workflow.next_child = ChildOptions {
+        let mut workflow = state.workflow();
+        workflow.set_next_child(ChildOptions {
             name: Some("on_failure".into()),
             policy: None,
-        };
-        let _ = state
+        });
+        let _ = workflow
             .call(task.clone(), input)
             .await
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
@@ -215,11 +224,12 @@ async fn start_step(
         .step_input(step, input, outputs, &params[&step.task])
         .map_err(|e| anyhow::anyhow!("step `{}`: {e}", step.name))?;
     let overrides = spec.step_policy(step);
-    state.workflow.next_child = ChildOptions {
+    let mut workflow = state.workflow();
+    workflow.set_next_child(ChildOptions {
         name: Some(step.name.clone()),
         policy: (overrides != Policy::default()).then_some(overrides),
-    };
-    state
+    });
+    workflow
         .start(step.task.clone(), step_input.to_string())
         .await
         .map_err(|e| anyhow::anyhow!("{e:#}"))

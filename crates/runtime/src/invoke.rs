@@ -17,7 +17,7 @@ use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
 use crate::capabilities::kv::{KvBackend, KvState};
 use crate::capabilities::limiter::MemoryLimitExceeded;
 use crate::capabilities::workflow::{Linger, NewChild, Wait, WorkflowHost, WorkflowState};
-use crate::capabilities::{HostFault, HostState, InvocationContext};
+use crate::capabilities::{HostFault, HostState, InvocationContext, Produced};
 use crate::convert::{results_buffer, results_to_json, val_json_len};
 use crate::engine::{Engine, Prepared, PreparedTask, EPOCH_TICK};
 use crate::journal::{Divergence, Entry, Journal};
@@ -37,7 +37,7 @@ pub struct Invocation<'a> {
     /// [`Journal::recording`] for a live attempt, [`Journal::replaying`] to replay one.
     pub journal: Journal,
     /// Where key-value reads go when recording (`None` in replay: the journal answers).
-    pub kv: Option<KvBackend>,
+    pub kv: Option<Arc<dyn KvBackend>>,
     /// Where live workflow calls go (`None` in replay: the journal answers).
     pub workflow: Option<Hypergraph>,
     /// Lets a workflow's joins wait in place before suspending (workers set it).
@@ -92,7 +92,7 @@ pub async fn invoke(
             ),
         ),
     );
-    store.limiter(|state| &mut state.limiter);
+    store.limiter(|state| state.limiter());
     let deadline = Instant::now() + limits.timeout;
     let cancel = invocation.cancel.clone();
     store.set_epoch_deadline(1);
@@ -144,14 +144,15 @@ pub async fn invoke(
             value: None,
         }),
     };
-    let kv_writes = store.data_mut().kv.take_writes();
-    let kv_reads = store.data_mut().kv.take_reads();
-    let (children, wait) = store.data_mut().workflow.take();
-    let state = store.data();
-    let logs = state.logs.finish();
-    let divergence = state.journal.divergence();
-    let journal = state.journal.take();
-    drop(store);
+    let Produced {
+        journal,
+        divergence,
+        logs,
+        kv_writes,
+        kv_reads,
+        children,
+        wait,
+    } = store.into_data().finish();
     let result = result.map_err(|mut error| {
         if error.kind == ErrorKind::Trap {
             if let Some(exception) = guest_exception(&logs) {
@@ -333,7 +334,7 @@ fn classify(
         backtrace: backtrace.clone(),
         value: None,
     };
-    if let Some(hit) = &store.data().limiter.hit {
+    if let Some(hit) = store.data().memory_limit_hit() {
         return with(
             ErrorKind::MemoryLimit,
             MemoryLimitExceeded {

@@ -21,13 +21,14 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::capabilities::kv::{KvBackend, MAX_RERUNS};
+use crate::capabilities::kv::MAX_RERUNS;
 use crate::capabilities::workflow::{Activation, Linger, Progress};
 use crate::capabilities::InvocationContext;
 use crate::convert::params_from_json;
 use crate::dag_runner::run_dag;
 use crate::invoke::{invoke, ErrorKind, Invocation, Outcome, TaskError};
 use crate::journal::{Entry, Journal};
+use crate::kv_host::StoreKv;
 use crate::limits::Limits;
 use crate::registry::function_of;
 use crate::store::{
@@ -800,10 +801,10 @@ async fn prepare_and_invoke(
             params: &params,
             limits: &limits,
             journal,
-            kv: Some(KvBackend {
-                store: hg.store.clone(),
-                scope: kv_scope(&step.deployment),
-            }),
+            kv: Some(Arc::new(StoreKv::new(
+                hg.store.clone(),
+                kv_scope(&step.deployment),
+            ))),
             workflow: Some(hg.clone()),
             linger,
             cancel: Some(cancel),

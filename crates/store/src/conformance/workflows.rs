@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use hypergraph_core::journal::{Entry, Journal};
+use hypergraph_core::journal::{Entry, Journal, WorkflowEntry};
 use hypergraph_core::workflow::ChildResult;
 
 use super::{failure, kind, success, Backend, Ctx};
@@ -395,12 +395,14 @@ pub async fn resume_cuts_the_journal<B: Backend>() {
     let children: Vec<NewChild> = (0..2).map(|i| t.child(i)).collect();
     let starts: Vec<Entry> = children
         .iter()
-        .map(|c| Entry::WorkflowStart {
-            task: c.task.clone(),
-            input: c.input.to_string(),
-            child: Some(c.index),
-            step_id: Some(c.step_id.clone()),
-            error: None,
+        .map(|c| {
+            Entry::from(WorkflowEntry::Start {
+                task: c.task.clone(),
+                input: c.input.to_string(),
+                child: Some(c.index),
+                step_id: Some(c.step_id.clone()),
+                error: None,
+            })
         })
         .collect();
     let mut start = suspend(
@@ -417,7 +419,7 @@ pub async fn resume_cuts_the_journal<B: Backend>() {
         .unwrap();
     let parent = t.claim("w1", 1).await.remove(0);
     let mut entries = starts.clone();
-    entries.push(Entry::WorkflowJoin {
+    entries.push(Entry::from(WorkflowEntry::Join {
         children: vec![0, 1],
         results: vec![
             ChildResult::Ok("{}".into()),
@@ -427,7 +429,7 @@ pub async fn resume_cuts_the_journal<B: Backend>() {
                 value: None,
             },
         ],
-    });
+    }));
     let mut failed = failure(&parent, t.now());
     // An activation commits only the entries it added.
     failed.journal = Journal::to_records(&entries)[starts.len()..].to_vec();

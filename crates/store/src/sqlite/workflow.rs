@@ -461,7 +461,7 @@ pub(super) fn resume_run(
             // are not re-run).
             let started = entries[..cut]
                 .iter()
-                .filter(|e| matches!(e, Entry::WorkflowStart { child: Some(_), .. }))
+                .filter(|e| e.started_child().is_some())
                 .count() as u32;
             let dropped = conn
                 .prepare_cached(
