@@ -104,7 +104,7 @@ pub struct HostState {
 
 /// What the capabilities of one instance produced, taken when its attempt ends
 /// ([`HostState::finish`]).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Produced {
     /// Every journal entry of the attempt, in order (a resumed journal's prefix included).
     pub journal: Vec<Entry>,

@@ -181,7 +181,7 @@ async fn main() -> anyhow::Result<()> {
         .await;
         resumes.push(started.elapsed().as_secs_f64());
         anyhow::ensure!(
-            outcome.wait.is_some() && outcome.children.len() == 1,
+            outcome.produced.wait.is_some() && outcome.produced.children.len() == 1,
             "the resumed chain should start one new child and wait: {:?}",
             outcome.result
         );

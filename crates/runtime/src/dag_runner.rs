@@ -21,7 +21,7 @@ use serde_json::{json, Map, Value};
 use crate::capabilities::bindings::hypergraph::workflow::workflow::Host as _;
 use crate::capabilities::kv::KvState;
 use crate::capabilities::workflow::{ChildOptions, ChildResult, Linger, WorkflowState};
-use crate::capabilities::{HostState, InvocationContext, Produced};
+use crate::capabilities::{HostState, InvocationContext};
 use crate::dag::{DagSpec, DagStep};
 use crate::invoke::{ErrorKind, Outcome, TaskError};
 use crate::journal::Journal;
@@ -54,17 +54,10 @@ pub async fn run_dag(
         WorkflowState::new(Some(Arc::new(hg.clone())), linger),
     );
     let result = drive(hg, &spec, &step.input, &mut state).await;
-    let Produced {
-        journal,
-        divergence,
-        logs,
-        children,
-        wait,
-        ..
-    } = state.finish();
+    let produced = state.finish();
     let result = match result {
         Ok(output) => Ok(output),
-        Err(_) if wait.is_some() => Ok(Value::Null),
+        Err(_) if produced.wait.is_some() => Ok(Value::Null),
         Err(error) => Err(match error.downcast::<DagFailed>() {
             Ok(failed) => TaskError {
                 kind: ErrorKind::Application,
@@ -79,13 +72,7 @@ pub async fn run_dag(
         started_at,
         completed_at: now_micros(),
         result,
-        divergence,
-        journal,
-        logs,
-        kv_writes: Vec::new(),
-        kv_reads: Vec::new(),
-        children,
-        wait,
+        produced,
     })
 }
 
