@@ -23,17 +23,16 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
-use wasmtime::component::Linker;
+use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi_http::{
     Error as HttpError, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks,
     WasiHttpView,
 };
 
 use super::log::LogSink;
-use super::HostState;
 pub use hypergraph_core::http::{HttpAllowlist, HttpFailure, HttpOutcome, HttpRequest};
 
-use crate::journal::{Blob, Call, Entry, Journal};
+use crate::journal::{Blob, Entry, HttpCall, HttpEntry, Journal};
 
 /// The interfaces this module serves.
 pub const INTERFACES: &[&str] = &[
@@ -111,24 +110,41 @@ fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The per-instance state of this capability.
+/// The per-instance state of this capability: the deployment's allowlist until the guest's first
+/// HTTP call, then the wasmtime-wasi-http context and the hooks that send (or refuse, or replay)
+/// its requests.
 pub struct HttpState {
-    ctx: WasiHttpCtx,
-    hooks: Hooks,
+    allow: HttpAllowlist,
+    built: Option<(WasiHttpCtx, Hooks)>,
 }
 
 impl HttpState {
-    /// State for one attempt: requests go to hosts on `allow` until `deadline`.
-    pub fn new(allow: HttpAllowlist, journal: Journal, logs: LogSink, deadline: Instant) -> Self {
-        HttpState {
-            ctx: WasiHttpCtx::new(),
-            hooks: Hooks {
-                allow,
-                journal,
-                logs,
+    /// State for one attempt whose requests may go to hosts on `allow`; nothing is built yet.
+    pub fn new(allow: HttpAllowlist) -> HttpState {
+        HttpState { allow, built: None }
+    }
+
+    /// wasmtime-wasi-http's view over `table` (shared with WASI's resources), built on first use:
+    /// exchanges are journaled in `journal`, refusals logged to `logs`, and no request outlives
+    /// `deadline`.
+    pub fn view<'a>(
+        &'a mut self,
+        table: &'a mut ResourceTable,
+        journal: &Journal,
+        logs: &LogSink,
+        deadline: Instant,
+    ) -> WasiHttpCtxView<'a> {
+        let allow = &mut self.allow;
+        let (ctx, hooks) = self.built.get_or_insert_with(|| {
+            let hooks = Hooks {
+                allow: std::mem::take(allow),
+                journal: journal.clone(),
+                logs: logs.clone(),
                 deadline,
-            },
-        }
+            };
+            (WasiHttpCtx::new(), hooks)
+        });
+        WasiHttpCtxView { ctx, table, hooks }
     }
 }
 
@@ -165,12 +181,12 @@ impl WasiHttpHooks for Hooks {
             headers: header_pairs(&parts.headers),
             body: None,
         };
-        let call = Call::Http {
+        let call = HttpCall::Request {
             method: head.method.clone(),
             uri: head.uri.clone(),
             headers: head.headers.clone(),
         };
-        let placeholder = Entry::Http {
+        let placeholder = HttpEntry::Request {
             request: head.clone(),
             outcome: HttpOutcome::Failed {
                 error: HttpFailure::Abandoned,
@@ -187,7 +203,7 @@ impl WasiHttpHooks for Hooks {
         // Replaying: the recorded outcome. Recording: a refusal is decided now; anything else
         // is decided by the network.
         let decided = match deferred.recorded() {
-            Some(Entry::Http { outcome, .. }) => Some(outcome.clone()),
+            Some(Entry::Http(HttpEntry::Request { outcome, .. })) => Some(outcome.clone()),
             Some(_) => unreachable!("journal answered an HTTP call with another kind"),
             None if !self.allow.allows(&parts.uri) => Some(HttpOutcome::Failed {
                 error: HttpFailure::Denied,
@@ -227,7 +243,7 @@ impl WasiHttpHooks for Hooks {
                 ),
             };
             let request = HttpRequest { body, ..head };
-            deferred.complete(Entry::Http {
+            deferred.complete(HttpEntry::Request {
                 request,
                 outcome: outcome.clone(),
             });
@@ -292,19 +308,9 @@ async fn send_live(
     }
 }
 
-impl WasiHttpView for HostState {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
-        let (table, http) = self.http_parts();
-        WasiHttpCtxView {
-            ctx: &mut http.ctx,
-            table,
-            hooks: &mut http.hooks,
-        }
-    }
-}
-
-/// Registers `wasi:http/types` and `wasi:http/outgoing-handler`.
-pub fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
+/// Registers `wasi:http/types` and `wasi:http/outgoing-handler`, served from the store data's
+/// [`WasiHttpView`] (whose context [`HttpState::view`] builds).
+pub fn add_to_linker<T: WasiHttpView + 'static>(linker: &mut Linker<T>) -> anyhow::Result<()> {
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
     Ok(())
 }

@@ -21,13 +21,13 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{HasData, Linker};
+
+use hypergraph_core::model::{KvListing, KvRead};
 
 use super::bindings::hypergraph::task::kv;
-use super::HostState;
-use crate::journal::{Blob, Call, Entry};
+use crate::journal::{Blob, Journal, KvCall, KvEntry};
 use crate::limits::{format_bytes, LimitExceeded};
-use crate::store::{KvRead, Store};
 
 /// The interfaces this module serves.
 pub const INTERFACES: &[&str] = &["hypergraph:task/kv@0.1.0"];
@@ -42,20 +42,25 @@ pub const MAX_LIST_KEYS: u32 = 10_000;
 /// `kv_conflict`.
 pub const MAX_RERUNS: u32 = 100;
 
-/// Where an attempt's key-value reads go when recording.
-#[derive(Clone)]
-pub struct KvBackend {
-    pub store: Arc<dyn Store>,
-    /// `<tenant>/<deployment>`.
-    pub scope: String,
+/// Where an attempt's key-value reads go when recording: one scope of the store, read as the
+/// commit will validate it. Implemented by the runtime over its store.
+#[async_trait::async_trait]
+pub trait KvBackend: Send + Sync {
+    /// The scope read, `<tenant>/<deployment>`: the reads recorded for validation name it.
+    fn scope(&self) -> &str;
+    /// The value stored under `key`, with its version (see [`KvRead`]); `None` when absent.
+    async fn get(&self, key: &str) -> anyhow::Result<Option<(Vec<u8>, i64)>>;
+    /// The keys starting with `prefix`, in byte order, at most `limit`, read in one snapshot
+    /// with the prefix's key count and newest version.
+    async fn list(&self, prefix: &str, limit: u32) -> anyhow::Result<KvListing>;
 }
 
 /// The key-value state of one attempt: the backend (absent in replay, where the journal answers),
 /// the writes buffered so far (`None` deletes, last write per key), and the reads to validate.
 #[derive(Default)]
 pub struct KvState {
-    pub backend: Option<KvBackend>,
-    pub writes: BTreeMap<String, Option<Vec<u8>>>,
+    backend: Option<Arc<dyn KvBackend>>,
+    writes: BTreeMap<String, Option<Vec<u8>>>,
     /// Store reads since the last checkpoint, first read of each key or prefix.
     reads: Vec<KvRead>,
     read_keys: HashSet<String>,
@@ -68,7 +73,7 @@ pub struct KvState {
 impl KvState {
     /// State reading from `backend` (or from nothing, in replay), allowing `max_written` bytes
     /// of writes.
-    pub fn new(backend: Option<KvBackend>, max_written: u64) -> KvState {
+    pub fn new(backend: Option<Arc<dyn KvBackend>>, max_written: u64) -> KvState {
         KvState {
             backend,
             max_written,
@@ -88,11 +93,24 @@ impl KvState {
         std::mem::take(&mut self.reads)
     }
 
-    fn backend(&self) -> wasmtime::Result<&KvBackend> {
+    fn backend(&self) -> wasmtime::Result<Arc<dyn KvBackend>> {
         self.backend
-            .as_ref()
+            .clone()
             .ok_or_else(|| super::host_fault("key-value storage is not available here".into()))
     }
+}
+
+/// This capability's view of the store data: its state and the journal it records into.
+pub struct KvCtx<'a> {
+    pub state: &'a mut KvState,
+    pub journal: &'a Journal,
+}
+
+/// Marks the projection to [`KvCtx`] for the generated `add_to_linker`.
+struct HasKv;
+
+impl HasData for HasKv {
+    type Data<'a> = KvCtx<'a>;
 }
 
 fn check_key(key: &str) -> wasmtime::Result<()> {
@@ -105,25 +123,24 @@ fn check_key(key: &str) -> wasmtime::Result<()> {
     Ok(())
 }
 
-impl kv::Host for HostState {
+impl kv::Host for KvCtx<'_> {
     async fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
         check_key(&key)?;
-        let call = Call::KvGet { key: key.clone() };
+        let call = KvCall::Get { key: key.clone() };
         let live = if !self.journal.is_live() {
             None
-        } else if let Some(buffered) = self.kv.writes.get(&key) {
+        } else if let Some(buffered) = self.state.writes.get(&key) {
             Some((buffered.clone(), None))
         } else {
-            let backend = self.kv.backend()?.clone();
+            let backend = self.state.backend()?;
             let stored = backend
-                .store
-                .kv_get(&backend.scope, &key)
+                .get(&key)
                 .await
                 .map_err(|e| super::host_fault(format!("kv get `{key}` failed: {e:#}")))?;
             let version = stored.as_ref().map_or(0, |(_, version)| *version);
-            if self.kv.read_keys.insert(key.clone()) {
-                self.kv.reads.push(KvRead::Key {
-                    scope: backend.scope.clone(),
+            if self.state.read_keys.insert(key.clone()) {
+                self.state.reads.push(KvRead::Key {
+                    scope: backend.scope().to_string(),
                     key: key.clone(),
                     version,
                 });
@@ -132,14 +149,14 @@ impl kv::Host for HostState {
         };
         let answer = self.journal.answer(call, || {
             let (value, version) = live.expect("live when the journal is");
-            Entry::KvGet {
+            KvEntry::Get {
                 key: key.clone(),
                 value: value.as_deref().map(Blob::from_bytes),
                 version,
             }
         });
         Ok(match answer {
-            Some(Entry::KvGet {
+            Some(KvEntry::Get {
                 value: Some(value), ..
             }) => Some(value.to_vec()),
             _ => None,
@@ -154,55 +171,54 @@ impl kv::Host for HostState {
                 value.len()
             );
         }
-        let written = self.kv.written + (key.len() + value.len()) as u64;
-        if written > self.kv.max_written {
+        let written = self.state.written + (key.len() + value.len()) as u64;
+        if written > self.state.max_written {
             return Err(wasmtime::Error::new(LimitExceeded(format!(
                 "the attempt's key-value writes exceed the deployment's limit of {} per attempt \
                  (`set` of `{key}` would bring them to {written} bytes; raise it with \
                  `hypergraph deploy --max-kv-write`)",
-                format_bytes(self.kv.max_written)
+                format_bytes(self.state.max_written)
             ))));
         }
-        self.kv.written = written;
-        self.journal.emit(Entry::KvSet {
+        self.state.written = written;
+        self.journal.emit(KvEntry::Set {
             key: key.clone(),
             value: Blob::from_bytes(&value),
         });
-        self.kv.writes.insert(key, Some(value));
+        self.state.writes.insert(key, Some(value));
         Ok(())
     }
 
     async fn delete(&mut self, key: String) -> wasmtime::Result<()> {
         check_key(&key)?;
-        self.journal.emit(Entry::KvDelete { key: key.clone() });
-        self.kv.writes.insert(key, None);
+        self.journal.emit(KvEntry::Delete { key: key.clone() });
+        self.state.writes.insert(key, None);
         Ok(())
     }
 
     async fn list_keys(&mut self, prefix: String) -> wasmtime::Result<Vec<String>> {
         check_key(&prefix)?;
-        let call = Call::KvListKeys {
+        let call = KvCall::ListKeys {
             prefix: prefix.clone(),
         };
         let live = if !self.journal.is_live() {
             Vec::new()
         } else {
-            let backend = self.kv.backend()?.clone();
+            let backend = self.state.backend()?;
             let stored = backend
-                .store
-                .kv_list(&backend.scope, &prefix, MAX_LIST_KEYS)
+                .list(&prefix, MAX_LIST_KEYS)
                 .await
                 .map_err(|e| super::host_fault(format!("kv list-keys `{prefix}` failed: {e:#}")))?;
-            if self.kv.read_prefixes.insert(prefix.clone()) {
-                self.kv.reads.push(KvRead::Prefix {
-                    scope: backend.scope.clone(),
+            if self.state.read_prefixes.insert(prefix.clone()) {
+                self.state.reads.push(KvRead::Prefix {
+                    scope: backend.scope().to_string(),
                     prefix: prefix.clone(),
                     count: stored.count,
                     max_version: stored.max_version,
                 });
             }
             let mut keys: std::collections::BTreeSet<String> = stored.keys.into_iter().collect();
-            for (key, value) in self.kv.writes.range(prefix.clone()..) {
+            for (key, value) in self.state.writes.range(prefix.clone()..) {
                 if !key.starts_with(&prefix) {
                     break;
                 }
@@ -213,19 +229,23 @@ impl kv::Host for HostState {
             }
             keys.into_iter().take(MAX_LIST_KEYS as usize).collect()
         };
-        let answer = self.journal.answer(call, || Entry::KvListKeys {
+        let answer = self.journal.answer(call, || KvEntry::ListKeys {
             prefix: prefix.clone(),
             keys: live,
         });
         Ok(match answer {
-            Some(Entry::KvListKeys { keys, .. }) => keys,
+            Some(KvEntry::ListKeys { keys, .. }) => keys,
             _ => Vec::new(),
         })
     }
 }
 
-/// Registers `hypergraph:task/kv` in `linker`.
-pub fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
-    kv::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)?;
+/// Registers `hypergraph:task/kv` in `linker`, served from the view `project` takes of the
+/// store data.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    project: fn(&mut T) -> KvCtx<'_>,
+) -> anyhow::Result<()> {
+    kv::add_to_linker::<T, HasKv>(linker, project)?;
     Ok(())
 }

@@ -1,9 +1,14 @@
 //! Host capabilities: everything a guest can import, one module per WIT interface family.
 //!
-//! Each module owns three things for its interfaces, like Spin's factors: its linker registration,
-//! its slice of the per-instance state, and the journal entry kinds it records. [`HostState`] is
-//! the wasmtime `Store` data of one instance; it is built fresh for every attempt and dropped with
-//! the store, so nothing a guest does survives its invocation.
+//! Each module owns, for its interfaces: its linker registration (`add_to_linker`, given the
+//! projection from the store data to its view, as wasmtime-wasi's `WasiView` is), its
+//! per-instance state, and the host-trait implementations on its own view type; its journal
+//! entry kinds live beside the journal in `hypergraph_core::journal`. A capability that needs
+//! the world outside the instance asks through a narrow trait it defines ([`kv::KvBackend`],
+//! [`workflow::WorkflowHost`]), implemented by the runtime. [`HostState`] is the wasmtime `Store`
+//! data of one instance: it holds each capability's state and projects the views; it is built
+//! fresh for every attempt and dropped with the store, so nothing a guest does survives its
+//! invocation.
 //!
 //! - [`wasi`] serves WASI 0.2 with nothing ambient; journaled clocks, random and insecure seed.
 //! - [`log`] serves `hypergraph:task/log` plus stdout/stderr capture into capped log lines.
@@ -23,14 +28,17 @@ pub mod workflow;
 use std::time::Instant;
 
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpView};
 
-use hypergraph_core::journal::Journal;
+use hypergraph_core::journal::{Divergence, Entry, Journal};
 use hypergraph_core::limits::Limits;
+use hypergraph_core::model::{KvRead, LogRecord};
+use hypergraph_core::workflow::{NewChild, Wait};
 // The modules below name these through `crate::`.
 use hypergraph_core::{journal, limits};
-use hypergraph_store as store;
 
+pub use context::InvocationContext;
 pub use limiter::InstanceLimiter;
 
 /// Bindings generated from `wit/` for the Hypergraph interfaces; WASI maps to wasmtime-wasi's.
@@ -71,44 +79,54 @@ pub fn host_fault(message: String) -> wasmtime::Error {
     wasmtime::Error::new(HostFault(message))
 }
 
-/// Identity of the invocation, served to the guest by [`context`].
-#[derive(Clone, Debug, Default)]
-pub struct InvocationContext {
-    pub run_id: String,
-    pub task_name: String,
-    pub attempt: u32,
+/// The store data of one instance: fresh per attempt, private to the capabilities.
+///
+/// It holds what the capabilities share (the resource table, the journal, the log sink, the
+/// attempt's deadline) and each capability's own state, and projects each capability's view
+/// for the host calls [`add_to_linker`] registers. Capability state that costs something to
+/// build (the WASI context with its clocks, random generators and stdio; the HTTP context) is
+/// built on the guest's first call into that capability, so a task that imports nothing, or only
+/// a little, pays only for what it uses. The behaviour is the same either way: every value is
+/// journaled, and the monotonic clock still counts from the start of the attempt.
+pub struct HostState {
+    table: ResourceTable,
+    journal: Journal,
+    logs: log::LogSink,
+    limiter: InstanceLimiter,
+    context: InvocationContext,
+    wasi: wasi::WasiState,
+    kv: kv::KvState,
+    http: http::HttpState,
+    workflow: workflow::WorkflowState,
+    /// When the attempt's execution time runs out.
+    deadline: Instant,
 }
 
-/// The store data of one instance: fresh per attempt.
-///
-/// Capability state that costs something to build (the WASI context with its clocks, random
-/// generators and stdio; the HTTP context) is built on the guest's first call into that
-/// capability, so a task that imports nothing, or only a little, pays only for what it uses. The
-/// behaviour is the same either way: every value is journaled, and the monotonic clock still
-/// counts from the start of the attempt.
-pub struct HostState {
-    /// Built on first use by [`WasiView::ctx`].
-    wasi: Option<WasiCtx>,
-    table: ResourceTable,
-    pub context: InvocationContext,
-    pub logs: log::LogSink,
-    pub limiter: InstanceLimiter,
-    pub journal: Journal,
-    pub kv: kv::KvState,
-    /// Built on first use by `WasiHttpView::http`.
-    http: Option<http::HttpState>,
-    http_allow: http::HttpAllowlist,
-    pub workflow: workflow::WorkflowState,
-    /// When the attempt started (the origin of the guest's monotonic clock).
-    started: Instant,
-    /// When the attempt's execution time runs out.
-    pub deadline: Instant,
+/// What the capabilities of one instance produced, taken when its attempt ends
+/// ([`HostState::finish`]).
+#[derive(Debug, Default)]
+pub struct Produced {
+    /// Every journal entry of the attempt, in order (a resumed journal's prefix included).
+    pub journal: Vec<Entry>,
+    /// When replaying: the first divergence from the recorded journal.
+    pub divergence: Option<Divergence>,
+    /// The log lines to store: those emitted live, and the dropped-lines marker if any.
+    pub logs: Vec<LogRecord>,
+    /// The buffered key-value writes (`None` deletes), in key order, last write per key.
+    pub kv_writes: Vec<(String, Option<Vec<u8>>)>,
+    /// The store reads to validate at commit (those since the last checkpoint).
+    pub kv_reads: Vec<KvRead>,
+    /// Children a workflow started in this activation.
+    pub children: Vec<NewChild>,
+    /// Set when a workflow suspended: what it waits for.
+    pub wait: Option<Wait>,
 }
 
 impl HostState {
-    /// Builds the state for one attempt: capped log capture and (on first use) a WASI context
-    /// whose only sources of outside values are the clocks and random generators answered by
-    /// `journal` (recording live values, or replaying recorded ones).
+    /// Builds the state for one attempt: capped log capture, `kv` and `workflow` as given, and
+    /// (on first use) a WASI context whose only sources of outside values are the clocks and
+    /// random generators answered by `journal` (recording live values, or replaying recorded
+    /// ones). The attempt's execution deadline is `limits.timeout` from now.
     pub fn new(
         context: InvocationContext,
         limits: &Limits,
@@ -119,45 +137,98 @@ impl HostState {
         let logs = log::LogSink::new(limits, journal.clone());
         let started = Instant::now();
         HostState {
-            wasi: None,
             table: ResourceTable::new(),
-            context,
+            journal,
             logs,
             limiter: InstanceLimiter::new(limits.memory_bytes),
-            journal,
+            context,
+            wasi: wasi::WasiState::new(started),
             kv,
-            http: None,
-            http_allow: limits.http_allow.clone(),
+            http: http::HttpState::new(limits.http_allow.clone()),
             workflow,
-            started,
             deadline: started + limits.timeout,
         }
     }
 
-    /// The resource table and the HTTP state (built on first use), borrowed together for
-    /// wasmtime-wasi-http.
-    fn http_parts(&mut self) -> (&mut ResourceTable, &mut http::HttpState) {
-        let http = self.http.get_or_insert_with(|| {
-            http::HttpState::new(
-                std::mem::take(&mut self.http_allow),
-                self.journal.clone(),
-                self.logs.clone(),
-                self.deadline,
-            )
-        });
-        (&mut self.table, http)
+    /// The memory limiter, for `wasmtime::Store::limiter`; it remembers a refused growth
+    /// ([`InstanceLimiter::hit`]).
+    pub fn limiter(&mut self) -> &mut InstanceLimiter {
+        &mut self.limiter
+    }
+
+    /// Why the instance hit its memory cap, if it did: the first refused growth.
+    pub fn memory_limit_hit(&self) -> Option<&limiter::MemoryLimitHit> {
+        self.limiter.hit.as_ref()
+    }
+
+    /// `hypergraph:task/context`'s view: the identity of the invocation.
+    fn context(&mut self) -> &mut InvocationContext {
+        &mut self.context
+    }
+
+    /// `hypergraph:task/log`'s view: the attempt's log.
+    fn log(&mut self) -> &mut log::LogSink {
+        &mut self.logs
+    }
+
+    /// `hypergraph:task/kv`'s view.
+    fn kv(&mut self) -> kv::KvCtx<'_> {
+        kv::KvCtx {
+            state: &mut self.kv,
+            journal: &self.journal,
+        }
+    }
+
+    /// `hypergraph:workflow/workflow`'s view: also what a checkpoint takes from the rest of the
+    /// instance (the journal, the log lines, the key-value reads).
+    pub fn workflow(&mut self) -> workflow::WorkflowCtx<'_> {
+        workflow::WorkflowCtx {
+            state: &mut self.workflow,
+            journal: &self.journal,
+            logs: &self.logs,
+            kv: &mut self.kv,
+            deadline: self.deadline,
+        }
+    }
+
+    /// The journal the WASI functions served here (not by wasmtime-wasi) record into.
+    fn journal(&mut self) -> &Journal {
+        &self.journal
+    }
+
+    /// Ends the attempt's capabilities and takes what they produced: the log is finished (its
+    /// partial lines flushed and the dropped-lines marker journaled) before the journal is
+    /// taken.
+    pub fn finish(mut self) -> Produced {
+        let kv_writes = self.kv.take_writes();
+        let kv_reads = self.kv.take_reads();
+        let (children, wait) = self.workflow.take();
+        let logs = self.logs.finish();
+        let divergence = self.journal.divergence();
+        Produced {
+            journal: self.journal.take(),
+            divergence,
+            logs,
+            kv_writes,
+            kv_reads,
+            children,
+            wait,
+        }
     }
 }
 
 impl WasiView for HostState {
+    /// WASI's view: the context is built on first use.
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        let wasi = self
-            .wasi
-            .get_or_insert_with(|| wasi::build_ctx(&self.journal, &self.logs, self.started));
-        WasiCtxView {
-            ctx: wasi,
-            table: &mut self.table,
-        }
+        self.wasi.view(&mut self.table, &self.journal, &self.logs)
+    }
+}
+
+impl WasiHttpView for HostState {
+    /// `wasi:http`'s view: the context is built on first use.
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        self.http
+            .view(&mut self.table, &self.journal, &self.logs, self.deadline)
     }
 }
 
@@ -213,12 +284,12 @@ fn compatible(provided: Option<&str>, wanted: Option<&str>) -> bool {
 /// Registers every capability in `linker`. Later registrations shadow WASI's defaults where a
 /// capability serves a WASI function itself (see [`wasi::add_to_linker`]).
 pub fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
-    wasi::add_to_linker(linker)?;
-    log::add_to_linker(linker)?;
-    context::add_to_linker(linker)?;
-    kv::add_to_linker(linker)?;
+    wasi::add_to_linker(linker, HostState::journal)?;
+    log::add_to_linker(linker, HostState::log)?;
+    context::add_to_linker(linker, HostState::context)?;
+    kv::add_to_linker(linker, HostState::kv)?;
     http::add_to_linker(linker)?;
-    workflow::add_to_linker(linker)?;
+    workflow::add_to_linker(linker, HostState::workflow)?;
     Ok(())
 }
 

@@ -17,16 +17,18 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 
+use hypergraph_core::model::LogRecord;
+use hypergraph_core::time::now_micros;
+
 use super::bindings::hypergraph::task::log::{self, Level};
-use super::HostState;
-use crate::journal::{Entry, Journal};
+use crate::journal::{Journal, LogEntry};
 use crate::limits::{format_bytes, Limits};
-use crate::store::{now_micros, LogRecord};
 
 /// Longest line kept; longer output is split.
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
 
-/// The capped, journaled log of one attempt. Clones share the same log.
+/// The capped, journaled log of one attempt: this capability's per-instance state and view.
+/// Clones share the same log.
 #[derive(Clone)]
 pub struct LogSink {
     inner: Arc<Mutex<LogBuffer>>,
@@ -134,7 +136,7 @@ impl LogSink {
         }
         if buffer.dropped > 0 {
             let count = buffer.dropped;
-            buffer.journal.emit(Entry::LogsDropped { count });
+            buffer.journal.emit(LogEntry::Dropped { count });
             let seq = buffer.count;
             let message = format!(
                 "[hypergraph] {count} more log line(s) dropped: the caps are {} lines and {} per \
@@ -165,7 +167,7 @@ impl LogBuffer {
         self.count += 1;
         self.bytes += message.len() as u64;
         let message = message.as_ref();
-        let new = self.journal.emit(Entry::Log {
+        let new = self.journal.emit(LogEntry::Line {
             stream: stream.to_string(),
             level: level.to_string(),
             message: message.to_string(),
@@ -219,18 +221,22 @@ fn level_name(level: Level) -> &'static str {
     }
 }
 
-impl log::Host for HostState {
+impl log::Host for LogSink {
     fn log(&mut self, level: Level, message: String) {
-        self.logs.line("log", level_name(level), &message);
+        self.line("log", level_name(level), &message);
     }
 }
 
 /// The interfaces this module serves.
 pub const INTERFACES: &[&str] = &["hypergraph:task/log@0.1.0"];
 
-/// Registers `hypergraph:task/log` in `linker`.
-pub fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
-    log::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)?;
+/// Registers `hypergraph:task/log` in `linker`, writing to the sink `project` finds in the store
+/// data (stdout and stderr reach it through [`StdStream`]s in the WASI context).
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    project: fn(&mut T) -> &mut LogSink,
+) -> anyhow::Result<()> {
+    log::add_to_linker::<T, HasSelf<LogSink>>(linker, project)?;
     Ok(())
 }
 
@@ -318,6 +324,7 @@ impl tokio::io::AsyncWrite for StdStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::Entry;
 
     #[test]
     fn splits_stdout_into_lines_and_flushes_partial() {
@@ -360,7 +367,7 @@ mod tests {
         );
         let entries = journal.take();
         assert_eq!(entries.len(), 4);
-        assert_eq!(entries[3], Entry::LogsDropped { count: 7 });
+        assert_eq!(entries[3], LogEntry::Dropped { count: 7 }.into());
     }
 
     #[test]
@@ -412,7 +419,9 @@ mod tests {
         );
         // The journal holds the cut line, so a replay cuts the same way and matches.
         let entries = journal.take();
-        assert!(matches!(&entries[0], Entry::Log { message, .. } if message == &lines[0].message));
+        assert!(
+            matches!(&entries[0], Entry::Log(LogEntry::Line { message, .. }) if message == &lines[0].message)
+        );
     }
 
     fn lines_cap(max_log_lines: u32) -> Limits {

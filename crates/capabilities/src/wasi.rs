@@ -11,12 +11,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rand::SeedableRng;
 use rand_core::TryRng;
-use wasmtime::component::Linker;
-use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder};
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime_wasi::{
+    HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
+};
 
 use super::log::{LogSink, StdStream};
-use super::HostState;
-use crate::journal::{Call, Entry, Journal};
+use crate::journal::{Journal, WasiCall, WasiEntry};
 
 /// The `wasi:random/insecure-seed` instance this host serves (shadowing wasmtime-wasi's).
 const INSECURE_SEED_INSTANCE: &str = "wasi:random/insecure-seed@0.2.12";
@@ -59,9 +60,40 @@ pub const INTERFACES: &[&str] = &[
     "wasi:sockets/ip-name-lookup@0.2.12",
 ];
 
+/// The WASI state of one instance: the context, built on the guest's first WASI call (so a task
+/// that makes none pays nothing for its clocks, generators and stdio).
+pub struct WasiState {
+    ctx: Option<WasiCtx>,
+    /// When the attempt started (the origin of the guest's monotonic clock).
+    started: Instant,
+}
+
+impl WasiState {
+    /// State for an attempt that started at `started`; no context is built yet.
+    pub fn new(started: Instant) -> WasiState {
+        WasiState { ctx: None, started }
+    }
+
+    /// wasmtime-wasi's view over `table` (shared with every other capability's resources): the
+    /// context, built on first use with its outside values answered by `journal` and its stdout
+    /// and stderr feeding `logs`.
+    pub fn view<'a>(
+        &'a mut self,
+        table: &'a mut ResourceTable,
+        journal: &Journal,
+        logs: &LogSink,
+    ) -> WasiCtxView<'a> {
+        let started = self.started;
+        let ctx = self
+            .ctx
+            .get_or_insert_with(|| build_ctx(journal, logs, started));
+        WasiCtxView { ctx, table }
+    }
+}
+
 /// Builds the WASI context of one attempt that started at `started` (the origin of its
 /// monotonic clock).
-pub fn build_ctx(journal: &Journal, logs: &LogSink, started: Instant) -> WasiCtx {
+fn build_ctx(journal: &Journal, logs: &LogSink, started: Instant) -> WasiCtx {
     let mut builder = WasiCtxBuilder::new();
     builder
         .stdout(StdStream::stdout(logs))
@@ -82,22 +114,27 @@ pub fn build_ctx(journal: &Journal, logs: &LogSink, started: Instant) -> WasiCtx
     builder.build()
 }
 
-/// Registers WASI 0.2 and this module's own implementation of `wasi:random/insecure-seed`.
-pub fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
+/// Registers WASI 0.2 (wasmtime-wasi's, through the store data's [`WasiView`]) and this
+/// module's own `wasi:random/insecure-seed` and `get-*-random-bytes`, which record into the
+/// journal `journal` finds in the store data.
+pub fn add_to_linker<T: WasiView + 'static>(
+    linker: &mut Linker<T>,
+    journal: fn(&mut T) -> &Journal,
+) -> anyhow::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
     linker.allow_shadowing(true);
     linker.instance(INSECURE_SEED_INSTANCE)?.func_wrap(
         "insecure-seed",
-        |store: wasmtime::StoreContextMut<'_, HostState>, (): ()| {
-            let answer = store.data().journal.answer(Call::InsecureSeed, || {
+        move |mut store: wasmtime::StoreContextMut<'_, T>, (): ()| {
+            let answer = journal(store.data_mut()).answer(WasiCall::InsecureSeed, || {
                 let seed: u128 = rand::random();
-                Entry::InsecureSeed {
+                WasiEntry::InsecureSeed {
                     hi: (seed >> 64) as u64,
                     lo: seed as u64,
                 }
             });
             let seed = match answer {
-                Some(Entry::InsecureSeed { hi, lo }) => (hi, lo),
+                Some(WasiEntry::InsecureSeed { hi, lo }) => (hi, lo),
                 _ => (0, 0),
             };
             Ok::<_, wasmtime::Error>((seed,))
@@ -106,41 +143,39 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
     // wasmtime-wasi draws `get-random-bytes(n)` one byte at a time from the generator, which
     // journaled one 4-byte entry per byte (componentize-py's 2,496-byte reseed of Python's
     // `random` at instantiation made 2,496 entries); serve the call itself, as one entry.
-    linker
-        .instance(RANDOM_INSTANCE)?
-        .func_wrap("get-random-bytes", |store, (len,): (u64,)| {
-            random_bytes(store, true, len)
-        })?;
-    linker
-        .instance(INSECURE_INSTANCE)?
-        .func_wrap("get-insecure-random-bytes", |store, (len,): (u64,)| {
-            random_bytes(store, false, len)
-        })?;
+    linker.instance(RANDOM_INSTANCE)?.func_wrap(
+        "get-random-bytes",
+        move |mut store: wasmtime::StoreContextMut<'_, T>, (len,): (u64,)| {
+            random_bytes(journal(store.data_mut()), true, len)
+        },
+    )?;
+    linker.instance(INSECURE_INSTANCE)?.func_wrap(
+        "get-insecure-random-bytes",
+        move |mut store: wasmtime::StoreContextMut<'_, T>, (len,): (u64,)| {
+            random_bytes(journal(store.data_mut()), false, len)
+        },
+    )?;
     linker.allow_shadowing(false);
     Ok(())
 }
 
 /// `len` random bytes, journaled as one entry (replayed from it).
-fn random_bytes(
-    store: wasmtime::StoreContextMut<'_, HostState>,
-    secure: bool,
-    len: u64,
-) -> wasmtime::Result<(Vec<u8>,)> {
+fn random_bytes(journal: &Journal, secure: bool, len: u64) -> wasmtime::Result<(Vec<u8>,)> {
     if len > MAX_RANDOM_BYTES {
         wasmtime::bail!("requested {len} random bytes, more than the limit of {MAX_RANDOM_BYTES}");
     }
     let len = len as usize;
-    let call = Call::RandomBytes { secure, len };
-    let answer = store.data().journal.answer(call, || {
+    let call = WasiCall::RandomBytes { secure, len };
+    let answer = journal.answer(call, || {
         let mut bytes = vec![0; len];
         rand::Rng::fill_bytes(&mut rand::rng(), &mut bytes);
-        Entry::RandomBytes {
+        WasiEntry::RandomBytes {
             secure,
             hex: hex::encode(bytes),
         }
     });
     let bytes = match answer {
-        Some(Entry::RandomBytes { hex, .. }) => hex::decode(hex).ok(),
+        Some(WasiEntry::RandomBytes { hex, .. }) => hex::decode(hex).ok(),
         _ => None,
     };
     Ok((bytes
@@ -154,30 +189,32 @@ struct RecordingWallClock {
 
 impl HostWallClock for RecordingWallClock {
     fn resolution(&self) -> Duration {
-        let answer =
-            self.journal
-                .answer(Call::WallClockResolution, || Entry::WallClockResolution {
-                    seconds: 0,
-                    nanos: 1,
-                });
+        let answer = self.journal.answer(WasiCall::WallClockResolution, || {
+            WasiEntry::WallClockResolution {
+                seconds: 0,
+                nanos: 1,
+            }
+        });
         match answer {
-            Some(Entry::WallClockResolution { seconds, nanos }) => Duration::new(seconds, nanos),
+            Some(WasiEntry::WallClockResolution { seconds, nanos }) => {
+                Duration::new(seconds, nanos)
+            }
             _ => Duration::from_nanos(1),
         }
     }
 
     fn now(&self) -> Duration {
-        let answer = self.journal.answer(Call::WallClockNow, || {
+        let answer = self.journal.answer(WasiCall::WallClockNow, || {
             let now = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .unwrap_or_default();
-            Entry::WallClockNow {
+            WasiEntry::WallClockNow {
                 seconds: now.as_secs(),
                 nanos: now.subsec_nanos(),
             }
         });
         match answer {
-            Some(Entry::WallClockNow { seconds, nanos }) => Duration::new(seconds, nanos),
+            Some(WasiEntry::WallClockNow { seconds, nanos }) => Duration::new(seconds, nanos),
             _ => Duration::ZERO,
         }
     }
@@ -190,13 +227,11 @@ struct RecordingMonotonicClock {
 
 impl HostMonotonicClock for RecordingMonotonicClock {
     fn resolution(&self) -> u64 {
-        let answer =
-            self.journal
-                .answer(Call::MonotonicResolution, || Entry::MonotonicResolution {
-                    nanos: 1,
-                });
+        let answer = self.journal.answer(WasiCall::MonotonicResolution, || {
+            WasiEntry::MonotonicResolution { nanos: 1 }
+        });
         match answer {
-            Some(Entry::MonotonicResolution { nanos }) => nanos,
+            Some(WasiEntry::MonotonicResolution { nanos }) => nanos,
             _ => 1,
         }
     }
@@ -205,11 +240,11 @@ impl HostMonotonicClock for RecordingMonotonicClock {
         let initial = self.initial;
         let answer = self
             .journal
-            .answer(Call::MonotonicNow, || Entry::MonotonicNow {
+            .answer(WasiCall::MonotonicNow, || WasiEntry::MonotonicNow {
                 nanos: initial.elapsed().as_nanos() as u64,
             });
         match answer {
-            Some(Entry::MonotonicNow { nanos }) => nanos,
+            Some(WasiEntry::MonotonicNow { nanos }) => nanos,
             _ => 0,
         }
     }
@@ -233,7 +268,7 @@ impl RecordingRng {
     }
 
     fn draw(&mut self, dst: &mut [u8]) {
-        let call = Call::RandomBytes {
+        let call = WasiCall::RandomBytes {
             secure: self.secure,
             len: dst.len(),
         };
@@ -242,13 +277,13 @@ impl RecordingRng {
             let rng = inner.get_or_insert_with(|| rand::rngs::StdRng::from_rng(&mut rand::rng()));
             let mut bytes = vec![0; dst.len()];
             rand::Rng::fill_bytes(rng, &mut bytes);
-            Entry::RandomBytes {
+            WasiEntry::RandomBytes {
                 secure,
                 hex: hex::encode(bytes),
             }
         });
         match answer.and_then(|entry| match entry {
-            Entry::RandomBytes { hex, .. } => hex::decode(hex).ok(),
+            WasiEntry::RandomBytes { hex, .. } => hex::decode(hex).ok(),
             _ => None,
         }) {
             Some(bytes) if bytes.len() == dst.len() => dst.copy_from_slice(&bytes),
@@ -293,17 +328,19 @@ mod tests {
         let entries = journal.take();
         assert_eq!(
             entries[0],
-            Entry::RandomBytes {
+            WasiEntry::RandomBytes {
                 secure: true,
                 hex: hex::encode(value.to_le_bytes())
             }
+            .into()
         );
         assert_eq!(
             entries[1],
-            Entry::RandomBytes {
+            WasiEntry::RandomBytes {
                 secure: true,
                 hex: hex::encode(buf)
             }
+            .into()
         );
     }
 
@@ -323,11 +360,12 @@ mod tests {
         assert_eq!(
             entries,
             [
-                Entry::WallClockNow {
+                WasiEntry::WallClockNow {
                     seconds: now.as_secs(),
                     nanos: now.subsec_nanos()
-                },
-                Entry::MonotonicNow { nanos: tick }
+                }
+                .into(),
+                WasiEntry::MonotonicNow { nanos: tick }.into()
             ]
         );
     }

@@ -28,7 +28,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{HasData, Linker};
 
 use hypergraph_core::model::{JournalRecord, LogRecord, Policy};
 use hypergraph_core::signals::Signals;
@@ -36,8 +36,9 @@ use hypergraph_core::time::{micros_after, now_micros};
 pub use hypergraph_core::workflow::*;
 
 use super::bindings::hypergraph::workflow::workflow::{self, ChildError};
-use super::HostState;
-use crate::journal::{Call, Entry, Lookup};
+use super::kv::KvState;
+use super::log::LogSink;
+use crate::journal::{Journal, Lookup, WorkflowCall, WorkflowEntry};
 
 /// The interfaces this module serves.
 pub const INTERFACES: &[&str] = &["hypergraph:workflow/workflow@0.1.0"];
@@ -134,7 +135,7 @@ pub struct WorkflowState {
     wait: Option<Wait>,
     /// How the next child started is named and configured (set by the DAG runner per step,
     /// consumed by the next `start`).
-    pub next_child: ChildOptions,
+    next_child: ChildOptions,
     /// Set when joins may wait in place before suspending.
     linger: Option<Linger>,
 }
@@ -165,6 +166,25 @@ impl WorkflowState {
         self.wait = Some(wait);
         wasmtime::Error::new(Suspended)
     }
+}
+
+/// This capability's view of the store data: its state, the journal, and what a checkpoint
+/// takes from the rest of the instance (the log lines kept so far; the key-value reads, which a
+/// checkpoint stores as history). Built by `HostState::workflow`.
+pub struct WorkflowCtx<'a> {
+    pub(crate) state: &'a mut WorkflowState,
+    pub(crate) journal: &'a Journal,
+    pub(crate) logs: &'a LogSink,
+    pub(crate) kv: &'a mut KvState,
+    /// When the attempt's execution time runs out (lingering takes at most half of what is left).
+    pub(crate) deadline: Instant,
+}
+
+/// Marks the projection to [`WorkflowCtx`] for the generated `add_to_linker`.
+struct HasWorkflow;
+
+impl HasData for HasWorkflow {
+    type Data<'a> = WorkflowCtx<'a>;
 }
 
 /// A child's result as the guest receives it.
@@ -262,7 +282,13 @@ fn over(states: &[Option<ChildResult>], any: bool) -> bool {
     }
 }
 
-impl HostState {
+impl WorkflowCtx<'_> {
+    /// Names and configures the next child [`start`](workflow::Host::start) starts (a DAG step's
+    /// name and policy overrides); consumed by that start.
+    pub fn set_next_child(&mut self, options: ChildOptions) {
+        self.state.next_child = options;
+    }
+
     /// The state of each child in `ids` once the wait for them is over (all finished, or with
     /// `any` at least one), lingering for them when allowed; `None` when the activation must
     /// suspend instead.
@@ -273,7 +299,7 @@ impl HostState {
     ) -> wasmtime::Result<Option<Vec<Option<ChildResult>>>> {
         // Children started by this activation are not stored yet: none has finished.
         let new: HashSet<&str> = self
-            .workflow
+            .state
             .new_children
             .iter()
             .map(|c| c.step_id.as_str())
@@ -284,7 +310,7 @@ impl HostState {
         let mut states = vec![None; ids.len()];
         if !stored.is_empty() {
             let stored_ids: Vec<String> = stored.iter().map(|&i| ids[i].clone()).collect();
-            let read = child_states(self.workflow.live()?.as_ref(), &stored_ids).await?;
+            let read = child_states(self.state.live()?.as_ref(), &stored_ids).await?;
             for (i, state) in stored.into_iter().zip(read) {
                 states[i] = state;
             }
@@ -305,7 +331,7 @@ impl HostState {
         mut states: Vec<Option<ChildResult>>,
         any: bool,
     ) -> wasmtime::Result<Option<Vec<Option<ChildResult>>>> {
-        let Some(linger) = self.workflow.linger.clone() else {
+        let Some(linger) = self.state.linger.clone() else {
             return Ok(None);
         };
         let open = states.iter().filter(|s| s.is_none()).count();
@@ -317,7 +343,7 @@ impl HostState {
         if open > LINGER_MAX_CHILDREN || until <= now {
             return Ok(None);
         }
-        let hg = self.workflow.live()?.clone();
+        let hg = self.state.live()?.clone();
         // Before anything is handed to the checkpoint: with no lingering place free, suspend.
         if !linger.activation.release_slot() {
             return Ok(None);
@@ -325,7 +351,7 @@ impl HostState {
         let progress = Progress {
             journal: self.journal.checkpoint(),
             logs: self.logs.take_lines(),
-            children: std::mem::take(&mut self.workflow.new_children),
+            children: std::mem::take(&mut self.state.new_children),
         };
         let waited = match linger.activation.checkpoint(progress).await {
             Ok(true) => {
@@ -352,31 +378,31 @@ impl HostState {
         &mut self,
         children: Vec<u32>,
     ) -> wasmtime::Result<Vec<(u32, ChildResult)>> {
-        let started = self.workflow.children.len();
+        let started = self.state.children.len();
         if let Some(unknown) = children.iter().find(|&&c| c as usize >= started) {
             wasmtime::bail!("join: there is no child {unknown} (this workflow started {started})");
         }
-        let call = Call::WorkflowJoinAny {
+        let call = WorkflowCall::JoinAny {
             children: children.clone(),
         };
-        match self.journal.lookup(&call) {
+        match self.journal.lookup(call) {
             Lookup::Diverged => Err(diverged()),
-            Lookup::Recorded(Entry::WorkflowJoinAny { finished, .. }) => Ok(finished),
+            Lookup::Recorded(WorkflowEntry::JoinAny { finished, .. }) => Ok(finished),
             Lookup::Recorded(other) => unreachable!("journal answered `join-any` with {other:?}"),
             Lookup::Live => {
                 let ids: Vec<String> = children
                     .iter()
-                    .map(|&c| self.workflow.children[c as usize].clone())
+                    .map(|&c| self.state.children[c as usize].clone())
                     .collect();
                 let Some(states) = self.await_children(&ids, true).await? else {
-                    return Err(self.workflow.suspend(Wait::AnyChild(ids)));
+                    return Err(self.state.suspend(Wait::AnyChild(ids)));
                 };
                 let finished: Vec<(u32, ChildResult)> = children
                     .iter()
                     .zip(states)
                     .filter_map(|(&c, state)| state.map(|r| (c, r)))
                     .collect();
-                self.journal.append(Entry::WorkflowJoinAny {
+                self.journal.append(WorkflowEntry::JoinAny {
                     children,
                     finished: finished.clone(),
                 });
@@ -386,28 +412,28 @@ impl HostState {
     }
 }
 
-impl workflow::Host for HostState {
+impl workflow::Host for WorkflowCtx<'_> {
     async fn start(
         &mut self,
         task: String,
         input: String,
     ) -> wasmtime::Result<Result<u32, String>> {
-        let call = Call::WorkflowStart {
+        let call = WorkflowCall::Start {
             task: task.clone(),
             input: input.clone(),
         };
-        let options = std::mem::take(&mut self.workflow.next_child);
-        let entry = match self.journal.lookup(&call) {
+        let options = std::mem::take(&mut self.state.next_child);
+        let entry = match self.journal.lookup(call) {
             Lookup::Diverged => return Err(diverged()),
             Lookup::Recorded(entry) => entry,
             Lookup::Live => {
-                let index = self.workflow.children.len();
+                let index = self.state.children.len();
                 let started = if index >= MAX_CHILDREN {
                     Err(format!(
                         "a workflow may start at most {MAX_CHILDREN} children"
                     ))
                 } else {
-                    self.workflow
+                    self.state
                         .live()?
                         .new_child(&task, &input, index as u32)
                         .await
@@ -428,17 +454,17 @@ impl workflow::Host for HostState {
                 };
                 let entry = match started {
                     Ok(child) => {
-                        let entry = Entry::WorkflowStart {
+                        let entry = WorkflowEntry::Start {
                             task,
                             input,
                             child: Some(child.index),
                             step_id: Some(child.step_id.clone()),
                             error: None,
                         };
-                        self.workflow.new_children.push(child);
+                        self.state.new_children.push(child);
                         entry
                     }
-                    Err(error) => Entry::WorkflowStart {
+                    Err(error) => WorkflowEntry::Start {
                         task,
                         input,
                         child: None,
@@ -451,15 +477,15 @@ impl workflow::Host for HostState {
             }
         };
         match entry {
-            Entry::WorkflowStart {
+            WorkflowEntry::Start {
                 child: Some(child),
                 step_id: Some(step_id),
                 ..
             } => {
-                self.workflow.children.push(step_id);
+                self.state.children.push(step_id);
                 Ok(Ok(child))
             }
-            Entry::WorkflowStart { error, .. } => Ok(Err(error.unwrap_or_default())),
+            WorkflowEntry::Start { error, .. } => Ok(Err(error.unwrap_or_default())),
             other => unreachable!("journal answered `start` with {other:?}"),
         }
     }
@@ -468,27 +494,27 @@ impl workflow::Host for HostState {
         &mut self,
         children: Vec<u32>,
     ) -> wasmtime::Result<Vec<Result<String, ChildError>>> {
-        let started = self.workflow.children.len();
+        let started = self.state.children.len();
         if let Some(unknown) = children.iter().find(|&&c| c as usize >= started) {
             wasmtime::bail!("join: there is no child {unknown} (this workflow started {started})");
         }
-        let call = Call::WorkflowJoin {
+        let call = WorkflowCall::Join {
             children: children.clone(),
         };
-        let results = match self.journal.lookup(&call) {
+        let results = match self.journal.lookup(call) {
             Lookup::Diverged => return Err(diverged()),
-            Lookup::Recorded(Entry::WorkflowJoin { results, .. }) => results,
+            Lookup::Recorded(WorkflowEntry::Join { results, .. }) => results,
             Lookup::Recorded(other) => unreachable!("journal answered `join` with {other:?}"),
             Lookup::Live => {
                 let ids: Vec<String> = children
                     .iter()
-                    .map(|&c| self.workflow.children[c as usize].clone())
+                    .map(|&c| self.state.children[c as usize].clone())
                     .collect();
                 let Some(states) = self.await_children(&ids, false).await? else {
-                    return Err(self.workflow.suspend(Wait::Children(ids)));
+                    return Err(self.state.suspend(Wait::Children(ids)));
                 };
                 let results: Vec<ChildResult> = states.into_iter().flatten().collect();
-                self.journal.append(Entry::WorkflowJoin {
+                self.journal.append(WorkflowEntry::Join {
                     children,
                     results: results.clone(),
                 });
@@ -514,24 +540,27 @@ impl workflow::Host for HostState {
     }
 
     async fn sleep(&mut self, millis: u64) -> wasmtime::Result<()> {
-        let until = match self.journal.lookup(&Call::WorkflowSleep { millis }) {
+        let until = match self.journal.lookup(WorkflowCall::Sleep { millis }) {
             Lookup::Diverged => return Err(diverged()),
-            Lookup::Recorded(Entry::WorkflowSleep { until, .. }) => until,
+            Lookup::Recorded(WorkflowEntry::Sleep { until, .. }) => until,
             Lookup::Recorded(other) => unreachable!("journal answered `sleep` with {other:?}"),
             Lookup::Live => {
                 let until = micros_after(now_micros(), millis);
-                self.journal.append(Entry::WorkflowSleep { millis, until });
+                self.journal.append(WorkflowEntry::Sleep { millis, until });
                 until
             }
         };
-        match self.journal.lookup(&Call::WorkflowTimerFired) {
+        match self
+            .journal
+            .lookup::<WorkflowEntry>(WorkflowCall::TimerFired)
+        {
             Lookup::Diverged => Err(diverged()),
             Lookup::Recorded(_) => Ok(()),
             Lookup::Live if now_micros() >= until => {
-                self.journal.append(Entry::WorkflowTimerFired);
+                self.journal.append(WorkflowEntry::TimerFired);
                 Ok(())
             }
-            Lookup::Live => Err(self.workflow.suspend(Wait::Timer(until))),
+            Lookup::Live => Err(self.state.suspend(Wait::Timer(until))),
         }
     }
 
@@ -543,25 +572,25 @@ impl workflow::Host for HostState {
         if let Err(e) = validate_event_name(&name) {
             wasmtime::bail!("wait-event: {e}");
         }
-        let call = Call::WorkflowWaitEvent {
+        let call = WorkflowCall::WaitEvent {
             name: name.clone(),
             timeout_millis,
         };
-        let (after, deadline) = match self.journal.lookup(&call) {
+        let (after, deadline) = match self.journal.lookup(call) {
             Lookup::Diverged => return Err(diverged()),
-            Lookup::Recorded(Entry::WorkflowWaitEvent {
+            Lookup::Recorded(WorkflowEntry::WaitEvent {
                 after, deadline, ..
             }) => (after, deadline),
             Lookup::Recorded(other) => unreachable!("journal answered `wait-event` with {other:?}"),
             Lookup::Live => {
                 let after = self
-                    .workflow
+                    .state
                     .live()?
                     .last_event_seq()
                     .await
                     .map_err(|e| super::host_fault(format!("reading events failed: {e:#}")))?;
                 let deadline = timeout_millis.map(|ms| micros_after(now_micros(), ms));
-                self.journal.append(Entry::WorkflowWaitEvent {
+                self.journal.append(WorkflowEntry::WaitEvent {
                     name: name.clone(),
                     timeout_millis,
                     after,
@@ -570,14 +599,14 @@ impl workflow::Host for HostState {
                 (after, deadline)
             }
         };
-        let received = Call::WorkflowEvent { name: name.clone() };
-        match self.journal.lookup(&received) {
+        let received = WorkflowCall::Event { name: name.clone() };
+        match self.journal.lookup(received) {
             Lookup::Diverged => Err(diverged()),
-            Lookup::Recorded(Entry::WorkflowEvent { payload, .. }) => Ok(payload),
+            Lookup::Recorded(WorkflowEntry::Event { payload, .. }) => Ok(payload),
             Lookup::Recorded(other) => unreachable!("journal answered an event with {other:?}"),
             Lookup::Live => {
                 let event = self
-                    .workflow
+                    .state
                     .live()?
                     .next_event(&name, after)
                     .await
@@ -586,14 +615,14 @@ impl workflow::Host for HostState {
                     Some((_, payload)) => Some(payload),
                     None if deadline.is_some_and(|d| now_micros() >= d) => None,
                     None => {
-                        return Err(self.workflow.suspend(Wait::Event {
+                        return Err(self.state.suspend(Wait::Event {
                             name,
                             after,
                             deadline,
                         }))
                     }
                 };
-                self.journal.append(Entry::WorkflowEvent {
+                self.journal.append(WorkflowEntry::Event {
                     name,
                     payload: payload.clone(),
                 });
@@ -603,8 +632,12 @@ impl workflow::Host for HostState {
     }
 }
 
-/// Registers `hypergraph:workflow/workflow` in `linker`.
-pub fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
-    workflow::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)?;
+/// Registers `hypergraph:workflow/workflow` in `linker`, served from the view `project` takes of
+/// the store data.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    project: fn(&mut T) -> WorkflowCtx<'_>,
+) -> anyhow::Result<()> {
+    workflow::add_to_linker::<T, HasWorkflow>(linker, project)?;
     Ok(())
 }

@@ -19,7 +19,7 @@ use hypergraph_build::{build_guest, BuildOptions};
 use hypergraph_runtime::capabilities::InvocationContext;
 use hypergraph_runtime::convert::params_from_json;
 use hypergraph_runtime::invoke::{invoke, Invocation};
-use hypergraph_runtime::journal::{Entry, Journal};
+use hypergraph_runtime::journal::{Entry, Journal, WorkflowEntry};
 use hypergraph_runtime::limits::Limits;
 use hypergraph_runtime::scheduler::RunRequest;
 use hypergraph_runtime::store::{Policy, Status};
@@ -147,7 +147,7 @@ async fn main() -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
     let calls = entries
         .iter()
-        .filter(|e| matches!(e, Entry::WorkflowJoin { .. }))
+        .filter(|e| matches!(e, Entry::Workflow(WorkflowEntry::Join { .. })))
         .count();
     let prepared = hg.prepared_digest(&run.digest).await?;
     let task = prepared.task("chain").context("chain export")?;
@@ -178,7 +178,7 @@ async fn main() -> anyhow::Result<()> {
         .await;
         resumes.push(started.elapsed().as_secs_f64());
         anyhow::ensure!(
-            outcome.wait.is_some() && outcome.children.len() == 1,
+            outcome.produced.wait.is_some() && outcome.produced.children.len() == 1,
             "the resumed chain should start one new child and wait: {:?}",
             outcome.result
         );

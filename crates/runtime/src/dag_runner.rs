@@ -49,15 +49,15 @@ pub async fn run_dag(
             attempt: step.attempt,
         },
         &limits,
-        journal.clone(),
+        journal,
         KvState::new(None, 0),
         WorkflowState::new(Some(Arc::new(hg.clone())), linger),
     );
     let result = drive(hg, &spec, &step.input, &mut state).await;
-    let (children, wait) = state.workflow.take();
+    let produced = state.finish();
     let result = match result {
         Ok(output) => Ok(output),
-        Err(_) if wait.is_some() => Ok(Value::Null),
+        Err(_) if produced.wait.is_some() => Ok(Value::Null),
         Err(error) => Err(match error.downcast::<DagFailed>() {
             Ok(failed) => TaskError {
                 kind: ErrorKind::Application,
@@ -72,13 +72,7 @@ pub async fn run_dag(
         started_at,
         completed_at: now_micros(),
         result,
-        divergence: journal.divergence(),
-        journal: journal.take(),
-        logs: state.logs.finish(),
-        kv_writes: Vec::new(),
-        kv_reads: Vec::new(),
-        children,
-        wait,
+        produced,
     })
 }
 
@@ -147,6 +141,7 @@ async fn drive(
             break;
         }
         let finished = state
+            .workflow()
             .join_any(running)
             .await
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
@@ -185,11 +180,12 @@ async fn drive(
             .unwrap_or_else(|| "failures".into());
         let input = json!({ param: failed.clone() }).to_string();
         // The report's own failure does not change the run's.
-        state.workflow.next_child = ChildOptions {
+        let mut workflow = state.workflow();
+        workflow.set_next_child(ChildOptions {
             name: Some("on_failure".into()),
             policy: None,
-        };
-        let _ = state
+        });
+        let _ = workflow
             .call(task.clone(), input)
             .await
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
@@ -215,11 +211,12 @@ async fn start_step(
         .step_input(step, input, outputs, &params[&step.task])
         .map_err(|e| anyhow::anyhow!("step `{}`: {e}", step.name))?;
     let overrides = spec.step_policy(step);
-    state.workflow.next_child = ChildOptions {
+    let mut workflow = state.workflow();
+    workflow.set_next_child(ChildOptions {
         name: Some(step.name.clone()),
         policy: (overrides != Policy::default()).then_some(overrides),
-    };
-    state
+    });
+    workflow
         .start(step.task.clone(), step_input.to_string())
         .await
         .map_err(|e| anyhow::anyhow!("{e:#}"))

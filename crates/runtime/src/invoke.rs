@@ -16,13 +16,13 @@ use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
 
 use crate::capabilities::kv::{KvBackend, KvState};
 use crate::capabilities::limiter::MemoryLimitExceeded;
-use crate::capabilities::workflow::{Linger, NewChild, Wait, WorkflowHost, WorkflowState};
-use crate::capabilities::{HostFault, HostState, InvocationContext};
+use crate::capabilities::workflow::{Linger, WorkflowHost, WorkflowState};
+use crate::capabilities::{HostFault, HostState, InvocationContext, Produced};
 use crate::convert::{results_buffer, results_to_json, val_json_len};
 use crate::engine::{Engine, Prepared, PreparedTask, EPOCH_TICK};
-use crate::journal::{Divergence, Entry, Journal};
+use crate::journal::Journal;
 use crate::limits::{format_bytes, LimitExceeded, Limits};
-use crate::store::{now_micros, KvRead, LogRecord, Micros};
+use crate::store::{now_micros, LogRecord, Micros};
 use crate::Hypergraph;
 pub use hypergraph_core::error::{ErrorKind, TaskError};
 
@@ -37,7 +37,7 @@ pub struct Invocation<'a> {
     /// [`Journal::recording`] for a live attempt, [`Journal::replaying`] to replay one.
     pub journal: Journal,
     /// Where key-value reads go when recording (`None` in replay: the journal answers).
-    pub kv: Option<KvBackend>,
+    pub kv: Option<Arc<dyn KvBackend>>,
     /// Where live workflow calls go (`None` in replay: the journal answers).
     pub workflow: Option<Hypergraph>,
     /// Lets a workflow's joins wait in place before suspending (workers set it).
@@ -52,20 +52,12 @@ pub struct Outcome {
     pub started_at: Micros,
     pub completed_at: Micros,
     /// The task's results as JSON (`null` for none), or why the attempt failed. An application
-    /// error still carries the full output in [`TaskError::value`].
+    /// error still carries the full output in [`TaskError::value`]. Meaningless when a workflow
+    /// suspended (`produced.wait` is set).
     pub result: Result<Value, TaskError>,
-    pub journal: Vec<Entry>,
-    pub logs: Vec<LogRecord>,
-    /// When replaying: the first divergence from the recorded journal.
-    pub divergence: Option<Divergence>,
-    /// The attempt's buffered key-value writes (`None` deletes), to commit if it succeeded.
-    pub kv_writes: Vec<(String, Option<Vec<u8>>)>,
-    /// The store reads the commit validates (those since the activation's last checkpoint).
-    pub kv_reads: Vec<KvRead>,
-    /// Children a workflow started in this activation.
-    pub children: Vec<NewChild>,
-    /// Set when a workflow suspended: what it waits for. `result` is then meaningless.
-    pub wait: Option<Wait>,
+    /// What its capabilities produced: journal, logs, divergence, key-value writes and reads,
+    /// children and wait.
+    pub produced: Produced,
 }
 
 /// Runs one attempt of `task` in a fresh instance of `prepared`.
@@ -92,7 +84,7 @@ pub async fn invoke(
             ),
         ),
     );
-    store.limiter(|state| &mut state.limiter);
+    store.limiter(|state| state.limiter());
     let deadline = Instant::now() + limits.timeout;
     let cancel = invocation.cancel.clone();
     store.set_epoch_deadline(1);
@@ -144,21 +136,15 @@ pub async fn invoke(
             value: None,
         }),
     };
-    let kv_writes = store.data_mut().kv.take_writes();
-    let kv_reads = store.data_mut().kv.take_reads();
-    let (children, wait) = store.data_mut().workflow.take();
-    let state = store.data();
-    let logs = state.logs.finish();
-    let divergence = state.journal.divergence();
-    let journal = state.journal.take();
-    drop(store);
+    let produced = store.into_data().finish();
+    let logs = &produced.logs;
     let result = result.map_err(|mut error| {
         if error.kind == ErrorKind::Trap {
-            if let Some(exception) = guest_exception(&logs) {
+            if let Some(exception) = guest_exception(logs) {
                 error.message = format!("{}\n{exception}", error.message);
-            } else if let Some(panic) = panic_message(&logs) {
+            } else if let Some(panic) = panic_message(logs) {
                 error.message = format!("{} ({panic})", error.message);
-            } else if let Some(panic) = go_panic(&logs) {
+            } else if let Some(panic) = go_panic(logs) {
                 error.message = format!("{}\n{panic}", error.message);
             }
         }
@@ -168,13 +154,7 @@ pub async fn invoke(
         started_at,
         completed_at: now_micros(),
         result: result.and_then(application_result),
-        journal,
-        logs,
-        divergence,
-        kv_writes,
-        kv_reads,
-        children,
-        wait,
+        produced,
     }
 }
 
@@ -333,7 +313,7 @@ fn classify(
         backtrace: backtrace.clone(),
         value: None,
     };
-    if let Some(hit) = &store.data().limiter.hit {
+    if let Some(hit) = store.data().memory_limit_hit() {
         return with(
             ErrorKind::MemoryLimit,
             MemoryLimitExceeded {

@@ -18,6 +18,7 @@ pub mod dag_runner;
 pub mod engine;
 mod hypergraph;
 pub mod invoke;
+mod kv_host;
 pub mod outage;
 pub mod registry;
 pub mod replay;

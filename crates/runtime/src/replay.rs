@@ -343,7 +343,7 @@ async fn replay_attempt(
         },
     )
     .await;
-    if let Some(divergence) = outcome.divergence {
+    if let Some(divergence) = outcome.produced.divergence {
         return Ok(Verdict::Diverged { divergence });
     }
     let expected = recorded_result(attempt);

@@ -21,13 +21,14 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::capabilities::kv::{KvBackend, MAX_RERUNS};
+use crate::capabilities::kv::MAX_RERUNS;
 use crate::capabilities::workflow::{Activation, Linger, Progress};
-use crate::capabilities::InvocationContext;
+use crate::capabilities::{InvocationContext, Produced};
 use crate::convert::params_from_json;
 use crate::dag_runner::run_dag;
 use crate::invoke::{invoke, ErrorKind, Invocation, Outcome, TaskError};
 use crate::journal::{Entry, Journal};
+use crate::kv_host::StoreKv;
 use crate::limits::Limits;
 use crate::outage::retry_transient;
 use crate::registry::function_of;
@@ -675,36 +676,32 @@ async fn execute(
                 started_at: now,
                 completed_at: now,
                 result: Err(error),
-                journal: Vec::new(),
-                logs: Vec::new(),
-                divergence: None,
-                kv_writes: Vec::new(),
-                kv_reads: Vec::new(),
-                children: Vec::new(),
-                wait: None,
+                produced: Produced::default(),
             }
         }
     };
-    let is_workflow = !step.resume.is_empty() || outcome.journal.iter().any(Entry::is_workflow);
-    if let Some(divergence) = outcome.divergence.take() {
-        outcome.wait = None;
-        outcome.children.clear();
+    let is_workflow =
+        !step.resume.is_empty() || outcome.produced.journal.iter().any(Entry::is_workflow);
+    if let Some(divergence) = outcome.produced.divergence.take() {
+        outcome.produced.wait = None;
+        outcome.produced.children.clear();
         outcome.result = Err(TaskError::host(format!(
             "the workflow no longer matches its journal, so it cannot resume (its code must be \
              deterministic, and a deployment must not change under a running workflow): {divergence}"
         )));
     }
-    let wait = outcome.wait.take();
+    let wait = outcome.produced.wait.take();
     // A suspension stores its reads as history (see `capabilities::kv`); an attempt's end has
     // them checked.
     let kv_reads = if wait.is_none() {
-        outcome.kv_reads
+        outcome.produced.kv_reads
     } else {
         Vec::new()
     };
     let kv_writes = if outcome.result.is_ok() && wait.is_none() {
         let scope = kv_scope(&step.deployment);
         outcome
+            .produced
             .kv_writes
             .into_iter()
             .map(|(key, value)| KvWrite {
@@ -731,7 +728,7 @@ async fn execute(
     };
     // Only what is not stored yet: not the prefix a resumed attempt stored before, nor what
     // this activation's checkpoints stored.
-    let mut journal = Journal::to_records(&outcome.journal);
+    let mut journal = Journal::to_records(&outcome.produced.journal);
     let stored = handle.map_or(0, |h| h.committed());
     journal.drain(..journal.len().min(stored));
     Completion {
@@ -744,14 +741,14 @@ async fn execute(
         output,
         error,
         journal,
-        logs: outcome.logs,
+        logs: outcome.produced.logs,
         kv_writes,
         kv_reads,
         run_id: step.run_id,
         children: if status == Status::Failed {
             Vec::new()
         } else {
-            outcome.children
+            outcome.produced.children
         },
         wait,
         retry_at,
@@ -814,10 +811,10 @@ async fn prepare_and_invoke(
             params: &params,
             limits: &limits,
             journal,
-            kv: Some(KvBackend {
-                store: hg.store.clone(),
-                scope: kv_scope(&step.deployment),
-            }),
+            kv: Some(Arc::new(StoreKv::new(
+                hg.store.clone(),
+                kv_scope(&step.deployment),
+            ))),
             workflow: Some(hg.clone()),
             linger,
             cancel: Some(cancel),

@@ -5,7 +5,7 @@ use hypergraph_testing as common;
 
 use common::*;
 use hypergraph_build::{build_guest, BuildOptions};
-use hypergraph_runtime::journal::{Divergence, Entry};
+use hypergraph_runtime::journal::{Divergence, Entry, WasiEntry};
 use hypergraph_runtime::replay::{load, replay, ReplayWith, Verdict};
 use hypergraph_runtime::store::Policy;
 use serde_json::json;
@@ -51,14 +51,14 @@ async fn clock_and_random_runs_replay_identically_without_live_values() {
     let journal = &mut recorded.steps[0].attempts[0].journal;
     assert!(journal.len() > 3, "{journal:?}");
     let original_kind = journal[1].kind.clone();
-    let replacement = if original_kind == "wall_clock.now" {
-        Entry::MonotonicNow { nanos: 1 }
+    let replacement = Entry::from(if original_kind == "wall_clock.now" {
+        WasiEntry::MonotonicNow { nanos: 1 }
     } else {
-        Entry::WallClockNow {
+        WasiEntry::WallClockNow {
             seconds: 1,
             nanos: 0,
         }
-    };
+    });
     journal[1] =
         hypergraph_runtime::journal::Journal::to_records(std::slice::from_ref(&replacement))
             .remove(0);

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use hypergraph_core::journal::{Entry, Journal};
+use hypergraph_core::journal::{Entry, Journal, WorkflowEntry};
 use hypergraph_core::workflow::ChildResult;
 
 use super::{failure, kind, success, Backend, Ctx};
@@ -474,12 +474,14 @@ pub async fn resume_cuts_the_journal<B: Backend>() {
     let children: Vec<NewChild> = (0..2).map(|i| t.child(i)).collect();
     let starts: Vec<Entry> = children
         .iter()
-        .map(|c| Entry::WorkflowStart {
-            task: c.task.clone(),
-            input: c.input.to_string(),
-            child: Some(c.index),
-            step_id: Some(c.step_id.clone()),
-            error: None,
+        .map(|c| {
+            Entry::from(WorkflowEntry::Start {
+                task: c.task.clone(),
+                input: c.input.to_string(),
+                child: Some(c.index),
+                step_id: Some(c.step_id.clone()),
+                error: None,
+            })
         })
         .collect();
     let mut start = suspend(
@@ -496,7 +498,7 @@ pub async fn resume_cuts_the_journal<B: Backend>() {
         .unwrap();
     let parent = t.claim("w1", 1).await.remove(0);
     let mut entries = starts.clone();
-    entries.push(Entry::WorkflowJoin {
+    entries.push(Entry::from(WorkflowEntry::Join {
         children: vec![0, 1],
         results: vec![
             ChildResult::Ok("{}".into()),
@@ -506,7 +508,7 @@ pub async fn resume_cuts_the_journal<B: Backend>() {
                 value: None,
             },
         ],
-    });
+    }));
     // An activation commits only the entries it added.
     let added = Journal::to_records(&entries)[starts.len()..].to_vec();
     assert_eq!(fail_and_resume(&t, &parent, added).await, Some(2));
@@ -539,20 +541,24 @@ pub async fn resume_supersedes_children_after_the_cut<B: Backend>() {
     let s = t.store();
     let parent = workflow(&t).await;
     let (first, second) = (t.child(0), t.child(1));
-    let start = |c: &NewChild| Entry::WorkflowStart {
-        task: c.task.clone(),
-        input: c.input.to_string(),
-        child: Some(c.index),
-        step_id: Some(c.step_id.clone()),
-        error: None,
+    let start = |c: &NewChild| {
+        Entry::from(WorkflowEntry::Start {
+            task: c.task.clone(),
+            input: c.input.to_string(),
+            child: Some(c.index),
+            step_id: Some(c.step_id.clone()),
+            error: None,
+        })
     };
-    let join = |index: u32| Entry::WorkflowJoin {
-        children: vec![index],
-        results: vec![ChildResult::Err {
-            kind: "trap".into(),
-            message: "boom".into(),
-            value: None,
-        }],
+    let join = |index: u32| {
+        Entry::from(WorkflowEntry::Join {
+            children: vec![index],
+            results: vec![ChildResult::Err {
+                kind: "trap".into(),
+                message: "boom".into(),
+                value: None,
+            }],
+        })
     };
     let entries = vec![start(&first), join(0), start(&second), join(1)];
     let records = Journal::to_records(&entries);

@@ -55,7 +55,7 @@ pub async fn resume_run(
             // are not re-run).
             let started = entries[..cut]
                 .iter()
-                .filter(|e| matches!(e, Entry::WorkflowStart { child: Some(_), .. }))
+                .filter(|e| e.started_child().is_some())
                 .count() as u32;
             superseded.extend(tx.unposition_children(step_id, started).await?);
             let next = step.attempt + 1;

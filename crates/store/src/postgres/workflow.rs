@@ -439,7 +439,7 @@ pub(super) async fn resume_run(
             // Children started after the cut belong to the abandoned continuation.
             let started = entries[..cut]
                 .iter()
-                .filter(|e| matches!(e, Entry::WorkflowStart { child: Some(_), .. }))
+                .filter(|e| e.started_child().is_some())
                 .count() as i64;
             let dropped: Vec<String> = sqlx::query_scalar(
                 "UPDATE steps SET child_index = NULL WHERE parent_id = $1 AND child_index >= $2 \

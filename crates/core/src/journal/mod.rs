@@ -6,18 +6,33 @@
 //! with the step's output in one transaction, which is what later makes resume and bit-for-bit
 //! replay possible.
 //!
-//! Adding a kind of host call is a local change: add a variant to [`Entry`] (its serde tag is the
-//! stored `kind`) and record it from the capability module that serves the call.
+//! Each capability owns its entry kinds, in a module of its own here: an entry enum (one variant
+//! per kind; its serde tag is the stored `kind`, named `<namespace>.<call>`) and, for the inputs
+//! replay must match, a call enum ([`WasiEntry`]/[`WasiCall`], [`LogEntry`], [`KvEntry`]/
+//! [`KvCall`], [`HttpEntry`]/[`HttpCall`], [`WorkflowEntry`]/[`WorkflowCall`]). [`Entry`] and
+//! [`Call`] compose them, one variant per capability, and serialize as the inner value, so the
+//! stored JSON is the capability's own. Adding a capability's kinds is a module here, a variant
+//! of [`Entry`] (and of [`Call`] if it has inputs) and its line in the `families!` list.
+
+mod http;
+mod kv;
+mod log;
+mod wasi;
+mod workflow;
 
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
+use serde::de::Error as _;
 use serde::{Deserialize, Serialize};
 
-use crate::http::{HttpOutcome, HttpRequest};
 use crate::model::JournalRecord;
-use crate::time::Micros;
-use crate::workflow::ChildResult;
+
+pub use self::http::{HttpCall, HttpEntry};
+pub use self::kv::{KvCall, KvEntry};
+pub use self::log::LogEntry;
+pub use self::wasi::{WasiCall, WasiEntry};
+pub use self::workflow::{resume_cut, WorkflowCall, WorkflowEntry};
 
 /// Bytes as journaled (key-value values, HTTP bodies): UTF-8 text as it is, other bytes in
 /// base64. Journals written before this encoding held key-value bytes as a hex string, which
@@ -104,143 +119,130 @@ impl<'de> Deserialize<'de> for Blob {
     }
 }
 
-/// One journaled host call. The serde tag (`kind`) is stored in its own column so journals can be
-/// queried by kind; the whole entry is stored as JSON.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind")]
+/// One journaled host call: the entry of the capability that served it. The kind (the inner
+/// entry's serde tag) is stored in its own column so journals can be queried by kind; the whole
+/// entry is stored as JSON, exactly as the capability's entry serializes (no wrapper).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
 pub enum Entry {
-    /// `wasi:clocks/wall-clock.now` (and every other read of the wall clock).
-    #[serde(rename = "wall_clock.now")]
-    WallClockNow { seconds: u64, nanos: u32 },
-    /// `wasi:clocks/wall-clock.resolution`.
-    #[serde(rename = "wall_clock.resolution")]
-    WallClockResolution { seconds: u64, nanos: u32 },
-    /// `wasi:clocks/monotonic-clock.now` (and internal reads, e.g. for `subscribe-duration`).
-    #[serde(rename = "monotonic_clock.now")]
-    MonotonicNow { nanos: u64 },
-    /// `wasi:clocks/monotonic-clock.resolution`.
-    #[serde(rename = "monotonic_clock.resolution")]
-    MonotonicResolution { nanos: u64 },
-    /// Bytes drawn from the secure (`wasi:random/random`) or insecure (`wasi:random/insecure`)
-    /// generator, hex encoded.
-    #[serde(rename = "random.bytes")]
-    RandomBytes { secure: bool, hex: String },
-    /// `wasi:random/insecure-seed.insecure-seed`, as two 64-bit halves.
-    #[serde(rename = "random.insecure_seed")]
-    InsecureSeed { hi: u64, lo: u64 },
-    /// A line the guest emitted: `hypergraph:task/log.log`, or a line of stdout/stderr.
-    #[serde(rename = "log")]
-    Log {
-        stream: String,
-        level: String,
-        message: String,
-    },
-    /// Lines the guest emitted beyond the per-attempt log cap; they are counted, not kept.
-    #[serde(rename = "log.dropped")]
-    LogsDropped { count: u64 },
-    /// `hypergraph:task/kv.get`: the value the guest saw, including its own buffered writes, and
-    /// the version of the stored key it read (0: absent; none when its own write answered).
-    #[serde(rename = "kv.get")]
-    KvGet {
-        key: String,
-        value: Option<Blob>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        version: Option<i64>,
-    },
-    /// `hypergraph:task/kv.list-keys`: the keys the guest saw.
-    #[serde(rename = "kv.list_keys")]
-    KvListKeys { prefix: String, keys: Vec<String> },
-    /// `hypergraph:task/kv.set` (an output): the key and the value written.
-    #[serde(rename = "kv.set")]
-    KvSet { key: String, value: Blob },
-    /// `hypergraph:task/kv.delete` (an output).
-    #[serde(rename = "kv.delete")]
-    KvDelete { key: String },
-    /// `wasi:http/outgoing-handler.handle`: the request the guest sent and what came back.
-    #[serde(rename = "http.request")]
-    Http {
-        request: HttpRequest,
-        outcome: HttpOutcome,
-    },
-    /// `hypergraph:workflow/workflow.start`: the child's position and step id, or why it was not
-    /// started.
-    #[serde(rename = "workflow.start")]
-    WorkflowStart {
-        task: String,
-        input: String,
-        child: Option<u32>,
-        step_id: Option<String>,
-        error: Option<String>,
-    },
-    /// `join` (and the join of `call`): the children's results, in the order asked.
-    #[serde(rename = "workflow.join")]
-    WorkflowJoin {
-        children: Vec<u32>,
-        results: Vec<ChildResult>,
-    },
-    /// A DAG's wait for any of `children`: those that had finished, with their results.
-    #[serde(rename = "workflow.join_any")]
-    WorkflowJoinAny {
-        children: Vec<u32>,
-        finished: Vec<(u32, ChildResult)>,
-    },
-    /// `sleep` began: the timer runs until `until` (microseconds since the Unix epoch).
-    #[serde(rename = "workflow.sleep")]
-    WorkflowSleep { millis: u64, until: Micros },
-    /// The timer of the preceding `workflow.sleep` fired.
-    #[serde(rename = "workflow.timer_fired")]
-    WorkflowTimerFired,
-    /// `wait-event` began: events with a sequence number above `after` count.
-    #[serde(rename = "workflow.wait_event")]
-    WorkflowWaitEvent {
-        name: String,
-        timeout_millis: Option<u64>,
-        after: i64,
-        deadline: Option<Micros>,
-    },
-    /// The wait ended: the event's payload, or none when the timeout passed first.
-    #[serde(rename = "workflow.event")]
-    WorkflowEvent {
-        name: String,
-        payload: Option<String>,
-    },
+    /// `wasi:clocks` and `wasi:random` reads.
+    Wasi(WasiEntry),
+    /// Log lines and the dropped-lines count.
+    Log(LogEntry),
+    /// `hypergraph:task/kv` reads and writes.
+    Kv(KvEntry),
+    /// `wasi:http/outgoing-handler` exchanges.
+    Http(HttpEntry),
+    /// `hypergraph:workflow/workflow` calls.
+    Workflow(WorkflowEntry),
+}
+
+/// A host call as the guest makes it: what a journal entry must answer during replay. Inputs
+/// carry their arguments, in the call type of the capability that serves them; outputs (log
+/// lines, key-value writes) are the whole entry. Serialized (in a [`Divergence`]) as the inner
+/// call, or the output's entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Call {
+    /// A WASI read.
+    Wasi(WasiCall),
+    /// A key-value read.
+    Kv(KvCall),
+    /// An HTTP request; its body is compared when it has been written (see
+    /// [`Deferred::complete`]).
+    Http(HttpCall),
+    /// A workflow call.
+    Workflow(WorkflowCall),
+    /// An output the guest emitted; replay requires the identical entry.
+    Output(Entry),
+}
+
+/// Composes the capabilities' entry kinds: one line per family (`Variant: module::Entry`, and
+/// `, Call` when it has inputs) generates the kind dispatch, the decoding by kind namespace and
+/// the conversions between [`Entry`]/[`Call`] and the family's own types.
+macro_rules! families {
+    ($($family:ident: $module:ident::$entry:ident $(, $call:ident)?;)*) => {
+        impl Entry {
+            /// The stored kind, identical to the serde tag of the capability's entry.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(Entry::$family(entry) => entry.kind(),)*
+                }
+            }
+
+            /// True when this recorded entry is the answer to `call`: the same capability's call
+            /// with the same arguments, or, for an output, the identical entry.
+            pub fn answers(&self, call: &Call) -> bool {
+                match (self, call) {
+                    $($((Entry::$family(entry), Call::$family(call)) => {
+                        let call: &$call = call;
+                        entry.answers(call)
+                    })?)*
+                    (entry, Call::Output(emitted)) => entry == emitted,
+                    _ => false,
+                }
+            }
+
+            /// Decodes an entry of `kind` from `from` as the entry type of the capability whose
+            /// namespace (the part of `kind` before the first `.`) it is in.
+            fn decode<'de, D: serde::Deserializer<'de>>(
+                kind: &str,
+                from: D,
+            ) -> Result<Entry, D::Error> {
+                let namespace = kind.split('.').next().unwrap_or(kind);
+                $(if $module::NAMESPACES.contains(&namespace) {
+                    return $entry::deserialize(from).map(Entry::$family);
+                })*
+                Err(D::Error::custom(format!("unknown journal entry kind `{kind}`")))
+            }
+        }
+
+        $(
+            impl From<$entry> for Entry {
+                fn from(entry: $entry) -> Entry {
+                    Entry::$family(entry)
+                }
+            }
+
+            impl TryFrom<Entry> for $entry {
+                type Error = Entry;
+
+                /// The capability's entry, or the entry back when it is another capability's.
+                fn try_from(entry: Entry) -> Result<$entry, Entry> {
+                    match entry {
+                        Entry::$family(entry) => Ok(entry),
+                        other => Err(other),
+                    }
+                }
+            }
+
+            $(impl From<$call> for Call {
+                fn from(call: $call) -> Call {
+                    Call::$family(call)
+                }
+            })?
+        )*
+    };
+}
+
+families! {
+    Wasi: wasi::WasiEntry, WasiCall;
+    Log: log::LogEntry;
+    Kv: kv::KvEntry, KvCall;
+    Http: http::HttpEntry, HttpCall;
+    Workflow: workflow::WorkflowEntry, WorkflowCall;
 }
 
 impl Entry {
-    /// The stored kind, identical to the serde tag.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Entry::WallClockNow { .. } => "wall_clock.now",
-            Entry::WallClockResolution { .. } => "wall_clock.resolution",
-            Entry::MonotonicNow { .. } => "monotonic_clock.now",
-            Entry::MonotonicResolution { .. } => "monotonic_clock.resolution",
-            Entry::RandomBytes { .. } => "random.bytes",
-            Entry::InsecureSeed { .. } => "random.insecure_seed",
-            Entry::Log { .. } => "log",
-            Entry::LogsDropped { .. } => "log.dropped",
-            Entry::KvGet { .. } => "kv.get",
-            Entry::KvListKeys { .. } => "kv.list_keys",
-            Entry::KvSet { .. } => "kv.set",
-            Entry::KvDelete { .. } => "kv.delete",
-            Entry::Http { .. } => "http.request",
-            Entry::WorkflowStart { .. } => "workflow.start",
-            Entry::WorkflowJoin { .. } => "workflow.join",
-            Entry::WorkflowJoinAny { .. } => "workflow.join_any",
-            Entry::WorkflowSleep { .. } => "workflow.sleep",
-            Entry::WorkflowTimerFired => "workflow.timer_fired",
-            Entry::WorkflowWaitEvent { .. } => "workflow.wait_event",
-            Entry::WorkflowEvent { .. } => "workflow.event",
-        }
-    }
-
     /// True for the entries of `hypergraph:workflow` calls: their attempt is a workflow's.
     pub fn is_workflow(&self) -> bool {
-        self.kind().starts_with("workflow.")
+        matches!(self, Entry::Workflow(_))
     }
 
-    /// Parses a stored record back into an entry.
+    /// Parses a stored record back into an entry (from its JSON alone: the kind inside it names
+    /// the capability whose entry type decodes the rest).
     pub fn from_record(record: &JournalRecord) -> anyhow::Result<Entry> {
-        serde_json::from_str(&record.data).map_err(|e| {
+        Entry::parse(&record.data).map_err(|e| {
             anyhow::anyhow!(
                 "journal entry {} of kind `{}` is not valid: {e}",
                 record.seq,
@@ -248,108 +250,38 @@ impl Entry {
             )
         })
     }
-}
 
-/// A host call as the guest makes it: what a journal entry must answer during replay. Inputs
-/// carry their arguments; outputs (log lines) are the whole entry.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind")]
-pub enum Call {
-    #[serde(rename = "wall_clock.now")]
-    WallClockNow,
-    #[serde(rename = "wall_clock.resolution")]
-    WallClockResolution,
-    #[serde(rename = "monotonic_clock.now")]
-    MonotonicNow,
-    #[serde(rename = "monotonic_clock.resolution")]
-    MonotonicResolution,
-    #[serde(rename = "random.bytes")]
-    RandomBytes { secure: bool, len: usize },
-    #[serde(rename = "random.insecure_seed")]
-    InsecureSeed,
-    #[serde(rename = "kv.get")]
-    KvGet { key: String },
-    #[serde(rename = "kv.list_keys")]
-    KvListKeys { prefix: String },
-    /// An HTTP request as the guest hands it over; its body is compared when it has been written
-    /// (see [`Deferred::complete`]).
-    #[serde(rename = "http.request")]
-    Http {
-        method: String,
-        uri: String,
-        headers: Vec<(String, String)>,
-    },
-    #[serde(rename = "workflow.start")]
-    WorkflowStart { task: String, input: String },
-    #[serde(rename = "workflow.join")]
-    WorkflowJoin { children: Vec<u32> },
-    #[serde(rename = "workflow.join_any")]
-    WorkflowJoinAny { children: Vec<u32> },
-    #[serde(rename = "workflow.sleep")]
-    WorkflowSleep { millis: u64 },
-    #[serde(rename = "workflow.timer_fired")]
-    WorkflowTimerFired,
-    #[serde(rename = "workflow.wait_event")]
-    WorkflowWaitEvent {
-        name: String,
-        timeout_millis: Option<u64>,
-    },
-    #[serde(rename = "workflow.event")]
-    WorkflowEvent { name: String },
-    /// An output the guest emitted; replay requires the identical entry.
-    #[serde(rename = "output")]
-    Output { entry: Entry },
-}
-
-impl Entry {
-    /// True when this recorded entry is the answer to `call`.
-    pub fn answers(&self, call: &Call) -> bool {
-        match (self, call) {
-            (Entry::WallClockNow { .. }, Call::WallClockNow)
-            | (Entry::WallClockResolution { .. }, Call::WallClockResolution)
-            | (Entry::MonotonicNow { .. }, Call::MonotonicNow)
-            | (Entry::MonotonicResolution { .. }, Call::MonotonicResolution)
-            | (Entry::InsecureSeed { .. }, Call::InsecureSeed) => true,
-            (Entry::RandomBytes { secure, hex }, Call::RandomBytes { secure: s, len }) => {
-                secure == s && hex.len() == 2 * len
-            }
-            (Entry::KvGet { key, .. }, Call::KvGet { key: k }) => key == k,
-            (Entry::KvListKeys { prefix, .. }, Call::KvListKeys { prefix: p }) => prefix == p,
-            (
-                Entry::Http { request, .. },
-                Call::Http {
-                    method,
-                    uri,
-                    headers,
-                },
-            ) => request.method == *method && request.uri == *uri && request.headers == *headers,
-            (
-                Entry::WorkflowStart { task, input, .. },
-                Call::WorkflowStart { task: t, input: i },
-            ) => task == t && input == i,
-            (Entry::WorkflowJoin { children, .. }, Call::WorkflowJoin { children: c }) => {
-                children == c
-            }
-            (Entry::WorkflowJoinAny { children, .. }, Call::WorkflowJoinAny { children: c }) => {
-                children == c
-            }
-            (Entry::WorkflowSleep { millis, .. }, Call::WorkflowSleep { millis: m }) => millis == m,
-            (Entry::WorkflowTimerFired, Call::WorkflowTimerFired) => true,
-            (
-                Entry::WorkflowWaitEvent {
-                    name,
-                    timeout_millis,
-                    ..
-                },
-                Call::WorkflowWaitEvent {
-                    name: n,
-                    timeout_millis: t,
-                },
-            ) => name == n && timeout_millis == t,
-            (Entry::WorkflowEvent { name, .. }, Call::WorkflowEvent { name: n }) => name == n,
-            (entry, Call::Output { entry: emitted }) => entry == emitted,
-            _ => false,
+    /// Parses an entry's JSON: its `kind` first, then the whole as that capability's entry.
+    fn parse(text: &str) -> serde_json::Result<Entry> {
+        #[derive(Deserialize)]
+        struct Kind<'a> {
+            #[serde(borrow)]
+            kind: std::borrow::Cow<'a, str>,
         }
+        let Kind { kind } = serde_json::from_str(text)?;
+        let mut from = serde_json::Deserializer::from_str(text);
+        let entry = Entry::decode(&kind, &mut from)?;
+        from.end()?;
+        Ok(entry)
+    }
+}
+
+impl<'de> Deserialize<'de> for Entry {
+    /// Decodes an entry as [`Entry::from_record`] does, from any self-describing format.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Entry, D::Error> {
+        let value = serde_json::Value::deserialize(deserializer)?;
+        let kind = match value.get("kind") {
+            Some(serde_json::Value::String(kind)) => kind.clone(),
+            _ => return Err(D::Error::missing_field("kind")),
+        };
+        Entry::decode(&kind, value).map_err(D::Error::custom)
+    }
+}
+
+impl From<Entry> for Call {
+    /// An output: replay requires the identical entry.
+    fn from(entry: Entry) -> Call {
+        Call::Output(entry)
     }
 }
 
@@ -435,11 +367,7 @@ impl State {
                 let expected = expected
                     .map(|e| serde_json::to_value(e).expect("entries serialize"))
                     .unwrap_or_else(end_marker);
-                let actual = match call {
-                    Call::Output { entry } => serde_json::to_value(entry),
-                    call => serde_json::to_value(call),
-                }
-                .expect("calls serialize");
+                let actual = serde_json::to_value(call).expect("calls serialize");
                 replay.divergence = Some(Divergence {
                     seq: Some(seq as u32),
                     expected,
@@ -451,28 +379,12 @@ impl State {
     }
 }
 
-/// Where a failed workflow's journal is cut when its run is resumed: before the first join (or a
-/// DAG's join-any) that saw a failed child (so the re-run children are joined again), else nothing is cut.
-pub fn resume_cut(entries: &[Entry]) -> usize {
-    entries
-        .iter()
-        .position(|e| match e {
-            Entry::WorkflowJoin { results, .. } => {
-                results.iter().any(|r| matches!(r, ChildResult::Err { .. }))
-            }
-            Entry::WorkflowJoinAny { finished, .. } => finished
-                .iter()
-                .any(|(_, r)| matches!(r, ChildResult::Err { .. })),
-            _ => false,
-        })
-        .unwrap_or(entries.len())
-}
-
-/// What [`Journal::lookup`] found for a call.
+/// What [`Journal::lookup`] found for a call, with the recorded entry as the capability's own
+/// entry type `E`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Lookup {
+pub enum Lookup<E = Entry> {
     /// The recorded entry answers it (a replay, or a resumed journal's prefix).
-    Recorded(Entry),
+    Recorded(E),
     /// The call is live: the caller decides what to [`Journal::append`], or to suspend instead.
     Live,
     /// The replay has diverged (here or earlier).
@@ -498,7 +410,8 @@ impl Deferred {
     /// Replaying: it must equal the recorded entry (it differs when the guest sent, say, another
     /// request body), else this position becomes the divergence unless an earlier one exists.
     /// Does nothing once the journal has been taken.
-    pub fn complete(self, entry: Entry) {
+    pub fn complete(self, entry: impl Into<Entry>) {
+        let entry = entry.into();
         let mut state = self.journal.lock();
         if state.generation != self.generation {
             return;
@@ -613,15 +526,22 @@ impl Journal {
     }
 
     /// Answers an input call: the live value from `live` when recording, the recorded entry when
-    /// replaying. `None` means the replay has diverged; the caller substitutes a stand-in value.
-    pub fn answer(&self, call: Call, live: impl FnOnce() -> Entry) -> Option<Entry> {
+    /// replaying, as the capability's own entry type `E` (a recorded entry answers a call only
+    /// if it is of the same capability). `None` means the replay has diverged; the caller
+    /// substitutes a stand-in value.
+    pub fn answer<E>(&self, call: impl Into<Call>, live: impl FnOnce() -> E) -> Option<E>
+    where
+        E: Clone + Into<Entry> + TryFrom<Entry>,
+    {
         let mut state = self.lock();
         if state.is_live() {
             let entry = live();
-            state.entries.push(entry.clone());
+            state.entries.push(entry.clone().into());
             return Some(entry);
         }
-        state.replay_next(&call)
+        state
+            .replay_next(&call.into())
+            .and_then(|entry| E::try_from(entry).ok())
     }
 
     /// Fixes the place of a call whose answer arrives after the guest has moved on (an HTTP
@@ -629,16 +549,16 @@ impl Journal {
     /// holds the place until [`Deferred::complete`] replaces it (it stays if the attempt ends
     /// first); when replaying, the recorded entry is consumed now and available through
     /// [`Deferred::recorded`]. `None` means the replay has diverged.
-    pub fn defer(&self, call: Call, placeholder: Entry) -> Option<Deferred> {
+    pub fn defer(&self, call: impl Into<Call>, placeholder: impl Into<Entry>) -> Option<Deferred> {
         let mut state = self.lock();
         let seq = state.entries.len();
         let generation = state.generation;
         let recorded = if state.is_live() {
-            state.entries.push(placeholder);
+            state.entries.push(placeholder.into());
             state.outstanding.push(seq);
             None
         } else {
-            Some(state.replay_next(&call)?)
+            Some(state.replay_next(&call.into())?)
         };
         Some(Deferred {
             journal: self.clone(),
@@ -651,34 +571,35 @@ impl Journal {
     /// Records an output (a log line): appended when recording, checked against the next entry
     /// when replaying. True when the output is new (recorded live), false when it was matched
     /// against a recorded entry (so a resumed workflow does not store its old log lines again).
-    pub fn emit(&self, entry: Entry) -> bool {
+    pub fn emit(&self, entry: impl Into<Entry>) -> bool {
+        let entry = entry.into();
         let live = self.is_live();
-        self.answer(
-            Call::Output {
-                entry: entry.clone(),
-            },
-            || entry,
-        );
+        self.answer(Call::Output(entry.clone()), || entry);
         live
     }
 
-    /// Looks a call up without answering it live: see [`Lookup`].
-    pub fn lookup(&self, call: &Call) -> Lookup {
+    /// Looks a call up without answering it live: see [`Lookup`]. A recorded answer comes as
+    /// the capability's own entry type `E` (a recorded entry answers a call only if it is of the
+    /// same capability).
+    pub fn lookup<E: TryFrom<Entry>>(&self, call: impl Into<Call>) -> Lookup<E> {
         let mut state = self.lock();
         if state.is_live() {
             return Lookup::Live;
         }
-        match state.replay_next(call) {
+        match state
+            .replay_next(&call.into())
+            .and_then(|entry| E::try_from(entry).ok())
+        {
             Some(entry) => Lookup::Recorded(entry),
             None => Lookup::Diverged,
         }
     }
 
     /// Appends a live entry (after [`Journal::lookup`] returned [`Lookup::Live`]).
-    pub fn append(&self, entry: Entry) {
+    pub fn append(&self, entry: impl Into<Entry>) {
         let mut state = self.lock();
         debug_assert!(state.is_live(), "append outside live mode");
-        state.entries.push(entry);
+        state.entries.push(entry.into());
     }
 
     /// Takes the recorded entries, leaving the journal empty.
@@ -764,41 +685,41 @@ mod tests {
     #[test]
     fn kind_matches_serde_tag_for_every_variant() {
         let all = [
-            Entry::WallClockNow {
+            Entry::from(WasiEntry::WallClockNow {
                 seconds: 1,
                 nanos: 2,
-            },
-            Entry::WallClockResolution {
+            }),
+            Entry::from(WasiEntry::WallClockResolution {
                 seconds: 0,
                 nanos: 1,
-            },
-            Entry::MonotonicNow { nanos: 3 },
-            Entry::MonotonicResolution { nanos: 1 },
-            Entry::RandomBytes {
+            }),
+            Entry::from(WasiEntry::MonotonicNow { nanos: 3 }),
+            Entry::from(WasiEntry::MonotonicResolution { nanos: 1 }),
+            Entry::from(WasiEntry::RandomBytes {
                 secure: true,
                 hex: "00ff".into(),
-            },
-            Entry::InsecureSeed { hi: 1, lo: 2 },
-            Entry::Log {
+            }),
+            Entry::from(WasiEntry::InsecureSeed { hi: 1, lo: 2 }),
+            Entry::from(LogEntry::Line {
                 stream: "log".into(),
                 level: "info".into(),
                 message: "hi".into(),
-            },
-            Entry::LogsDropped { count: 4 },
-            Entry::KvGet {
+            }),
+            Entry::from(LogEntry::Dropped { count: 4 }),
+            Entry::from(KvEntry::Get {
                 key: "k".into(),
                 value: None,
                 version: Some(0),
-            },
-            Entry::KvListKeys {
+            }),
+            Entry::from(KvEntry::ListKeys {
                 prefix: "p".into(),
                 keys: vec![],
-            },
-            Entry::KvSet {
+            }),
+            Entry::from(KvEntry::Set {
                 key: "k".into(),
                 value: Blob::from_bytes(&[0]),
-            },
-            Entry::KvDelete { key: "k".into() },
+            }),
+            Entry::from(KvEntry::Delete { key: "k".into() }),
         ];
         for entry in all {
             let json: serde_json::Value = serde_json::to_value(&entry).unwrap();
@@ -808,17 +729,17 @@ mod tests {
 
     #[test]
     fn key_value_bytes_are_journaled_compactly_and_old_hex_journals_still_read() {
-        let binary = Entry::KvSet {
+        let binary = Entry::from(KvEntry::Set {
             key: "k".into(),
             value: Blob::from_bytes(&[0xff; 300]),
-        };
+        });
         let text = serde_json::to_string(&binary).unwrap();
         assert!(text.contains(r#""base64":"#), "{text}");
         assert!(text.len() < 300 * 2, "{text}");
-        let utf8 = serde_json::to_string(&Entry::KvSet {
+        let utf8 = serde_json::to_string(&Entry::from(KvEntry::Set {
             key: "k".into(),
             value: Blob::from_bytes(b"hello"),
-        })
+        }))
         .unwrap();
         assert!(utf8.contains(r#"{"utf8":"hello"}"#), "{utf8}");
         // Control characters are valid UTF-8 but six bytes each in JSON: base64 then.
@@ -830,11 +751,11 @@ mod tests {
             serde_json::from_str(r#"{"kind":"kv.get","key":"k","value":"68656c6c6f"}"#).unwrap();
         assert_eq!(
             old,
-            Entry::KvGet {
+            Entry::from(KvEntry::Get {
                 key: "k".into(),
                 value: Some(Blob::from_bytes(b"hello")),
                 version: None,
-            }
+            })
         );
         let round: Entry = serde_json::from_str(&text).unwrap();
         assert_eq!(round, binary);
@@ -842,14 +763,14 @@ mod tests {
 
     #[test]
     fn checkpoints_hand_out_settled_entries_once() {
-        let now = |nanos| Entry::MonotonicNow { nanos };
+        let now = |nanos| Entry::from(WasiEntry::MonotonicNow { nanos });
         let journal = Journal::resuming(vec![now(1)]);
         journal.mark_committed(1);
-        journal.answer(Call::MonotonicNow, || now(99));
-        journal.answer(Call::MonotonicNow, || now(2));
+        journal.answer(WasiCall::MonotonicNow, || now(99));
+        journal.answer(WasiCall::MonotonicNow, || now(2));
         // Entry 2 waits for its answer: nothing from it on is stored yet.
-        let pending = journal.defer(Call::MonotonicNow, now(0)).unwrap();
-        journal.answer(Call::MonotonicNow, || now(4));
+        let pending = journal.defer(WasiCall::MonotonicNow, now(0)).unwrap();
+        journal.answer(WasiCall::MonotonicNow, || now(4));
         let first = journal.checkpoint();
         assert_eq!(first.iter().map(|r| r.seq).collect::<Vec<_>>(), [1]);
         pending.complete(now(3));
@@ -864,15 +785,19 @@ mod tests {
     #[test]
     fn records_round_trip_in_order() {
         let journal = Journal::recording();
-        journal.answer(Call::MonotonicNow, || Entry::MonotonicNow { nanos: 10 });
+        journal.answer(WasiCall::MonotonicNow, || {
+            Entry::from(WasiEntry::MonotonicNow { nanos: 10 })
+        });
         journal.answer(
-            Call::RandomBytes {
+            WasiCall::RandomBytes {
                 secure: false,
                 len: 2,
             },
-            || Entry::RandomBytes {
-                secure: false,
-                hex: "abcd".into(),
+            || {
+                Entry::from(WasiEntry::RandomBytes {
+                    secure: false,
+                    hex: "abcd".into(),
+                })
             },
         );
         let records = Journal::to_records(&journal.take());
@@ -883,37 +808,37 @@ mod tests {
             .iter()
             .map(|r| Entry::from_record(r).unwrap())
             .collect();
-        assert_eq!(back[0], Entry::MonotonicNow { nanos: 10 });
+        assert_eq!(back[0], Entry::from(WasiEntry::MonotonicNow { nanos: 10 }));
     }
 
     #[test]
     fn replay_answers_in_order_and_reports_the_first_divergence() {
         let recorded = vec![
-            Entry::WallClockNow {
+            Entry::from(WasiEntry::WallClockNow {
                 seconds: 5,
                 nanos: 6,
-            },
-            Entry::RandomBytes {
+            }),
+            Entry::from(WasiEntry::RandomBytes {
                 secure: true,
                 hex: "0102".into(),
-            },
-            Entry::Log {
+            }),
+            Entry::from(LogEntry::Line {
                 stream: "log".into(),
                 level: "info".into(),
                 message: "hi".into(),
-            },
+            }),
         ];
         let live = || panic!("replay must not consult live values");
 
         // Identical calls: every answer comes from the recording, nothing diverges.
         let journal = Journal::replaying(recorded.clone());
         assert_eq!(
-            journal.answer(Call::WallClockNow, live),
+            journal.answer(WasiCall::WallClockNow, live),
             Some(recorded[0].clone())
         );
         assert_eq!(
             journal.answer(
-                Call::RandomBytes {
+                WasiCall::RandomBytes {
                     secure: true,
                     len: 2
                 },
@@ -926,22 +851,22 @@ mod tests {
 
         // A different call at entry 1.
         let journal = Journal::replaying(recorded.clone());
-        journal.answer(Call::WallClockNow, live);
-        assert_eq!(journal.answer(Call::MonotonicNow, live), None);
+        journal.answer(WasiCall::WallClockNow, live);
+        assert_eq!(journal.answer(WasiCall::MonotonicNow, live), None);
         let d = journal.divergence().unwrap();
         assert_eq!(d.seq, Some(1));
         assert_eq!(d.expected["kind"], "random.bytes");
         assert_eq!(d.actual["kind"], "monotonic_clock.now");
         // After a divergence every call gets a stand-in, and the first divergence is kept.
-        assert_eq!(journal.answer(Call::WallClockNow, live), None);
+        assert_eq!(journal.answer(WasiCall::WallClockNow, live), None);
         assert_eq!(journal.divergence().unwrap().seq, Some(1));
 
         // Same call, different arguments (8 random bytes instead of 2).
         let journal = Journal::replaying(recorded.clone());
-        journal.answer(Call::WallClockNow, live);
+        journal.answer(WasiCall::WallClockNow, live);
         assert_eq!(
             journal.answer(
-                Call::RandomBytes {
+                WasiCall::RandomBytes {
                     secure: true,
                     len: 8
                 },
@@ -953,19 +878,19 @@ mod tests {
 
         // A different log line.
         let journal = Journal::replaying(recorded.clone());
-        journal.answer(Call::WallClockNow, live);
+        journal.answer(WasiCall::WallClockNow, live);
         journal.answer(
-            Call::RandomBytes {
+            WasiCall::RandomBytes {
                 secure: true,
                 len: 2,
             },
             live,
         );
-        journal.emit(Entry::Log {
+        journal.emit(Entry::from(LogEntry::Line {
             stream: "log".into(),
             level: "info".into(),
             message: "bye".into(),
-        });
+        }));
         let d = journal.divergence().unwrap();
         assert_eq!(
             (d.seq, d.actual["message"].as_str()),
@@ -974,13 +899,13 @@ mod tests {
 
         // The attempt ended early.
         let journal = Journal::replaying(recorded.clone());
-        journal.answer(Call::WallClockNow, live);
+        journal.answer(WasiCall::WallClockNow, live);
         let d = journal.divergence().unwrap();
         assert_eq!((d.seq, d.actual["kind"].as_str()), (Some(1), Some("end")));
 
         // The attempt made more calls than were recorded.
         let journal = Journal::replaying(vec![]);
-        assert_eq!(journal.answer(Call::InsecureSeed, live), None);
+        assert_eq!(journal.answer(WasiCall::InsecureSeed, live), None);
         assert_eq!(journal.divergence().unwrap().expected["kind"], "end");
     }
 
