@@ -16,7 +16,7 @@ use crate::worker::MAX_CONCURRENCY;
 #[derive(Parser, Debug)]
 #[command(name = "hypergraph", version, about, long_about = None)]
 pub struct Cli {
-    /// The database: a SQLite file path or a sqlite:// URL
+    /// The database: a SQLite file path or sqlite:// URL, or a postgres:// URL
     /// [default: $XDG_DATA_HOME/hypergraph/hypergraph.db].
     #[arg(long, global = true, env = "HYPERGRAPH_DB")]
     pub(crate) db: Option<String>,

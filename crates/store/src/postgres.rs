@@ -399,6 +399,9 @@ fn connect_error(location: &str, error: sqlx::Error) -> anyhow::Error {
         sqlx::Error::Database(db) => match db.code().as_deref() {
             Some("28P01") | Some("28000") => "check the user name and password",
             Some("3D000") => "the database does not exist; create it (createdb) first",
+            Some("57P01") | Some("57P02") | Some("57P03") => {
+                "the server is shutting down or starting up; try again in a moment"
+            }
             _ => "check the URL and the server's log",
         },
         _ => "check the URL",
