@@ -4,12 +4,13 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
+use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
 
 use crate::builder::Language;
 use crate::retry::RetryOn;
-use crate::store::{Micros, RunFilter, Status};
+use crate::store::{Durability, Micros, RunFilter, Status};
 use crate::worker::MAX_CONCURRENCY;
 
 /// Durable task runtime: every task is a WebAssembly component, every run is recorded.
@@ -24,6 +25,20 @@ pub struct Cli {
     /// Where compiled components are cached [default: `hypergraph-cache` beside the database].
     #[arg(long, global = true, env = "HYPERGRAPH_CACHE_DIR")]
     pub(crate) cache_dir: Option<PathBuf>,
+
+    /// What an acknowledged write survives. `strict`: a crash of the process and of the machine
+    /// (SQLite synchronous=FULL, PostgreSQL synchronous_commit=on). `relaxed`: a crash of the
+    /// process; a power loss (or a PostgreSQL server crash) may lose the last acknowledged
+    /// commits, whose steps then run again.
+    #[arg(
+        long,
+        global = true,
+        env = "HYPERGRAPH_DURABILITY",
+        default_value = "strict",
+        value_parser = PossibleValuesParser::new(["strict", "relaxed"])
+            .map(|s| s.parse::<Durability>().expect("a listed durability"))
+    )]
+    pub(crate) durability: Durability,
 
     /// More logging on stderr (-v: info, -vv: debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]

@@ -32,6 +32,7 @@ use clap::Parser as _;
 use crate::args::{Cli, Command, DbCommand, EventsCommand, RunsCommand};
 use crate::engine::{Engine, EngineOptions};
 use crate::store::location::DbLocation;
+use crate::store::{Durability, OpenOptions};
 use crate::worker::WorkerOptions;
 
 /// Parses the command line, runs it and exits with the documented code.
@@ -90,10 +91,15 @@ pub(crate) fn db_location(cli_db: &Option<String>) -> Result<DbLocation> {
 async fn open(
     cli_db: &Option<String>,
     cache_dir: &Option<PathBuf>,
+    durability: Durability,
     max_instances: u32,
 ) -> Result<Hypergraph> {
     let location = db_location(cli_db)?;
-    let store = crate::store::open(&location).await?;
+    let options = OpenOptions {
+        durability,
+        ..OpenOptions::default()
+    };
+    let store = crate::store::open_with(&location, &options).await?;
     let cache = cache_dir.clone().or_else(|| match &location {
         DbLocation::Sqlite(db) => Some(
             db.parent()
@@ -137,7 +143,13 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Worker(args) => args.concurrency,
         _ => WorkerOptions::default().concurrency,
     };
-    let hg = open(&cli.db, &cli.cache_dir, instances_for(concurrency)).await?;
+    let hg = open(
+        &cli.db,
+        &cli.cache_dir,
+        cli.durability,
+        instances_for(concurrency),
+    )
+    .await?;
     let code = run_command(&hg, cli.command).await;
     // The database is left self-contained however the command ended.
     let closed = hg.store.close().await;

@@ -43,6 +43,7 @@
 pub mod conformance;
 pub mod decide;
 pub mod location;
+pub mod options;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
@@ -57,14 +58,16 @@ use async_trait::async_trait;
 
 pub use hypergraph_core::model::*;
 pub use hypergraph_core::time::{micros_after, now_micros, Micros};
+pub use options::{Durability, OpenOptions};
 /// The sqlx this crate is built on (for tools and tests that query a database directly).
 pub use sqlx;
 pub use transient::is_transient;
 
 /// Opens the database at `location` with the backend it names (see
-/// [`location::DbLocation::parse`]), reading the time from the system clock.
+/// [`location::DbLocation::parse`]), reading the time from the system clock, with
+/// [`Durability::Strict`].
 pub async fn open(location: &location::DbLocation) -> Result<Arc<dyn Store>> {
-    open_with_clock(location, Arc::new(hypergraph_core::time::SystemClock)).await
+    open_with(location, &OpenOptions::default()).await
 }
 
 /// [`open`] with the time read from `clock`.
@@ -72,11 +75,23 @@ pub async fn open_with_clock(
     location: &location::DbLocation,
     clock: Arc<dyn hypergraph_core::time::Clock>,
 ) -> Result<Arc<dyn Store>> {
+    let options = OpenOptions {
+        clock,
+        ..OpenOptions::default()
+    };
+    open_with(location, &options).await
+}
+
+/// [`open`] with `options` (clock and durability).
+pub async fn open_with(
+    location: &location::DbLocation,
+    options: &OpenOptions,
+) -> Result<Arc<dyn Store>> {
     Ok(match location {
         location::DbLocation::Postgres(url) => {
-            Arc::new(postgres::PgStore::open_with_clock(url, clock).await?)
+            Arc::new(postgres::PgStore::open_with(url, options).await?)
         }
-        sqlite => Arc::new(sqlite::SqliteStore::open_location_with_clock(sqlite, clock).await?),
+        sqlite => Arc::new(sqlite::SqliteStore::open_location_with(sqlite, options).await?),
     })
 }
 

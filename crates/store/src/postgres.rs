@@ -30,8 +30,9 @@
 //!
 //! # Durability
 //!
-//! Connections run with `synchronous_commit = on`: an acknowledged commit is on disk on the
-//! server (and on its synchronous standbys, if any).
+//! Connections run with `synchronous_commit = on` by default: an acknowledged commit is on disk
+//! on the server (and on its synchronous standbys, if any). [`Durability::Relaxed`] turns it
+//! off (see [`crate::Durability`] for what that risks).
 //!
 //! # Schemas
 //!
@@ -50,6 +51,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection as _, Row};
 
 use crate::decide::{self, claim::Sweeper};
+use crate::options::{Durability, OpenOptions};
 use crate::{ClaimedStep, DeploymentKind, Policy};
 use hypergraph_core::time::{Clock, SystemClock};
 use tx::PgTx;
@@ -81,6 +83,8 @@ pub struct PgStore {
     sweeper: Sweeper,
     /// Where every timestamp this store writes and every deadline it checks comes from.
     clock: Arc<dyn Clock>,
+    /// What an acknowledged commit survives.
+    durability: Durability,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -106,6 +110,17 @@ impl PgStore {
     /// [`PgStore::open`] with the time read from `clock` instead of the system clock (see
     /// [`crate::sqlite::SqliteStore::open_with_clock`] for what that covers).
     pub async fn open_with_clock(url: &str, clock: Arc<dyn Clock>) -> Result<PgStore> {
+        let options = OpenOptions {
+            clock,
+            ..OpenOptions::default()
+        };
+        Self::open_with(url, &options).await
+    }
+
+    /// [`PgStore::open`] with `options`: the clock (see [`PgStore::open_with_clock`]) and what an
+    /// acknowledged commit survives (every connection's `synchronous_commit`: `on` for
+    /// [`Durability::Strict`], `off` for [`Durability::Relaxed`]).
+    pub async fn open_with(url: &str, open: &OpenOptions) -> Result<PgStore> {
         let target = Target::parse(url)?;
         let location = target.display.clone();
         let mut options = target.options.clone();
@@ -118,7 +133,13 @@ impl PgStore {
         // scanning it sequentially. Plan every statement for its parameters and the table's
         // current size instead (measured: see BENCHMARKS.md).
         options = options.options([
-            ("synchronous_commit", "on"),
+            (
+                "synchronous_commit",
+                match open.durability {
+                    Durability::Strict => "on",
+                    Durability::Relaxed => "off",
+                },
+            ),
             ("plan_cache_mode", "force_custom_plan"),
         ]);
         let pool = PgPoolOptions::new()
@@ -138,7 +159,8 @@ impl PgStore {
             location,
             policies: Mutex::new(HashMap::new()),
             sweeper: Sweeper::default(),
-            clock,
+            clock: open.clock.clone(),
+            durability: open.durability,
         })
     }
 
@@ -150,6 +172,11 @@ impl PgStore {
     /// What this store was opened from (the URL without its password).
     pub fn location(&self) -> &str {
         &self.location
+    }
+
+    /// What an acknowledged commit of this store survives.
+    pub fn durability(&self) -> Durability {
+        self.durability
     }
 
     /// The connection pool (for tests and tools that need raw SQL, e.g. `db copy`).

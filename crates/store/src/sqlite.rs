@@ -22,8 +22,11 @@
 //!   In WAL mode readers see the last committed state and never block the writer, nor are
 //!   blocked by it.
 //!
-//! Connections use `journal_mode=WAL`, `synchronous=NORMAL` and `foreign_keys=ON`. With
-//! `synchronous=NORMAL` a commit is atomic and survives a crash of the process; a power loss may
+//! Connections use `journal_mode=WAL` and `foreign_keys=ON`. The writer runs with
+//! `synchronous=FULL` by default ([`Durability::Strict`]): the WAL is synced at every commit, so
+//! an acknowledged commit survives a power loss; group commit (many completions per transaction)
+//! keeps the cost to one sync per batch. With [`Durability::Relaxed`] it runs with
+//! `synchronous=NORMAL`: a commit is atomic and survives a crash of the process; a power loss may
 //! roll back the last few commits but never leaves a half-written one.
 //!
 //! # Decisions
@@ -76,6 +79,7 @@ use super::{
     Store, WorkerInfo,
 };
 use crate::decide::{self, claim::Sweeper};
+use crate::options::{Durability, OpenOptions};
 use hypergraph_core::time::{Clock, SystemClock};
 
 mod open;
@@ -118,6 +122,8 @@ pub struct SqliteStore {
     sweeper: Sweeper,
     /// Where every timestamp this store writes and every deadline it checks comes from.
     clock: Arc<dyn Clock>,
+    /// What an acknowledged commit survives.
+    durability: Durability,
     /// The private directory holding an in-memory store's file, removed with the store.
     _private: Option<tempfile::TempDir>,
 }
@@ -139,6 +145,11 @@ impl SqliteStore {
     /// What this store was opened from (a path or URL).
     pub fn location(&self) -> &str {
         &self.location
+    }
+
+    /// What an acknowledged commit of this store survives.
+    pub fn durability(&self) -> Durability {
+        self.durability
     }
 
     /// Closes the read connections and checkpoints the write-ahead log into the database file,

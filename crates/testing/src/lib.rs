@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use hypergraph_runtime::scheduler::RunRequest;
 use hypergraph_runtime::store::location::DbLocation;
-use hypergraph_runtime::store::{Policy, RunDetail};
+use hypergraph_runtime::store::{Durability, OpenOptions, Policy, RunDetail};
 use hypergraph_runtime::worker::{Worker, WorkerOptions};
 use hypergraph_runtime::Hypergraph;
 use serde_json::Value;
@@ -100,13 +100,27 @@ pub fn location_of(dir: &Path) -> String {
 }
 
 /// A Hypergraph over the database at `location` (as `--db` takes it) with its cache in `dir`:
-/// another handle on a database [`open`] created, as a second process would have.
+/// another handle on a database [`open`] created, as a second process would have. Opened with
+/// the durability `HYPERGRAPH_DURABILITY` names, as the binary does (default `strict`), so a
+/// benchmark can measure both.
 pub async fn open_at(location: &str, dir: &Path) -> Hypergraph {
     let location = DbLocation::parse(location).expect("test database location");
-    let store = hypergraph_runtime::store::open(&location)
+    let options = OpenOptions {
+        durability: durability(),
+        ..OpenOptions::default()
+    };
+    let store = hypergraph_runtime::store::open_with(&location, &options)
         .await
         .expect("open store");
     Hypergraph::new(store, Some(dir.join("cache"))).expect("engine")
+}
+
+/// The durability `HYPERGRAPH_DURABILITY` names (`strict` when unset).
+pub fn durability() -> Durability {
+    std::env::var("HYPERGRAPH_DURABILITY").map_or(Durability::Strict, |d| {
+        d.parse()
+            .unwrap_or_else(|e| panic!("HYPERGRAPH_DURABILITY: {e}"))
+    })
 }
 
 /// On PostgreSQL, the number of transactions committed in the test database so far

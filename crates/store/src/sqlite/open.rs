@@ -24,6 +24,15 @@ impl SqliteStore {
     /// events, deployments, key-value updates, worker registrations) and every comparison with
     /// "now" (expired leases, deadlines, timers, backoff) uses `clock.now()`.
     pub async fn open_with_clock(path: &Path, clock: Arc<dyn Clock>) -> Result<SqliteStore> {
+        let options = OpenOptions {
+            clock,
+            ..OpenOptions::default()
+        };
+        Self::open_location_with(&DbLocation::Sqlite(path.to_path_buf()), &options).await
+    }
+
+    /// Opens the database file at `path` with `options` (see [`SqliteStore::open_with_clock`]).
+    async fn open_path_with(path: &Path, options: &OpenOptions) -> Result<SqliteStore> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).with_context(|| {
                 format!(
@@ -33,7 +42,13 @@ impl SqliteStore {
                 )
             })?;
         }
-        Self::open_file(path.to_path_buf(), path.display().to_string(), None, clock).await
+        Self::open_file(
+            path.to_path_buf(),
+            path.display().to_string(),
+            None,
+            options,
+        )
+        .await
     }
 
     /// Opens a database by location: a path, a `sqlite:` URL (see [`DbLocation::parse`]), or
@@ -54,13 +69,28 @@ impl SqliteStore {
         location: &DbLocation,
         clock: Arc<dyn Clock>,
     ) -> Result<SqliteStore> {
+        let options = OpenOptions {
+            clock,
+            ..OpenOptions::default()
+        };
+        Self::open_location_with(location, &options).await
+    }
+
+    /// [`SqliteStore::open_location`] with `options`: the clock (see
+    /// [`SqliteStore::open_with_clock`]) and what an acknowledged commit survives (the writer's
+    /// `synchronous` setting: `FULL` for [`Durability::Strict`], `NORMAL` for
+    /// [`Durability::Relaxed`]).
+    pub async fn open_location_with(
+        location: &DbLocation,
+        options: &OpenOptions,
+    ) -> Result<SqliteStore> {
         match location {
-            DbLocation::Sqlite(path) => Self::open_with_clock(path, clock).await,
+            DbLocation::Sqlite(path) => Self::open_path_with(path, options).await,
             DbLocation::SqliteMemory => {
                 let dir =
                     tempfile::tempdir().context("cannot create a private database directory")?;
                 let path = dir.path().join("hypergraph.db");
-                Self::open_file(path, location.to_string(), Some(dir), clock).await
+                Self::open_file(path, location.to_string(), Some(dir), options).await
             }
             DbLocation::Postgres(_) => {
                 anyhow::bail!("{location} is a PostgreSQL database, not a SQLite one")
@@ -72,12 +102,12 @@ impl SqliteStore {
         path: PathBuf,
         location: String,
         private: Option<tempfile::TempDir>,
-        clock: Arc<dyn Clock>,
+        open: &OpenOptions,
     ) -> Result<SqliteStore> {
         let options = SqliteConnectOptions::new()
             .filename(&path)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(synchronous(open.durability))
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT)
             .statement_cache_capacity(256)
@@ -98,7 +128,7 @@ impl SqliteStore {
         // Create and migrate on a connection of its own.
         setup(&options, &location).await?;
 
-        let writer = open_writer(&path)
+        let writer = open_writer(&path, open.durability)
             .with_context(|| format!("cannot open the SQLite database {location} for writing"))?;
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)
@@ -116,7 +146,8 @@ impl SqliteStore {
             location,
             policies: Mutex::new(HashMap::new()),
             sweeper: Sweeper::default(),
-            clock,
+            clock: open.clock.clone(),
+            durability: open.durability,
             _private: private,
         })
     }
@@ -135,11 +166,26 @@ pub(super) fn open_connection(
     Ok(conn)
 }
 
-/// Opens the writing connection on an existing (migrated) database file.
-pub(super) fn open_writer(path: &Path) -> Result<Connection> {
+/// SQLite's `synchronous` setting for `durability`: in WAL mode, `FULL` syncs the WAL at every
+/// commit (a commit survives power loss), `NORMAL` only at checkpoints (a commit survives a crash
+/// of the process; power loss may roll the last ones back).
+fn synchronous(durability: Durability) -> SqliteSynchronous {
+    match durability {
+        Durability::Strict => SqliteSynchronous::Full,
+        Durability::Relaxed => SqliteSynchronous::Normal,
+    }
+}
+
+/// Opens the writing connection on an existing (migrated) database file, its commits as durable
+/// as `durability` says.
+pub(super) fn open_writer(path: &Path, durability: Durability) -> Result<Connection> {
     let conn = open_connection(path, OpenFlags::SQLITE_OPEN_READ_WRITE, 256)?;
     conn.pragma_update(None, "journal_mode", "wal")?;
-    conn.pragma_update(None, "synchronous", "normal")?;
+    let level = match durability {
+        Durability::Strict => "full",
+        Durability::Relaxed => "normal",
+    };
+    conn.pragma_update(None, "synchronous", level)?;
     conn.pragma_update(None, "foreign_keys", "on")?;
     conn.pragma_update(None, "temp_store", "memory")?;
     Ok(conn)
@@ -319,4 +365,36 @@ fn open_error(location: &str, error: sqlx::Error) -> anyhow::Error {
         _ => "check that the path is right and writable",
     };
     anyhow!("cannot open the SQLite database {location}: {message} ({hint})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The writer's `synchronous` setting (SQLite: 1 = NORMAL, 2 = FULL).
+    async fn writer_synchronous(store: &SqliteStore) -> i64 {
+        let writer = store.writer.lock().await;
+        writer
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn commits_are_synced_at_commit_unless_durability_is_relaxed() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = DbLocation::Sqlite(dir.path().join("hg.db"));
+        let strict = SqliteStore::open_location(&location).await.unwrap();
+        assert_eq!(strict.durability(), Durability::Strict);
+        assert_eq!(writer_synchronous(&strict).await, 2, "strict is FULL");
+        let relaxed = SqliteStore::open_location_with(
+            &location,
+            &OpenOptions {
+                durability: Durability::Relaxed,
+                ..OpenOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(writer_synchronous(&relaxed).await, 1, "relaxed is NORMAL");
+    }
 }
