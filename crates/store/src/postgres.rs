@@ -56,6 +56,7 @@ mod claim;
 mod commit;
 mod read;
 mod store;
+mod workers;
 mod workflow;
 
 /// Connections in the pool of one store.
