@@ -163,8 +163,13 @@ fn two_processes_share_one_database_without_losing_runs() {
         ids.push(cli.ok(&["run", "counter/count"]).trim().to_string());
     }
     // Two workers drain the queue concurrently, while two more processes submit-and-wait.
-    let spawn = |args: &[&str]| cli.cmd(args).spawn().expect("spawn");
-    let mut workers = vec![
+    let spawn = |args: &[&str]| {
+        cli.cmd(args)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    };
+    let workers = vec![
         spawn(&["worker", "--until-idle", "--concurrency", "4"]),
         spawn(&["worker", "--until-idle", "--concurrency", "4"]),
     ];
@@ -175,15 +180,18 @@ fn two_processes_share_one_database_without_losing_runs() {
                 (0..10)
                     .map(|_| {
                         let out = cmd.output().unwrap();
-                        assert!(out.status.success());
+                        let stderr = String::from_utf8_lossy(&out.stderr);
+                        assert!(out.status.success(), "run --wait failed: {stderr}");
                         serde_json::from_slice::<Value>(&out.stdout).unwrap()
                     })
                     .collect::<Vec<_>>()
             })
         })
         .collect();
-    for w in &mut workers {
-        assert!(w.wait().unwrap().success());
+    for w in workers {
+        let out = w.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "a worker failed: {stderr}");
     }
     for waiter in waiters {
         for result in waiter.join().unwrap() {

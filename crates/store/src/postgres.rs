@@ -4,8 +4,9 @@
 //! # Connections and transactions
 //!
 //! A [`PgStore`] holds a pool of sqlx connections. Every write is one transaction at `READ
-//! COMMITTED` that takes the row locks it needs as it goes; the contracts that SQLite gets from
-//! its single write lock come from these locks:
+//! COMMITTED` in which the shared decisions of [`crate::decide`] run over `tx::PgTx`, whose
+//! primitives take the row locks they need as they go; the contracts that SQLite gets from its
+//! single write lock come from these locks:
 //! - **Exactly one claimant.** Queued steps are claimed by an `UPDATE ... WHERE id IN (SELECT ...
 //!   FOR UPDATE SKIP LOCKED)`: two claimants lock disjoint rows and never wait on each other.
 //!   Expired leases are read with `FOR UPDATE SKIP LOCKED` too.
@@ -41,7 +42,6 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::str::FromStr;
-use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -49,15 +49,15 @@ use anyhow::{anyhow, bail, Context, Result};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection as _, Row};
 
-use crate::{DeploymentKind, Policy};
+use crate::decide::{self, claim::Sweeper};
+use crate::{ClaimedStep, DeploymentKind, Policy};
 use hypergraph_core::time::{Clock, SystemClock};
+use tx::PgTx;
 
-mod claim;
-mod commit;
 mod read;
 mod store;
+mod tx;
 mod workers;
-mod workflow;
 
 /// Connections in the pool of one store.
 pub const CONNECTIONS: u32 = 8;
@@ -67,9 +67,6 @@ pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How often a transaction aborted by a deadlock or serialization failure is run again.
 const RETRIES: u32 = 5;
-
-/// How often claims apply deadlines and fire timers, at most.
-const SWEEP_INTERVAL: Duration = Duration::from_millis(10);
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -81,8 +78,8 @@ pub struct PgStore {
     location: String,
     /// Policies of deployment versions; a version never changes once written.
     policies: Mutex<HashMap<(String, i64), (Policy, DeploymentKind)>>,
-    /// When claims next apply deadlines and fire timers (microseconds since the epoch).
-    next_sweep: AtomicI64,
+    /// When claims also apply deadlines and fire timers.
+    sweeper: Sweeper,
     /// Where every timestamp this store writes and every deadline it checks comes from.
     clock: Arc<dyn Clock>,
 }
@@ -141,7 +138,7 @@ impl PgStore {
             pool,
             location,
             policies: Mutex::new(HashMap::new()),
-            next_sweep: AtomicI64::new(i64::MIN),
+            sweeper: Sweeper::default(),
             clock,
         })
     }
@@ -180,6 +177,30 @@ impl PgStore {
                 result => return result.with_context(&what),
             }
         }
+    }
+
+    /// Claims up to `max` steps for `worker_id` inside the caller's transaction, each leased
+    /// for `lease` from now (see [`decide::claim::claim`]; it sweeps deadlines and timers first
+    /// when the [`Sweeper`] says so).
+    async fn claim(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        worker_id: &str,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedStep>> {
+        let now = self.clock.now();
+        let lease_until = now.saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
+        let sweep = self.sweeper.due(now);
+        decide::claim::claim(
+            &mut PgTx::new(self, conn),
+            worker_id,
+            max,
+            now,
+            lease_until,
+            sweep,
+        )
+        .await
     }
 
     /// The policy of a step: its deployment version's, overlaid with the step's own overrides

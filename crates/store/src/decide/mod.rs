@@ -2,8 +2,9 @@
 //!
 //! A backend stores and fetches; the code here decides. It is written against [`Tx`]: the
 //! primitive reads and writes of one open write transaction, which a backend implements without
-//! any policy of its own (the SQLite backend: `sqlite::tx::SqliteTx`, on its writer connection
-//! inside `BEGIN IMMEDIATE`). A decision function runs entirely inside the transaction it is
+//! any policy of its own (SQLite: `sqlite::tx::SqliteTx`, on its writer connection inside `BEGIN
+//! IMMEDIATE`; PostgreSQL: `postgres::tx::PgTx`, on a pooled connection inside `BEGIN`, taking
+//! row and advisory locks as it goes). A decision function runs entirely inside the transaction it is
 //! given, so what it reads and what it writes commit together or not at all; the caller opens
 //! the transaction, awaits the decision and commits (or rolls back when it fails).
 //!
@@ -24,7 +25,7 @@
 //!   (`hypergraph_core::journal::resume_cut`), which children are superseded, pins.
 //! - [`errors`]: the errors the store records on its own.
 //!
-//! A second backend implements [`Tx`] and the read queries of [`crate::Store`]; the decisions and
+//! Every backend implements [`Tx`] and the read queries of [`crate::Store`]; the decisions and
 //! the conformance suite are shared.
 //!
 //! # Async

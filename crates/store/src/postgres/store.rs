@@ -9,8 +9,9 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use super::read::{self, deployment_of, DEPLOYMENT_COLUMNS};
-use super::{workers, workflow, PgStore};
-use crate::decide::complete::encode;
+use super::tx::PgTx;
+use super::{workers, PgStore};
+use crate::decide::{self, complete::encode};
 use crate::rows::{status_of, u32_of};
 use crate::{
     Cancelled, ClaimedStep, CommitOutcome, Completion, Deployment, DeploymentKind, JournalRecord,
@@ -340,9 +341,12 @@ impl Store for PgStore {
             || format!("cannot commit {} completion(s)", completions.len()),
             || async {
                 let mut tx = self.pool.begin().await?;
-                let outcomes = self
-                    .apply_completions(&mut tx, &encoded, self.clock.now())
-                    .await?;
+                let outcomes = decide::complete::apply(
+                    &mut PgTx::new(self, &mut tx),
+                    &encoded,
+                    self.clock.now(),
+                )
+                .await?;
                 let claimed = if max > 0 {
                     self.claim(&mut tx, worker_id, max, lease).await?
                 } else {
@@ -438,7 +442,13 @@ impl Store for PgStore {
             || format!("cannot send event `{name}`"),
             || async {
                 let mut tx = self.pool.begin().await?;
-                let sent = workflow::send_event(&mut tx, name, payload, self.clock.now()).await?;
+                let sent = decide::waits::send_event(
+                    &mut PgTx::new(self, &mut tx),
+                    name,
+                    payload,
+                    self.clock.now(),
+                )
+                .await?;
                 tx.commit().await?;
                 Ok(sent)
             },
@@ -451,7 +461,9 @@ impl Store for PgStore {
             || format!("cannot cancel run {id}"),
             || async {
                 let mut tx = self.pool.begin().await?;
-                let cancelled = workflow::cancel_run(&mut tx, id, self.clock.now()).await?;
+                let cancelled =
+                    decide::cancel::cancel_run(&mut PgTx::new(self, &mut tx), id, self.clock.now())
+                        .await?;
                 tx.commit().await?;
                 Ok(cancelled)
             },
@@ -474,7 +486,8 @@ impl Store for PgStore {
             || format!("cannot resume run {id}"),
             || async {
                 let mut tx = self.pool.begin().await?;
-                let resumed = workflow::resume_run(&mut tx, id, pins).await?;
+                let resumed =
+                    decide::resume::resume_run(&mut PgTx::new(self, &mut tx), id, pins).await?;
                 tx.commit().await?;
                 Ok(resumed)
             },
