@@ -12,6 +12,7 @@ use crate::builder::Language;
 use crate::retry::RetryOn;
 use crate::store::{Durability, Micros, RunFilter, Status};
 use crate::worker::MAX_CONCURRENCY;
+use hypergraph_core::worker::MIN_HEARTBEAT;
 
 /// Durable task runtime: every task is a WebAssembly component, every run is recorded.
 #[derive(Parser, Debug)]
@@ -62,8 +63,15 @@ pub(crate) enum Command {
     /// Execute queued runs until stopped (Ctrl-C) or, with --until-idle, until none is left.
     Worker(WorkerArgs),
     /// Run the workers that execute queued steps, workflows included, until Ctrl-C or SIGTERM.
-    /// Safe to kill at any moment: unfinished steps are claimed again when their lease expires.
+    /// Safe to kill at any moment: unfinished steps are claimed again when their lease expires,
+    /// or sooner, once the killed worker's heartbeat has been missing long enough to call it
+    /// dead. Prints the database, worker id and concurrency at startup; -v logs every claim and
+    /// completion.
     Serve(ServeArgs),
+    /// The worker processes (`serve`, `worker`) using this database: alive or not, what they
+    /// hold and what they completed.
+    #[command(subcommand)]
+    Workers(WorkersCommand),
     /// External events that workflows wait for.
     #[command(subcommand)]
     Events(EventsCommand),
@@ -243,19 +251,58 @@ pub(crate) struct SendEventArgs {
     pub(crate) json: JsonFlag,
 }
 
+#[derive(Subcommand, Debug)]
+pub(crate) enum WorkersCommand {
+    /// List the workers seen lately (and any worker still holding a step): id, host, pid,
+    /// version, concurrency, start, last heartbeat, state, the steps it holds and the attempts
+    /// it completed in the last minute. A worker is `live` while it heartbeats, `stale` once it
+    /// missed 3 heartbeat intervals, `dead` after 6 (its steps are then claimed again by other
+    /// workers), `stopped` after a clean shutdown.
+    List(WorkersListArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct WorkersListArgs {
+    /// Only workers whose last heartbeat is within this long (`10m`, `2h`, `7days`); workers
+    /// holding steps are listed whenever they were last seen.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1h")]
+    pub(crate) since: Duration,
+    #[command(flatten)]
+    pub(crate) json: JsonFlag,
+}
+
 #[derive(Args, Debug)]
 pub(crate) struct ServeArgs {
     /// Steps executed at once (1 to 1024).
     #[arg(long, default_value_t = 32, value_parser = parse_concurrency)]
     pub(crate) concurrency: usize,
     /// How long a claimed step stays leased without renewal: after a crash, its steps are
-    /// claimed again this long after the last renewal.
+    /// claimed again at most this long after the last renewal (sooner once the worker is found
+    /// dead: see --heartbeat).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
     pub(crate) lease: Duration,
     /// How long a workflow joining a few unfinished children waits for them in place (keeping
     /// its instance) before it suspends; `0s` suspends at once.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "200ms")]
     pub(crate) linger: Duration,
+    #[command(flatten)]
+    pub(crate) heartbeat: HeartbeatArg,
+}
+
+/// How often a worker records that it is alive.
+#[derive(Args, Debug)]
+pub(crate) struct HeartbeatArg {
+    /// How often this worker records a heartbeat in the database (at least 100ms). It is shown
+    /// `stale` after 3 intervals without one and `dead` after 6, and a dead worker's steps are
+    /// claimed again by others without waiting for their leases to expire.
+    #[arg(
+        long = "heartbeat",
+        value_name = "INTERVAL",
+        value_parser = parse_heartbeat,
+        default_value = "2s",
+        env = "HYPERGRAPH_HEARTBEAT"
+    )]
+    pub(crate) every: Duration,
 }
 
 #[derive(Args, Debug)]
@@ -395,6 +442,8 @@ pub(crate) struct WorkerArgs {
     #[arg(long)]
     pub(crate) until_idle: bool,
     #[command(flatten)]
+    pub(crate) heartbeat: HeartbeatArg,
+    #[command(flatten)]
     pub(crate) json: JsonFlag,
 }
 
@@ -491,6 +540,18 @@ fn parse_concurrency(text: &str) -> Result<usize, String> {
     }
 }
 
+fn parse_heartbeat(text: &str) -> Result<Duration, String> {
+    let every = humantime::parse_duration(text)
+        .map_err(|e| format!("expected a duration like 2s or 500ms, got `{text}`: {e}"))?;
+    if every < MIN_HEARTBEAT {
+        return Err(format!(
+            "{text} is too short: a worker heartbeats at most every {}",
+            humantime::format_duration(MIN_HEARTBEAT)
+        ));
+    }
+    Ok(every)
+}
+
 fn parse_retry_on(text: &str) -> Result<RetryOn> {
     serde_json::from_value(Value::String(text.trim().to_string())).map_err(|_| {
         anyhow::anyhow!(
@@ -529,6 +590,17 @@ mod tests {
         assert!((now - hour_ago - 3_600_000_000).abs() < 5_000_000);
         assert_eq!(parse_since("1970-01-01T00:00:01Z"), Ok(1_000_000));
         assert!(parse_since("yesterday-ish").is_err());
+    }
+
+    #[test]
+    fn heartbeats() {
+        use hypergraph_core::worker::{DEAD_AFTER_BEATS, DEFAULT_HEARTBEAT, STALE_AFTER_BEATS};
+        // The default of `--heartbeat`, and the thresholds its help and `workers --help` state.
+        assert_eq!(parse_heartbeat("2s"), Ok(DEFAULT_HEARTBEAT));
+        assert_eq!((STALE_AFTER_BEATS, DEAD_AFTER_BEATS), (3, 6));
+        assert_eq!(parse_heartbeat("100ms"), Ok(MIN_HEARTBEAT));
+        assert!(parse_heartbeat("10ms").unwrap_err().contains("too short"));
+        assert!(parse_heartbeat("often").is_err());
     }
 
     #[test]

@@ -23,13 +23,14 @@ use hypergraph_runtime::{
     worker, Hypergraph,
 };
 
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Result;
 use clap::Parser as _;
 
-use crate::args::{Cli, Command, DbCommand, EventsCommand, RunsCommand};
+use crate::args::{Cli, Command, DbCommand, EventsCommand, RunsCommand, WorkersCommand};
 use crate::engine::{Engine, EngineOptions};
 use crate::store::location::DbLocation;
 use crate::store::{Durability, OpenOptions};
@@ -54,7 +55,8 @@ fn main() -> ! {
     std::process::exit(code)
 }
 
-/// Logs to stderr at `warn`, `info` (-v) or `debug` (-vv) unless `RUST_LOG` says otherwise.
+/// Logs to stderr at `warn`, `info` (-v) or `debug` (-vv) unless `RUST_LOG` says otherwise, in
+/// color only on a terminal (a log file or pipe gets plain text).
 fn init_tracing(verbose: u8) {
     let default = match verbose {
         0 => "warn",
@@ -66,6 +68,7 @@ fn init_tracing(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 
@@ -87,19 +90,19 @@ pub(crate) fn db_location(cli_db: &Option<String>) -> Result<DbLocation> {
     }
 }
 
-/// Opens the database and an engine with room for `max_instances` instances at once.
+/// Opens the database at `location` and an engine with room for `max_instances` instances at
+/// once.
 async fn open(
-    cli_db: &Option<String>,
+    location: &DbLocation,
     cache_dir: &Option<PathBuf>,
     durability: Durability,
     max_instances: u32,
 ) -> Result<Hypergraph> {
-    let location = db_location(cli_db)?;
     let options = OpenOptions {
         durability,
         ..OpenOptions::default()
     };
-    let store = crate::store::open_with(&location, &options).await?;
+    let store = crate::store::open_with(location, &options).await?;
     let cache = cache_dir.clone().or_else(|| match &location {
         DbLocation::Sqlite(db) => Some(
             db.parent()
@@ -143,14 +146,15 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Worker(args) => args.concurrency,
         _ => WorkerOptions::default().concurrency,
     };
+    let location = db_location(&cli.db)?;
     let hg = open(
-        &cli.db,
+        &location,
         &cli.cache_dir,
         cli.durability,
         instances_for(concurrency),
     )
     .await?;
-    let code = run_command(&hg, cli.command).await;
+    let code = run_command(&hg, &location, cli.command).await;
     // The database is left self-contained however the command ended.
     let closed = hg.store.close().await;
     let code = code?;
@@ -158,9 +162,9 @@ async fn dispatch(cli: Cli) -> Result<i32> {
     Ok(code)
 }
 
-/// Runs a command that works on the opened database.
-async fn run_command(hg: &Hypergraph, command: Command) -> Result<i32> {
-    use commands::{deploy, events, replay, run, runs, worker};
+/// Runs a command that works on the opened database, at `location`.
+async fn run_command(hg: &Hypergraph, location: &DbLocation, command: Command) -> Result<i32> {
+    use commands::{deploy, events, replay, run, runs, worker, workers};
     let hg = hg.clone();
     match command {
         Command::Deploy(args) => deploy::deploy(&hg, *args).await,
@@ -174,9 +178,10 @@ async fn run_command(hg: &Hypergraph, command: Command) -> Result<i32> {
         Command::Runs(RunsCommand::Resume(args)) => runs::resume(&hg, args).await,
         Command::Runs(RunsCommand::Cancel(args)) => runs::cancel(&hg, args).await,
         Command::Events(EventsCommand::Send(args)) => events::send(&hg, args).await,
-        Command::Serve(args) => worker::serve(&hg, &args).await,
+        Command::Serve(args) => worker::serve(&hg, location, &args).await,
+        Command::Workers(WorkersCommand::List(args)) => workers::list(&hg, args).await,
         Command::CheckUpgrade(args) => replay::check_upgrade(&hg, args).await,
-        Command::Worker(args) => worker::worker(&hg, args).await,
+        Command::Worker(args) => worker::worker(&hg, location, args).await,
         Command::Demo(args) => demo::run(&hg, args.examples).await,
         Command::Build(_) | Command::New(_) | Command::Replay(_) | Command::Db(_) => {
             unreachable!("handled above")

@@ -7,7 +7,11 @@ use serde_json::{json, Value};
 
 use crate::registry::TaskInfo;
 use crate::replay::{AttemptReplay, ReplayReport, UpgradeReport, Verdict};
-use crate::store::{Micros, RunDetail, RunLogLine, RunResult, RunSummary, Status, StepDetail};
+use crate::store::{
+    Micros, RunDetail, RunLogLine, RunResult, RunSummary, Status, StepDetail, WorkerState,
+    WorkerView,
+};
+use hypergraph_core::worker::{DEAD_AFTER_BEATS, STALE_AFTER_BEATS};
 
 /// The first 12 hex digits of a digest, enough to tell components apart.
 pub fn short_digest(digest: &str) -> &str {
@@ -110,6 +114,84 @@ pub fn runs_table(runs: &[RunSummary]) -> String {
         &["RUN", "TASK", "STATUS", "ATTEMPTS", "CREATED", "DURATION"],
         &rows,
     )
+}
+
+/// How long before `now` `at` was: `1.2 s ago`.
+fn ago(at: Micros, now: Micros) -> String {
+    format!("{} ago", human_micros(now.saturating_sub(at).max(0)))
+}
+
+/// `hypergraph workers list`: one row per worker, then the steps each holds, then what the
+/// states mean.
+pub fn workers_text(workers: &[WorkerView], now: Micros) -> String {
+    let rows: Vec<Vec<String>> = workers
+        .iter()
+        .map(|w| {
+            vec![
+                w.info.id.clone(),
+                w.state.to_string(),
+                w.info.host.clone(),
+                w.info.pid.to_string(),
+                w.info.version.clone(),
+                w.info.concurrency.to_string(),
+                time(w.info.started_at),
+                ago(w.last_seen_at, now),
+                w.holding.len().to_string(),
+                w.completed_recently.to_string(),
+                w.last_completed_at
+                    .map_or_else(|| "-".to_string(), |at| ago(at, now)),
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &[
+            "WORKER",
+            "STATE",
+            "HOST",
+            "PID",
+            "VERSION",
+            "CONCURRENCY",
+            "STARTED",
+            "LAST HEARTBEAT",
+            "HOLDING",
+            "DONE (1 MIN)",
+            "LAST DONE",
+        ],
+        &rows,
+    );
+    for w in workers.iter().filter(|w| !w.holding.is_empty()) {
+        let _ = writeln!(
+            out,
+            "
+{} holds:",
+            w.info.id
+        );
+        for step in &w.holding {
+            let lease = match step.lease_expires_at {
+                Some(at) if at >= now => format!("lease for {}", human_micros(at - now)),
+                Some(at) => format!("lease ended {}", ago(at, now)),
+                None => "no lease".to_string(),
+            };
+            let _ = writeln!(
+                out,
+                "  step {} attempt {} ({}, run {}; {lease})",
+                step.step_id, step.attempt, step.task, step.run_id
+            );
+        }
+        if w.state == WorkerState::Dead {
+            let _ = writeln!(
+                out,
+                "  (its worker is dead: the next claim by a live worker takes these over)"
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nlive: heartbeat within {STALE_AFTER_BEATS} intervals; stale: silent longer; dead: \
+         silent over {DEAD_AFTER_BEATS} intervals (its steps are claimed again); stopped: shut \
+         down cleanly"
+    );
+    out
 }
 
 fn compact(value: &Value) -> String {
@@ -291,6 +373,7 @@ pub fn run_detail_text(run: &RunDetail) -> String {
                         a.status.to_string()
                     },
                     a.worker_id.clone().unwrap_or_else(|| "-".into()),
+                    a.hypergraph_version.clone().unwrap_or_else(|| "-".into()),
                     span(a.started_at, a.completed_at),
                     a.journal_entries.to_string(),
                     a.log_lines.to_string(),
@@ -307,6 +390,7 @@ pub fn run_detail_text(run: &RunDetail) -> String {
                 "ATTEMPT",
                 "STATUS",
                 "WORKER",
+                "VERSION",
                 "EXECUTION",
                 "JOURNAL",
                 "LOGS",

@@ -8,6 +8,7 @@
 //! - [`limits`]: the host's limits and their defaults; [`http`]: the HTTP allowlist and the
 //!   journaled form of an exchange;
 //! - [`journal`]: the per-attempt record of host-call results, for resume and replay;
+//! - [`worker`]: worker processes, their heartbeats and when they count as dead;
 //! - [`signals`]: in-process wake-ups; [`tenant`]: whose work it is.
 
 pub mod error;
@@ -19,4 +20,5 @@ pub mod retry;
 pub mod signals;
 pub mod tenant;
 pub mod time;
+pub mod worker;
 pub mod workflow;

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::retry::RetryPolicy;
 use crate::time::{micros_after, Micros};
+pub use crate::worker::{HeldStep, WorkerInfo, WorkerState, WorkerView};
 pub use crate::workflow::{NewChild, Wait};
 
 /// An execution policy: retry, timeouts and limits. Every field is optional, so one type serves
@@ -456,6 +457,10 @@ pub struct AttemptDetail {
     /// How many times the attempt was re-executed after key-value conflicts.
     #[serde(default)]
     pub reruns: u32,
+    /// The hypergraph version of the worker that ran it (as the worker registered it), when
+    /// known.
+    #[serde(default)]
+    pub hypergraph_version: Option<String>,
 }
 
 /// One step of a run with its four timestamps and attempt history.
@@ -540,14 +545,4 @@ pub struct RunLogLine {
     pub attempt: u32,
     #[serde(flatten)]
     pub line: LogRecord,
-}
-
-/// A worker process, registered when it starts and refreshed while it runs.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WorkerInfo {
-    pub id: String,
-    pub host: String,
-    pub pid: u32,
-    pub version: String,
-    pub started_at: Micros,
 }

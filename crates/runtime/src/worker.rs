@@ -6,6 +6,13 @@
 //! by its attempt number in the store. Leases of in-flight steps are renewed while they run; a
 //! worker that dies simply stops renewing, and its steps are claimed again after the lease expires.
 //!
+//! A worker is visible in the database: it registers itself ([`WorkerInfo`]) when it starts,
+//! heartbeats every [`WorkerOptions::heartbeat`] while it runs, and marks itself stopped when it
+//! stops cleanly. One that stops heartbeating is stale, then dead
+//! ([`hypergraph_core::worker`]), and the steps it holds are claimed again by other workers
+//! without waiting for their leases to expire. At `info` level (`-v`) it logs every step it
+//! claims and every completion it commits.
+//!
 //! Workflow activations may linger on their children (see
 //! [`crate::capabilities::workflow`]): their checkpoints go through the same committer, and while
 //! they wait they hand their execution slot to other steps.
@@ -36,6 +43,7 @@ use crate::store::{
     now_micros, ClaimedStep, CommitOutcome, Completion, DeploymentKind, KvWrite, Status, WorkerInfo,
 };
 use crate::Hypergraph;
+use hypergraph_core::worker::{DEFAULT_HEARTBEAT, MIN_HEARTBEAT};
 
 /// Most steps claimed in one query, and most completions committed in one transaction.
 const BATCH: usize = 256;
@@ -57,6 +65,10 @@ pub struct WorkerOptions {
     /// How long a workflow joining a few unfinished children waits for them in place before it
     /// suspends (zero: suspend at once). See [`crate::capabilities::workflow`].
     pub linger: Duration,
+    /// How often the worker records a heartbeat (at least
+    /// [`hypergraph_core::worker::MIN_HEARTBEAT`]); it counts as stale, then dead, after
+    /// multiples of it without one (see [`hypergraph_core::worker`]).
+    pub heartbeat: Duration,
 }
 
 /// The default [`WorkerOptions::linger`]: long enough for short children, short enough that a
@@ -70,6 +82,7 @@ impl Default for WorkerOptions {
             lease: Duration::from_secs(30),
             max_poll_interval: Duration::from_millis(100),
             linger: DEFAULT_LINGER,
+            heartbeat: DEFAULT_HEARTBEAT,
         }
     }
 }
@@ -106,7 +119,8 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// A worker with a fresh id identifying this host and process.
+    /// A worker with a fresh id identifying this host and process, and the hypergraph version,
+    /// concurrency and heartbeat interval it registers with.
     pub fn new(hg: Hypergraph, options: WorkerOptions) -> Worker {
         let host = hostname();
         let info = WorkerInfo {
@@ -118,12 +132,15 @@ impl Worker {
             host,
             pid: std::process::id(),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            concurrency: u32::try_from(options.concurrency).unwrap_or(u32::MAX),
+            heartbeat_ms: u64::try_from(options.heartbeat.as_millis()).unwrap_or(u64::MAX),
             started_at: now_micros(),
         };
         Worker { hg, info, options }
     }
 
-    /// This worker's identity, as recorded with every attempt it runs.
+    /// This worker's identity and settings, as it registers them (its id is recorded with every
+    /// attempt it runs).
     pub fn info(&self) -> &WorkerInfo {
         &self.info
     }
@@ -156,11 +173,28 @@ impl Worker {
             "a worker's concurrency must be between 1 and {MAX_CONCURRENCY}, not {}",
             self.options.concurrency
         );
+        anyhow::ensure!(
+            self.options.heartbeat >= MIN_HEARTBEAT,
+            "a worker's heartbeat interval must be at least {MIN_HEARTBEAT:?}, not {:?}",
+            self.options.heartbeat
+        );
         retry_transient("registering the worker", || {
             self.hg.store.register_worker(&self.info)
         })
         .await?;
-        tracing::info!(worker = %self.info.id, concurrency = self.options.concurrency, "worker started");
+        // Aborted when this function returns, however it returns: a worker that no longer runs
+        // must not look alive.
+        let heartbeat = Heartbeat(tokio::spawn(heartbeat_loop(
+            self.hg.clone(),
+            self.info.id.clone(),
+            self.options.heartbeat,
+        )));
+        tracing::info!(
+            worker = %self.info.id,
+            concurrency = self.options.concurrency,
+            heartbeat = ?self.options.heartbeat,
+            "worker started"
+        );
         let slots = Arc::new(Semaphore::new(self.options.concurrency));
         let in_flight: InFlight = Arc::default();
         let (done_tx, done_rx) = mpsc::unbounded_channel::<Commit>();
@@ -183,7 +217,7 @@ impl Worker {
         ));
         let renewer = tokio::spawn(renew_loop(
             self.hg.clone(),
-            self.info.clone(),
+            self.info.id.clone(),
             in_flight.clone(),
             self.options.lease,
         ));
@@ -279,6 +313,15 @@ impl Worker {
         renewer.abort();
         canceller.abort();
         let stats = committer.await.context("committer task failed")??;
+        drop(heartbeat);
+        // Everything it ran is committed: it holds nothing any more (a step a claim cut short by
+        // the stop handed it is claimed again at once, being held by a stopped worker).
+        if let Err(e) = self.hg.store.stop_worker(&self.info.id).await {
+            tracing::warn!(
+                worker = %self.info.id,
+                "cannot mark the worker stopped (it will show as dead): {e:#}"
+            );
+        }
         tracing::info!(worker = %self.info.id, ?stats, "worker stopped");
         Ok(stats)
     }
@@ -301,6 +344,13 @@ impl Launcher {
     /// sending its completion to the committer.
     async fn launch(&self, running: &mut JoinSet<()>, step: ClaimedStep) -> Result<()> {
         let permit = self.slots.clone().acquire_owned().await?;
+        tracing::info!(
+            step = %step.step_id,
+            attempt = step.attempt,
+            task = %step.task,
+            run = %step.run_id,
+            "claimed"
+        );
         let cancel = Arc::new(AtomicBool::new(false));
         self.in_flight
             .lock()
@@ -532,11 +582,28 @@ async fn commit_loop(
             }
             stats.executed += 1;
             match outcome {
-                CommitOutcome::Committed if completion.wait.is_some() => stats.suspended += 1,
-                CommitOutcome::Committed if completion.status == Status::Succeeded => {
-                    stats.succeeded += 1
+                CommitOutcome::Committed => {
+                    let ended = if completion.wait.is_some() {
+                        stats.suspended += 1;
+                        "suspended"
+                    } else if completion.status == Status::Succeeded {
+                        stats.succeeded += 1;
+                        "succeeded"
+                    } else {
+                        stats.failed += 1;
+                        if completion.retry_at.is_some() {
+                            "failed (retry queued)"
+                        } else {
+                            "failed"
+                        }
+                    };
+                    tracing::info!(
+                        step = %completion.step_id,
+                        attempt = completion.attempt,
+                        outcome = ended,
+                        "completed"
+                    );
                 }
-                CommitOutcome::Committed => stats.failed += 1,
                 CommitOutcome::Cancelled => {
                     stats.fenced += 1;
                     tracing::info!(
@@ -547,7 +614,7 @@ async fn commit_loop(
                 }
                 CommitOutcome::Conflict => {
                     stats.conflicts += 1;
-                    tracing::debug!(
+                    tracing::info!(
                         step = %completion.step_id,
                         attempt = completion.attempt,
                         "a key the attempt read changed before it committed: running it again"
@@ -620,18 +687,53 @@ async fn cancel_loop(hg: Hypergraph, in_flight: InFlight) {
     }
 }
 
-/// Renews the leases of in-flight steps every third of the lease, and refreshes the worker row.
-async fn renew_loop(hg: Hypergraph, info: WorkerInfo, in_flight: InFlight, lease: Duration) {
+/// Renews the leases of in-flight steps every third of the lease.
+async fn renew_loop(hg: Hypergraph, worker_id: String, in_flight: InFlight, lease: Duration) {
     let mut every = tokio::time::interval(lease / 3);
     every.tick().await;
     loop {
         every.tick().await;
         let steps = in_flight_keys(&in_flight);
-        if let Err(e) = hg.store.renew_leases(&info.id, &steps, lease).await {
+        if let Err(e) = hg.store.renew_leases(&worker_id, &steps, lease).await {
             tracing::warn!("renewing leases failed: {e:#}");
         }
-        if let Err(e) = hg.store.register_worker(&info).await {
-            tracing::warn!("worker heartbeat failed: {e:#}");
+    }
+}
+
+/// The task recording a worker's heartbeats, aborted when dropped.
+struct Heartbeat(tokio::task::JoinHandle<()>);
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Records a heartbeat of worker `id` every `every` (the registration was the first). A failed
+/// heartbeat is logged when heartbeats start failing and when they succeed again, not at every
+/// tick; the next tick tries again.
+async fn heartbeat_loop(hg: Hypergraph, id: String, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    let mut failing = false;
+    loop {
+        ticks.tick().await;
+        match hg.store.heartbeat_worker(&id).await {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!(worker = %id, "heartbeats are recorded again");
+            }
+            Ok(()) => {}
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(
+                    worker = %id,
+                    "cannot record a heartbeat (other workers will take this one's steps over \
+                     if it stays silent): {e:#}"
+                );
+            }
+            Err(_) => {}
         }
     }
 }

@@ -22,6 +22,11 @@
 //!   children, ...) are cancelled in the same transaction.
 //! - **Exactly one claimant.** [`Store::claim_steps`] hands a queued step (or a running step whose
 //!   lease has expired) to exactly one caller, across threads and processes, bumping its attempt.
+//!   A lease also ends early when the worker holding it is dead (silent for more than
+//!   [`hypergraph_core::worker::DEAD_AFTER_BEATS`] of its heartbeat intervals) or stopped.
+//! - **Workers are visible.** Every worker registers ([`Store::register_worker`]), heartbeats
+//!   and marks its clean stop; every attempt records the worker that ran it and the hypergraph
+//!   version it registered; [`Store::workers`] reads them back with their state.
 //! - **Time is a parameter.** A store reads "now" from the [`hypergraph_core::time::Clock`] it
 //!   was opened with (the system clock unless told otherwise, e.g.
 //!   [`sqlite::SqliteStore::open_with_clock`]): every timestamp it writes on its own and every
@@ -121,9 +126,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Enqueues runs (each with its single step, status `queued`) in one transaction.
     async fn submit_runs(&self, runs: &[NewRun]) -> Result<()>;
-    /// Claims up to `max` steps for `worker_id`: queued ones first (oldest first), then running ones
-    /// whose lease expired. Each returned step is `running` with `attempt` bumped, `assigned_at` =
-    /// now and a lease until now + `lease`.
+    /// Claims up to `max` steps for `worker_id`: running ones whose lease expired (or whose
+    /// worker is dead or stopped) first, then queued ones (oldest first). Each returned step is
+    /// `running` with `attempt` bumped, `assigned_at` = now and a lease until now + `lease`.
     async fn claim_steps(
         &self,
         worker_id: &str,
@@ -205,8 +210,20 @@ pub trait Store: Send + Sync + 'static {
     /// snapshot with the prefix's key count and newest version.
     async fn kv_list(&self, scope: &str, prefix: &str, limit: u32) -> Result<KvListing>;
 
-    /// Records (or refreshes) a worker's registration and its last-seen time.
+    /// Registers a worker process as it starts: its identity and settings, this database's
+    /// schema version, last seen now, not stopped. Registering an id again replaces its row.
     async fn register_worker(&self, worker: &WorkerInfo) -> Result<()>;
+    /// Records a heartbeat of worker `id`: last seen now.
+    async fn heartbeat_worker(&self, id: &str) -> Result<()>;
+    /// Marks worker `id` stopped (it shut down cleanly) now; it shows as `stopped` from then
+    /// on, and any step it still holds is reclaimed without waiting for its lease.
+    async fn stop_worker(&self, id: &str) -> Result<()>;
+    /// The workers last seen within `seen_within` of now, and every worker holding a running
+    /// step however long ago it was seen, newest start first: each with its state at now
+    /// ([`WorkerState::at`]), the running steps it holds (oldest claim first), and how many
+    /// attempts it reported the end of within [`hypergraph_core::worker::RECENT`] before now
+    /// and when it last did.
+    async fn workers(&self, seen_within: Duration) -> Result<Vec<WorkerView>>;
 
     /// Releases the store's connections and leaves the database self-contained (SQLite: the
     /// write-ahead log checkpointed into the file). Call it once, when the process is done.

@@ -59,6 +59,7 @@ use tx::PgTx;
 mod read;
 mod store;
 mod tx;
+mod workers;
 
 /// Connections in the pool of one store.
 pub const CONNECTIONS: u32 = 8;

@@ -1,10 +1,14 @@
 //! Decoding what every backend stores the same way: statuses, JSON text, policies, deployment
-//! kinds and counts.
+//! kinds, counts and workers.
 
 use anyhow::{anyhow, Context, Result};
 use serde_json::Value;
 
-use crate::{Deployment, DeploymentKind, Micros, Policy, Status};
+use crate::{
+    Deployment, DeploymentKind, HeldStep, Micros, Policy, Status, WorkerInfo, WorkerState,
+    WorkerView,
+};
+use hypergraph_core::worker::RECENT;
 
 /// A deployment from its stored columns.
 pub fn deployment_from(
@@ -57,4 +61,40 @@ pub fn opt_json(text: Option<String>) -> Result<Option<Value>> {
 /// A stored count or attempt number.
 pub fn u32_of(n: i64) -> Result<u32> {
     u32::try_from(n).map_err(|_| anyhow!("stored count {n} is out of range"))
+}
+
+/// A worker's stored row: its registration, the schema version it registered with, its last
+/// heartbeat and its clean stop.
+pub struct WorkerRow {
+    pub info: WorkerInfo,
+    pub schema_version: i64,
+    pub last_seen_at: Micros,
+    pub stopped_at: Option<Micros>,
+}
+
+/// A worker as [`crate::Store::workers`] returns it: `row` with its state at `now` (decided by
+/// [`WorkerState::at`], the same for every backend), the steps it holds, and the attempts it
+/// reported the end of within [`hypergraph_core::worker::RECENT`] and last.
+pub fn worker_view(
+    row: WorkerRow,
+    holding: Vec<HeldStep>,
+    completed_recently: u64,
+    last_completed_at: Option<Micros>,
+    now: Micros,
+) -> WorkerView {
+    WorkerView {
+        state: WorkerState::at(now, row.last_seen_at, row.info.heartbeat_ms, row.stopped_at),
+        info: row.info,
+        schema_version: row.schema_version,
+        last_seen_at: row.last_seen_at,
+        stopped_at: row.stopped_at,
+        holding,
+        completed_recently,
+        last_completed_at,
+    }
+}
+
+/// The start of the window of recent completions for a read at `now`.
+pub fn recent_since(now: Micros) -> Micros {
+    now.saturating_sub(i64::try_from(RECENT.as_micros()).unwrap_or(i64::MAX))
 }

@@ -76,7 +76,7 @@ use super::{
     AttemptDetail, Cancelled, ClaimedStep, CommitOutcome, Completion, Deployment, DeploymentKind,
     JournalRecord, KvListing, KvWrite, LogRecord, Micros, NewChild, NewRun, Policy, RunDetail,
     RunFilter, RunLogLine, RunResult, RunSummary, Status, StepDetail, StepOutcome, StepQuery,
-    Store, WorkerInfo,
+    Store, WorkerInfo, WorkerView,
 };
 use crate::decide::{self, claim::Sweeper};
 use crate::options::{Durability, OpenOptions};
@@ -86,9 +86,10 @@ mod open;
 mod read;
 mod sql;
 mod tx;
+mod workers;
 
 use open::open_reader;
-pub use open::APPLICATION_ID;
+pub use open::{schema_version, APPLICATION_ID};
 use sql::*;
 use tx::SqliteTx;
 
@@ -685,27 +686,18 @@ impl Store for SqliteStore {
     }
 
     async fn register_worker(&self, worker: &WorkerInfo) -> Result<()> {
-        self.write(
-            || format!("cannot register worker {}", worker.id),
-            |conn| {
-                conn.prepare_cached(
-                    "INSERT INTO workers (id, host, pid, version, started_at, last_seen_at) \
-                     VALUES (?, ?, ?, ?, ?, ?) \
-                     ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, \
-                     version = excluded.version, started_at = excluded.started_at, \
-                     last_seen_at = excluded.last_seen_at",
-                )?
-                .execute((
-                    &worker.id,
-                    &worker.host,
-                    worker.pid,
-                    &worker.version,
-                    worker.started_at,
-                    self.clock.now(),
-                ))?;
-                Ok(())
-            },
-        )
-        .await
+        workers::register(self, worker).await
+    }
+
+    async fn heartbeat_worker(&self, id: &str) -> Result<()> {
+        workers::heartbeat(self, id).await
+    }
+
+    async fn stop_worker(&self, id: &str) -> Result<()> {
+        workers::stop(self, id).await
+    }
+
+    async fn workers(&self, seen_within: Duration) -> Result<Vec<WorkerView>> {
+        workers::list(self, seen_within).await
     }
 }

@@ -990,6 +990,8 @@ async fn reopening_keeps_data_and_creates_parent_directories() {
             host: "localhost".to_string(),
             pid: 42,
             version: "0.1.0".to_string(),
+            concurrency: 4,
+            heartbeat_ms: 2000,
             started_at: now_micros(),
         })
         .await
@@ -1000,6 +1002,8 @@ async fn reopening_keeps_data_and_creates_parent_directories() {
             host: "localhost".to_string(),
             pid: 43,
             version: "0.1.0".to_string(),
+            concurrency: 4,
+            heartbeat_ms: 2000,
             started_at: now_micros(),
         })
         .await

@@ -209,13 +209,19 @@ impl Cli {
     /// Starts `hypergraph serve --lease 1s` with `extra` arguments; its stderr goes to a file
     /// that is printed if the test fails.
     pub fn serve(&self, extra: &[&str]) -> Serve {
+        let mut args = vec!["serve", "--lease", "1s"];
+        args.extend_from_slice(extra);
+        self.spawn_serve(&args)
+    }
+
+    /// Starts `hypergraph --db <this database> <args>` (a `serve` with exactly these
+    /// arguments, e.g. its own `--lease`) as [`Cli::serve`] does.
+    pub fn spawn_serve(&self, args: &[&str]) -> Serve {
         static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = self.dir.path().join(format!("serve-{n}.log"));
-        let mut args = vec!["serve", "--lease", "1s"];
-        args.extend_from_slice(extra);
         let child = self
-            .cmd(&args)
+            .cmd(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())

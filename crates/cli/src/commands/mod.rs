@@ -10,3 +10,4 @@ pub(crate) mod replay;
 pub(crate) mod run;
 pub(crate) mod runs;
 pub(crate) mod worker;
+pub(crate) mod workers;

@@ -6,26 +6,42 @@ use anyhow::{Context as _, Result};
 
 use crate::args::{ServeArgs, WorkerArgs};
 use crate::io::print_json;
+use crate::store::location::DbLocation;
 use crate::worker::{Worker, WorkerOptions};
 use crate::Hypergraph;
 
+/// What a worker says when it starts: the database it works on (a PostgreSQL URL without its
+/// password), its id, concurrency and heartbeat, so that a worker is never a silent process.
+fn started(worker: &Worker, location: &DbLocation, heartbeat: Duration) -> String {
+    format!(
+        "worker {} on {location} (concurrency {}, heartbeat every {})",
+        worker.info().id,
+        worker.info().concurrency,
+        humantime::format_duration(heartbeat)
+    )
+}
+
 /// `hypergraph worker`: executes queued steps until Ctrl-C or, with `--until-idle`, until none
 /// is left, then prints what it did.
-pub(crate) async fn worker(hg: &Hypergraph, args: WorkerArgs) -> Result<i32> {
+pub(crate) async fn worker(
+    hg: &Hypergraph,
+    location: &DbLocation,
+    args: WorkerArgs,
+) -> Result<i32> {
     let worker = Worker::new(
         hg.clone(),
         WorkerOptions {
             concurrency: args.concurrency,
+            heartbeat: args.heartbeat.every,
             ..WorkerOptions::default()
         },
     );
     if !args.json.json {
         eprintln!(
-            "worker {} started (concurrency {}){}",
-            worker.info().id,
-            args.concurrency,
+            "{} started{}",
+            started(&worker, location, args.heartbeat.every),
             if args.until_idle {
-                ", stops when idle"
+                "; stops when idle"
             } else {
                 "; Ctrl-C stops it"
             }
@@ -52,7 +68,7 @@ pub(crate) async fn worker(hg: &Hypergraph, args: WorkerArgs) -> Result<i32> {
 }
 
 /// `hypergraph serve`: workers until Ctrl-C or SIGTERM, then in-flight steps finish and commit.
-pub(crate) async fn serve(hg: &Hypergraph, args: &ServeArgs) -> Result<i32> {
+pub(crate) async fn serve(hg: &Hypergraph, location: &DbLocation, args: &ServeArgs) -> Result<i32> {
     let (concurrency, lease) = (args.concurrency, args.lease);
     anyhow::ensure!(
         lease >= Duration::from_millis(300),
@@ -64,12 +80,13 @@ pub(crate) async fn serve(hg: &Hypergraph, args: &ServeArgs) -> Result<i32> {
             concurrency,
             lease,
             linger: args.linger,
+            heartbeat: args.heartbeat.every,
             ..WorkerOptions::default()
         },
     );
     eprintln!(
-        "serving: worker {} (concurrency {concurrency}); Ctrl-C or SIGTERM stops it",
-        worker.info().id
+        "serving: {}; Ctrl-C or SIGTERM stops it",
+        started(&worker, location, args.heartbeat.every)
     );
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot listen for SIGTERM")?;

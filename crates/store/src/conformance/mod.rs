@@ -27,9 +27,11 @@ use crate::{
 use hypergraph_core::time::{Clock, ManualClock, Micros};
 
 mod cases;
+mod workers;
 mod workflows;
 
 pub use cases::*;
+pub use workers::*;
 pub use workflows::*;
 
 /// A database engine under test: how to create a fresh, empty store whose time is a given
@@ -216,6 +218,9 @@ macro_rules! conformance_suite {
             kv_conflicts,
             list_runs_filters,
             run_view_pagination_and_counts,
+            workers_are_visible,
+            dead_workers_leases_are_reclaimed_early,
+            attempts_record_worker_and_version,
         );
     };
     (@each $backend:ty; $($name:ident),* $(,)?) => {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::{errors, RawClaim, Tx};
-use crate::{ClaimedStep, Completion, Micros, Policy, Status};
+use crate::{ClaimedStep, Completion, Micros, Policy, Status, WorkerState};
 use hypergraph_core::limits::max_lost_leases;
 
 /// What becomes of a step that just lost a lease.
@@ -31,46 +31,91 @@ pub fn on_lost_lease(lost_before: u32, policy: &Policy) -> LostLease {
     }
 }
 
-/// When claims also sweep: apply expired deadlines ([`super::deadlines::expire`]) and fire
-/// timers. A claim sweeps when at least [`Sweeper::INTERVAL`] passed since the last sweep of
-/// this store handle (and on its first claim), so the sweep costs little however often workers
-/// claim, and a step is never claimed while a deadline that expired more than an interval ago
-/// still holds it (see [`claim`] for why the sweep runs on the claim path).
+/// What a claim sweeps before it claims (see [`Sweeper`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sweep {
+    /// Apply the deadlines that expired ([`super::deadlines::expire`]) and end the waits of
+    /// timers and event timeouts that passed.
+    pub deadlines: bool,
+    /// End the leases held by dead or stopped workers ([`end_leases_of_gone_workers`]).
+    pub workers: bool,
+}
+
+/// When claims also sweep. Deadlines and timers are swept when at least
+/// [`Sweeper::INTERVAL`] passed since the last such sweep of this store handle, the leases of
+/// gone workers when at least [`Sweeper::WORKERS_INTERVAL`] passed (a worker is dead only after
+/// several heartbeats of seconds, so a coarser cadence loses nothing); both on its first claim.
+/// So the sweep costs little however often workers claim, and a step is never claimed while a
+/// deadline that expired more than an interval ago still holds it (see [`claim`] for why the
+/// sweep runs on the claim path).
 #[derive(Debug)]
 pub struct Sweeper {
     next: AtomicI64,
+    next_workers: AtomicI64,
 }
 
 impl Default for Sweeper {
     fn default() -> Self {
         Sweeper {
             next: AtomicI64::new(i64::MIN),
+            next_workers: AtomicI64::new(i64::MIN),
         }
     }
 }
 
 impl Sweeper {
-    /// How often claims also sweep.
+    /// How often claims also apply deadlines and fire timers.
     pub const INTERVAL: Duration = Duration::from_millis(10);
 
-    /// Whether a claim at `now` sweeps; when it does, the next sweep is due an interval later.
-    pub fn due(&self, now: Micros) -> bool {
-        if self.next.load(Ordering::Relaxed) > now {
+    /// How often claims also end the leases of dead and stopped workers.
+    pub const WORKERS_INTERVAL: Duration = Duration::from_secs(1);
+
+    /// What a claim at `now` sweeps; each part swept is next due an interval later.
+    pub fn due(&self, now: Micros) -> Sweep {
+        Sweep {
+            deadlines: Self::take(&self.next, now, Self::INTERVAL),
+            workers: Self::take(&self.next_workers, now, Self::WORKERS_INTERVAL),
+        }
+    }
+
+    /// Whether `next` is due at `now`; when it is, moves it `interval` past `now`.
+    fn take(next: &AtomicI64, now: Micros, interval: Duration) -> bool {
+        if next.load(Ordering::Relaxed) > now {
             return false;
         }
-        self.next.store(
-            crate::micros_after(now, Self::INTERVAL.as_millis() as u64),
+        next.store(
+            crate::micros_after(now, interval.as_millis() as u64),
             Ordering::Relaxed,
         );
         true
     }
 }
 
+/// Ends the leases of the running steps held by workers that are gone at `now`: dead (silent
+/// for more than [`hypergraph_core::worker::DEAD_AFTER_BEATS`] of their heartbeat intervals)
+/// or stopped ([`WorkerState::is_gone`]), so they are reclaimed now rather than when their
+/// leases would have expired. A worker that is only slow keeps its leases; one that comes back
+/// after being found dead has its late results fenced off, as after any lost lease. Returns
+/// how many leases it ended. Runs inside `tx`.
+pub async fn end_leases_of_gone_workers(tx: &mut impl Tx, now: Micros) -> Result<u64> {
+    let holders = tx.lease_holders(now).await?;
+    let gone: Vec<&str> = holders
+        .iter()
+        .filter(|w| WorkerState::at(now, w.last_seen_at, w.heartbeat_ms, w.stopped_at).is_gone())
+        .map(|w| w.worker_id.as_str())
+        .collect();
+    if gone.is_empty() {
+        return Ok(0);
+    }
+    tx.end_leases(&gone, now).await
+}
+
 /// Claims up to `max` steps for `worker_id` at `now`, each leased until `lease_until` (see
 /// [`crate::Store::claim_steps`]), inside `tx`.
 ///
-/// With `sweep` (see [`Sweeper`]) it first applies the deadlines that expired by `now` and ends
-/// the waits of timers and event timeouts that passed. The sweep runs here, in the claiming
+/// It first sweeps what `sweep` says (see [`Sweeper`]): the deadlines that expired by `now` and
+/// the waits of timers and event timeouts that passed, and the leases of workers that are gone
+/// ([`end_leases_of_gone_workers`], which [`reclaim_expired`] then claims). The sweep runs here, in the claiming
 /// transaction, rather than on a schedule of the runtime's own: the claim query does not look at
 /// deadlines, so what keeps a claim from handing out a step whose schedule-to-start deadline
 /// expired (or whose run is past its deadline) more than a sweep interval ago is that the
@@ -88,12 +133,15 @@ pub async fn claim(
     max: usize,
     now: Micros,
     lease_until: Micros,
-    sweep: bool,
+    sweep: Sweep,
 ) -> Result<Vec<ClaimedStep>> {
-    if sweep {
+    if sweep.deadlines {
         super::deadlines::expire(tx, now).await?;
         // Timers and event timeouts that have passed end their steps' waits.
         tx.end_timed_waits(now).await?;
+    }
+    if sweep.workers {
+        end_leases_of_gone_workers(tx, now).await?;
     }
     let mut claimed = reclaim_expired(tx, worker_id, max, now, lease_until).await?;
     if claimed.len() < max {

@@ -20,8 +20,9 @@ pub fn outlived_workers(lost: u32) -> Value {
 pub fn lease_lost() -> Value {
     json!({
         "kind": "lease_expired",
-        "message": "the attempt's lease expired before it completed (its worker died or \
-                    stalled); the step was claimed again",
+        "message": "the attempt's lease ended before it completed: it expired (its worker died \
+                    or stalled), or its worker stopped heartbeating long enough to count as dead; \
+                    the step was claimed again",
     })
 }
 

@@ -11,7 +11,8 @@
 //! What is decided here, by module:
 //! - [`claim`]: what a claim hands out (steps whose lease expired first, then queued ones),
 //!   whether a step that lost its lease is claimed again or failed, when claims also sweep
-//!   deadlines and timers ([`claim::Sweeper`]), which timers fired.
+//!   deadlines and timers and end the leases of dead workers ([`claim::Sweeper`]), which timers
+//!   fired.
 //! - [`complete`]: how a batch of completions is applied: validation, fencing by attempt,
 //!   key-value conflicts, how a completion leaves its step, when a run ends (with its root step),
 //!   and every consequence of a commit (children, waits, parents woken, abandoned descendants
@@ -75,6 +76,20 @@ pub struct ExpiredLease {
     pub overrides: Option<String>,
     /// The worker that held the lease.
     pub worker_id: Option<String>,
+}
+
+/// A registered worker holding running steps, as [`Tx::lease_holders`] reads it: what
+/// [`crate::WorkerState::at`] needs to tell whether it is alive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseHolder {
+    /// The worker.
+    pub worker_id: String,
+    /// Its last heartbeat.
+    pub last_seen_at: Micros,
+    /// Its heartbeat interval, in milliseconds.
+    pub heartbeat_ms: u64,
+    /// When it stopped cleanly, if it did.
+    pub stopped_at: Option<Micros>,
 }
 
 /// A queued step that missed its schedule-to-start deadline, as [`Tx::fail_late_starts`]
@@ -165,9 +180,19 @@ pub trait Tx {
     ) -> Result<Vec<RawClaim>>;
 
     /// Records the claims of the steps `ids` (just claimed): their current attempt is
-    /// `running` for their worker since their `assigned_at` (created or updated), and their
-    /// runs are `running`.
+    /// `running` for their worker since their `assigned_at`, with the hypergraph version that
+    /// worker registered (`None` for a worker that did not register) (created or updated), and
+    /// their runs are `running`.
     async fn record_claims(&mut self, ids: &[&str]) -> Result<()>;
+
+    /// The registered workers holding a running step whose lease has not expired at `now`
+    /// (`lease_expires_at` at or after `now`), each once.
+    async fn lease_holders(&mut self, now: Micros) -> Result<Vec<LeaseHolder>>;
+
+    /// Ends the leases of the running steps held by `workers` that have not expired at `now`:
+    /// their expiry becomes `now - 1`, so that [`Tx::expired_leases`] finds them from `now` on.
+    /// Returns how many it ended.
+    async fn end_leases(&mut self, workers: &[&str], now: Micros) -> Result<u64>;
 
     /// The journal of the newest attempt of `step_id` that has one, in order, and that attempt
     /// (0 and no records when there is none).

@@ -45,6 +45,12 @@ impl Tx for SendTx {
     async fn record_claims(&mut self, _: &[&str]) -> Result<()> {
         unimplemented!()
     }
+    async fn lease_holders(&mut self, _: Micros) -> Result<Vec<LeaseHolder>> {
+        unimplemented!()
+    }
+    async fn end_leases(&mut self, _: &[&str], _: Micros) -> Result<u64> {
+        unimplemented!()
+    }
     async fn resume_journal(&mut self, _: &str) -> Result<(Vec<JournalRecord>, u32)> {
         unimplemented!()
     }
@@ -161,7 +167,12 @@ fn send<T: Send>(_: T) {}
 fn a_send_backends_decisions_are_send() {
     // Never polled: only the futures' types matter.
     let tx = &mut SendTx;
-    send(claim::claim(tx, "w", 1, 0, 0, true));
+    let all = claim::Sweep {
+        deadlines: true,
+        workers: true,
+    };
+    send(claim::claim(tx, "w", 1, 0, 0, all));
+    send(claim::end_leases_of_gone_workers(tx, 0));
     send(complete::apply(tx, &[], 0));
     send(cancel::cancel_run(tx, "r", 0));
     send(deadlines::expire(tx, 0));

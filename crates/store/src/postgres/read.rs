@@ -155,7 +155,8 @@ pub(super) async fn run_view(
          a.started_at, a.completed_at, a.error, \
          (SELECT COUNT(*) FROM journal j WHERE j.step_id = a.step_id AND j.attempt = a.attempt), \
          (SELECT COUNT(*) FROM logs l WHERE l.step_id = a.step_id AND l.attempt = a.attempt), \
-         a.reruns FROM attempts a WHERE a.step_id = ANY($1) ORDER BY a.step_id, a.attempt",
+         a.reruns, a.hypergraph_version FROM attempts a WHERE a.step_id = ANY($1) \
+         ORDER BY a.step_id, a.attempt",
     )
     .bind(&ids)
     .fetch_all(&mut *tx)
@@ -175,6 +176,7 @@ pub(super) async fn run_view(
                 journal_entries: u32_of(r.try_get(8)?)?,
                 log_lines: u32_of(r.try_get(9)?)?,
                 reruns: u32_of(r.try_get(10)?)?,
+                hypergraph_version: r.try_get(11)?,
             });
     }
     tx.rollback().await.ok();

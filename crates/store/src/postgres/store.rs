@@ -10,13 +10,13 @@ use sqlx::Row;
 
 use super::read::{self, deployment_of, DEPLOYMENT_COLUMNS};
 use super::tx::PgTx;
-use super::PgStore;
+use super::{workers, PgStore};
 use crate::decide::{self, complete::encode};
 use crate::rows::{status_of, u32_of};
 use crate::{
     Cancelled, ClaimedStep, CommitOutcome, Completion, Deployment, DeploymentKind, JournalRecord,
     KvListing, NewRun, Policy, RunDetail, RunFilter, RunLogLine, RunResult, RunSummary, Status,
-    StepOutcome, StepQuery, Store, WorkerInfo,
+    StepOutcome, StepQuery, Store, WorkerInfo, WorkerView,
 };
 
 /// The advisory-lock namespace of deployment names.
@@ -513,23 +513,19 @@ impl Store for PgStore {
     }
 
     async fn register_worker(&self, worker: &WorkerInfo) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO workers (id, host, pid, version, started_at, last_seen_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, \
-             version = excluded.version, started_at = excluded.started_at, \
-             last_seen_at = excluded.last_seen_at",
-        )
-        .bind(&worker.id)
-        .bind(&worker.host)
-        .bind(i64::from(worker.pid))
-        .bind(&worker.version)
-        .bind(worker.started_at)
-        .bind(self.clock.now())
-        .execute(&self.pool)
-        .await
-        .with_context(|| format!("cannot register worker {}", worker.id))?;
-        Ok(())
+        workers::register(self, worker).await
+    }
+
+    async fn heartbeat_worker(&self, id: &str) -> Result<()> {
+        workers::heartbeat(self, id).await
+    }
+
+    async fn stop_worker(&self, id: &str) -> Result<()> {
+        workers::stop(self, id).await
+    }
+
+    async fn workers(&self, seen_within: Duration) -> Result<Vec<WorkerView>> {
+        workers::list(self, seen_within).await
     }
 
     async fn close(&self) -> Result<()> {

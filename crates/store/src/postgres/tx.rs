@@ -18,7 +18,9 @@ use sqlx::{PgConnection, Postgres, Row};
 
 use super::PgStore;
 use crate::decide::complete::StepEnd;
-use crate::decide::{ExpiredLease, JournalRow, LateStart, LogRow, RawClaim, ResumableStep, Tx};
+use crate::decide::{
+    ExpiredLease, JournalRow, LateStart, LeaseHolder, LogRow, RawClaim, ResumableStep, Tx,
+};
 use crate::rows::{json_of, status_of, u32_of};
 use crate::{
     ClaimedStep, Completion, DeploymentKind, JournalRecord, KvWrite, Micros, Policy, Status,
@@ -237,11 +239,14 @@ impl Tx for PgTx<'_> {
 
     async fn record_claims(&mut self, ids: &[&str]) -> Result<()> {
         self.execute_for_ids(
-            "INSERT INTO attempts (step_id, attempt, status, worker_id, assigned_at) \
-             SELECT id, attempt, 'running', worker_id, assigned_at FROM steps \
+            "INSERT INTO attempts (step_id, attempt, status, worker_id, assigned_at, \
+             hypergraph_version) \
+             SELECT id, attempt, 'running', worker_id, assigned_at, \
+             (SELECT version FROM workers WHERE workers.id = steps.worker_id) FROM steps \
              WHERE id = ANY($1) ON CONFLICT (step_id, attempt) DO UPDATE \
              SET status = 'running', worker_id = excluded.worker_id, \
-             assigned_at = excluded.assigned_at",
+             assigned_at = excluded.assigned_at, \
+             hypergraph_version = excluded.hypergraph_version",
             ids,
         )
         .await?;
@@ -254,6 +259,44 @@ impl Tx for PgTx<'_> {
         )
         .await?;
         Ok(())
+    }
+
+    async fn lease_holders(&mut self, now: Micros) -> Result<Vec<LeaseHolder>> {
+        sqlx::query(
+            "SELECT id, last_seen_at, heartbeat_ms, stopped_at FROM workers WHERE id IN \
+             (SELECT worker_id FROM steps WHERE status = 'running' AND lease_expires_at >= $1)",
+        )
+        .bind(now)
+        .fetch_all(&mut *self.conn)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(LeaseHolder {
+                worker_id: r.try_get(0)?,
+                last_seen_at: r.try_get(1)?,
+                heartbeat_ms: u64::try_from(r.try_get::<i64, _>(2)?)?,
+                stopped_at: r.try_get(3)?,
+            })
+        })
+        .collect()
+    }
+
+    async fn end_leases(&mut self, workers: &[&str], now: Micros) -> Result<u64> {
+        if workers.is_empty() {
+            return Ok(0);
+        }
+        // Rows another transaction holds (a claim reclaiming them) are left for the next sweep.
+        Ok(sqlx::query(
+            "UPDATE steps SET lease_expires_at = $1 WHERE id IN \
+             (SELECT id FROM steps WHERE status = 'running' AND lease_expires_at >= $2 \
+             AND worker_id = ANY($3) FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(now - 1)
+        .bind(now)
+        .bind(workers)
+        .execute(&mut *self.conn)
+        .await?
+        .rows_affected())
     }
 
     async fn resume_journal(&mut self, step_id: &str) -> Result<(Vec<JournalRecord>, u32)> {

@@ -9,6 +9,12 @@ use sqlx::ConnectOptions;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+/// The newest schema version this binary knows (that of every database it opened, which it
+/// migrated to it).
+pub fn schema_version() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
 impl SqliteStore {
     /// Opens (creating it and its parent directories if missing) the database file at `path` and
     /// brings its schema up to date. Several processes may open the same file at once.

@@ -210,7 +210,7 @@ pub(super) async fn run_view(
                  (SELECT COUNT(*) FROM journal j WHERE j.step_id = a.step_id \
                  AND j.attempt = a.attempt), \
                  (SELECT COUNT(*) FROM logs l WHERE l.step_id = a.step_id \
-                 AND l.attempt = a.attempt), a.reruns \
+                 AND l.attempt = a.attempt), a.reruns, a.hypergraph_version \
                  FROM attempts a WHERE a.step_id IN ({}) ORDER BY a.step_id, a.attempt",
                 placeholders(chunk.len())
             );
@@ -233,6 +233,7 @@ pub(super) async fn run_view(
                         journal_entries: u32_of(r.try_get(8)?)?,
                         log_lines: u32_of(r.try_get(9)?)?,
                         reruns: u32_of(r.try_get(10)?)?,
+                        hypergraph_version: r.try_get(11)?,
                     });
             }
         }

@@ -5,7 +5,9 @@
 
 use super::*;
 use crate::decide::complete::StepEnd;
-use crate::decide::{ExpiredLease, JournalRow, LateStart, LogRow, RawClaim, ResumableStep, Tx};
+use crate::decide::{
+    ExpiredLease, JournalRow, LateStart, LeaseHolder, LogRow, RawClaim, ResumableStep, Tx,
+};
 
 /// What a claiming `UPDATE` returns, as [`steps_of`] reads it.
 const CLAIM_RETURNING: &str = "RETURNING id, run_id, task, deployment, version, digest, input, \
@@ -128,11 +130,14 @@ impl Tx for SqliteTx<'_> {
         execute_for_ids(self.conn, ids, |list| {
             [
                 format!(
-                    "INSERT INTO attempts (step_id, attempt, status, worker_id, assigned_at) \
-                     SELECT id, attempt, 'running', worker_id, assigned_at FROM steps \
-                     WHERE id IN ({list}) ON CONFLICT (step_id, attempt) DO UPDATE \
+                    "INSERT INTO attempts (step_id, attempt, status, worker_id, assigned_at, \
+                     hypergraph_version) \
+                     SELECT id, attempt, 'running', worker_id, assigned_at, \
+                     (SELECT version FROM workers WHERE workers.id = steps.worker_id) \
+                     FROM steps WHERE id IN ({list}) ON CONFLICT (step_id, attempt) DO UPDATE \
                      SET status = 'running', worker_id = excluded.worker_id, \
-                     assigned_at = excluded.assigned_at"
+                     assigned_at = excluded.assigned_at, \
+                     hypergraph_version = excluded.hypergraph_version"
                 ),
                 // The run of a claimed step is queued or already running (a reclaim).
                 format!(
@@ -141,6 +146,43 @@ impl Tx for SqliteTx<'_> {
                 ),
             ]
         })
+    }
+
+    async fn lease_holders(&mut self, now: Micros) -> Result<Vec<LeaseHolder>> {
+        let rows = self
+            .conn
+            .prepare_cached(
+                "SELECT id, last_seen_at, heartbeat_ms, stopped_at FROM workers WHERE id IN \
+                 (SELECT worker_id FROM steps WHERE status = 'running' AND lease_expires_at >= ?)",
+            )?
+            .query_map([now], |r| {
+                Ok(LeaseHolder {
+                    worker_id: r.get(0)?,
+                    last_seen_at: r.get(1)?,
+                    heartbeat_ms: r.get(2)?,
+                    stopped_at: r.get(3)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    async fn end_leases(&mut self, workers: &[&str], now: Micros) -> Result<u64> {
+        let mut ended = 0;
+        for chunk in chunks(workers) {
+            let list = placeholders(chunk.len());
+            let expired = now - 1;
+            let mut params: Vec<&dyn ToSql> = vec![&expired, &now];
+            params.extend(chunk.iter().map(|id| id as &dyn ToSql));
+            ended += self
+                .conn
+                .prepare_cached(&format!(
+                    "UPDATE steps SET lease_expires_at = ? WHERE status = 'running' \
+                     AND lease_expires_at >= ? AND worker_id IN ({list})"
+                ))?
+                .execute(params.as_slice())? as u64;
+        }
+        Ok(ended)
     }
 
     async fn resume_journal(&mut self, step_id: &str) -> Result<(Vec<JournalRecord>, u32)> {
