@@ -246,10 +246,6 @@ pub(super) async fn run_result(pool: &PgPool, id: &str) -> Result<Option<RunResu
     let assigned_at: Option<i64> = r.try_get(8)?;
     let started_at: Option<i64> = r.try_get(9)?;
     let step_completed_at: Option<i64> = r.try_get(10)?;
-    let span = |from: Option<i64>, to: Option<i64>| match (from, to) {
-        (Some(a), Some(b)) if b >= a => Some(b - a),
-        _ => None,
-    };
     Ok(Some(RunResult {
         id: r.try_get(0)?,
         task: r.try_get(1)?,
@@ -259,8 +255,8 @@ pub(super) async fn run_result(pool: &PgPool, id: &str) -> Result<Option<RunResu
         created_at,
         completed_at: r.try_get(6)?,
         attempts: u32_of(r.try_get(7)?)?,
-        queue_us: span(Some(created_at), assigned_at),
-        execution_us: span(started_at, step_completed_at),
+        queue_us: crate::rows::span(Some(created_at), assigned_at),
+        execution_us: crate::rows::span(started_at, step_completed_at),
     }))
 }
 

@@ -310,10 +310,6 @@ pub(super) async fn run_result(store: &SqliteStore, id: &str) -> Result<Option<R
             let assigned_at: Option<Micros> = r.get(8)?;
             let started_at: Option<Micros> = r.get(9)?;
             let step_completed_at: Option<Micros> = r.get(10)?;
-            let span = |from: Option<Micros>, to: Option<Micros>| match (from, to) {
-                (Some(a), Some(b)) if b >= a => Some(b - a),
-                _ => None,
-            };
             Ok(Some(RunResult {
                 id: r.get(0)?,
                 task: r.get(1)?,
@@ -323,8 +319,8 @@ pub(super) async fn run_result(store: &SqliteStore, id: &str) -> Result<Option<R
                 created_at,
                 completed_at: r.get(6)?,
                 attempts: u32_of(r.get(7)?)?,
-                queue_us: span(Some(created_at), assigned_at),
-                execution_us: span(started_at, step_completed_at),
+                queue_us: crate::rows::span(Some(created_at), assigned_at),
+                execution_us: crate::rows::span(started_at, step_completed_at),
             }))
         },
     )
