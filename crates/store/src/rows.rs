@@ -1,12 +1,13 @@
 //! Decoding what every backend stores the same way: statuses, JSON text, policies, deployment
-//! kinds, counts and workers.
+//! kinds, counts and workers, and the rows the read queries of both backends return with the
+//! same columns (see [`Columns`]).
 
 use anyhow::{anyhow, Context, Result};
 use serde_json::Value;
 
 use crate::{
-    Deployment, DeploymentKind, HeldStep, Micros, Policy, Status, WorkerInfo, WorkerState,
-    WorkerView,
+    AttemptDetail, Deployment, DeploymentKind, HeldStep, JournalRecord, LogRecord, Micros, Policy,
+    RunDetail, RunLogLine, RunSummary, Status, StepDetail, WorkerInfo, WorkerState, WorkerView,
 };
 use hypergraph_core::worker::RECENT;
 
@@ -108,6 +109,172 @@ pub fn span(from: Option<Micros>, to: Option<Micros>) -> Option<Micros> {
         (Some(a), Some(b)) => Some(b.saturating_sub(a).max(0)),
         _ => None,
     }
+}
+
+/// The columns of a row of a sqlx database that stores text as text and integers as 64-bit
+/// integers (SQLite and PostgreSQL): the mappers below read rows of either backend.
+pub trait Columns {
+    /// Column `i` as text.
+    fn text(&self, i: usize) -> Result<String>;
+    /// Column `i` as text, or NULL.
+    fn opt_text(&self, i: usize) -> Result<Option<String>>;
+    /// Column `i` as an integer.
+    fn int(&self, i: usize) -> Result<i64>;
+    /// Column `i` as an integer, or NULL.
+    fn opt_int(&self, i: usize) -> Result<Option<i64>>;
+}
+
+impl<R> Columns for R
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    fn text(&self, i: usize) -> Result<String> {
+        Ok(self.try_get(i)?)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>> {
+        Ok(self.try_get(i)?)
+    }
+    fn int(&self, i: usize) -> Result<i64> {
+        Ok(self.try_get(i)?)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>> {
+        Ok(self.try_get(i)?)
+    }
+}
+
+/// A run of `runs list`, from `id, task, status, created_at, completed_at, <attempts>`.
+pub fn run_summary_of(r: &impl Columns) -> Result<RunSummary> {
+    Ok(RunSummary {
+        id: r.text(0)?,
+        task: r.text(1)?,
+        status: status_of(r.text(2)?)?,
+        created_at: r.int(3)?,
+        completed_at: r.opt_int(4)?,
+        attempts: u32_of(r.int(5)?)?,
+    })
+}
+
+/// The columns [`run_detail_of`] reads, from `runs`.
+pub const RUN_COLUMNS: &str =
+    "id, task, deployment, version, digest, status, input, output, error, created_at, completed_at";
+
+/// A run of `runs show`, from [`RUN_COLUMNS`], with its meta, steps and step counts.
+pub fn run_detail_of(
+    r: &impl Columns,
+    meta: Vec<(String, String)>,
+    steps: Vec<StepDetail>,
+    step_counts: Vec<(Status, u64)>,
+) -> Result<RunDetail> {
+    Ok(RunDetail {
+        id: r.text(0)?,
+        task: r.text(1)?,
+        deployment: r.text(2)?,
+        version: r.int(3)?,
+        digest: r.text(4)?,
+        status: status_of(r.text(5)?)?,
+        input: json_of(r.text(6)?)?,
+        output: opt_json(r.opt_text(7)?)?,
+        error: opt_json(r.opt_text(8)?)?,
+        meta,
+        created_at: r.int(9)?,
+        completed_at: r.opt_int(10)?,
+        steps,
+        step_counts,
+    })
+}
+
+/// The columns [`attempt_of`] reads, from `attempts a`.
+pub const ATTEMPT_COLUMNS: &str = "a.step_id, a.attempt, a.status, a.worker_id, a.assigned_at, \
+     a.started_at, a.completed_at, a.error, \
+     (SELECT COUNT(*) FROM journal j WHERE j.step_id = a.step_id AND j.attempt = a.attempt), \
+     (SELECT COUNT(*) FROM logs l WHERE l.step_id = a.step_id AND l.attempt = a.attempt), \
+     a.reruns, a.hypergraph_version";
+
+/// An attempt and the id of its step, from [`ATTEMPT_COLUMNS`].
+pub fn attempt_of(r: &impl Columns) -> Result<(String, AttemptDetail)> {
+    Ok((
+        r.text(0)?,
+        AttemptDetail {
+            attempt: u32_of(r.int(1)?)?,
+            status: status_of(r.text(2)?)?,
+            worker_id: r.opt_text(3)?,
+            assigned_at: r.opt_int(4)?,
+            started_at: r.opt_int(5)?,
+            completed_at: r.opt_int(6)?,
+            error: opt_json(r.opt_text(7)?)?,
+            journal_entries: u32_of(r.int(8)?)?,
+            log_lines: u32_of(r.int(9)?)?,
+            reruns: u32_of(r.int(10)?)?,
+            hypergraph_version: r.opt_text(11)?,
+        },
+    ))
+}
+
+/// The columns [`step_of`] reads, from `steps`, with `status` the status as shown (`shown`,
+/// which says `waiting` for a queued step that waits).
+pub fn step_columns(shown: &str) -> String {
+    format!(
+        "id, task, {shown}, attempt, worker_id, digest, input, output, error, created_at, \
+         assigned_at, started_at, completed_at, parent_id, child_index, name, lease_expires_at, \
+         wake_at, lost_leases"
+    )
+}
+
+/// A step of `runs show` (without its attempts), from [`step_columns`].
+pub fn step_of(r: &impl Columns) -> Result<StepDetail> {
+    Ok(StepDetail {
+        id: r.text(0)?,
+        task: r.text(1)?,
+        status: status_of(r.text(2)?)?,
+        attempt: u32_of(r.int(3)?)?,
+        worker_id: r.opt_text(4)?,
+        digest: r.text(5)?,
+        input: json_of(r.text(6)?)?,
+        output: opt_json(r.opt_text(7)?)?,
+        error: opt_json(r.opt_text(8)?)?,
+        created_at: r.int(9)?,
+        assigned_at: r.opt_int(10)?,
+        started_at: r.opt_int(11)?,
+        completed_at: r.opt_int(12)?,
+        parent_id: r.opt_text(13)?,
+        child_index: r.opt_int(14)?.map(u32_of).transpose()?,
+        name: r.opt_text(15)?,
+        lease_expires_at: r.opt_int(16)?,
+        wake_at: r.opt_int(17)?,
+        lost_leases: u32_of(r.int(18)?)?,
+        attempts: Vec::new(),
+    })
+}
+
+/// The columns [`log_line_of`] reads, from `logs l`.
+pub const LOG_LINE_COLUMNS: &str =
+    "l.step_id, l.attempt, l.seq, l.at, l.stream, l.level, l.message";
+
+/// A log line of a run, from [`LOG_LINE_COLUMNS`].
+pub fn log_line_of(r: &impl Columns) -> Result<RunLogLine> {
+    Ok(RunLogLine {
+        step_id: r.text(0)?,
+        attempt: u32_of(r.int(1)?)?,
+        line: LogRecord {
+            seq: u32_of(r.int(2)?)?,
+            at: r.int(3)?,
+            stream: r.text(4)?,
+            level: r.text(5)?,
+            message: r.text(6)?,
+        },
+    })
+}
+
+/// A journal record, from `seq, kind, data`.
+pub fn journal_record_of(r: &impl Columns) -> Result<JournalRecord> {
+    Ok(JournalRecord {
+        seq: u32_of(r.int(0)?)?,
+        kind: r.text(1)?,
+        data: r.text(2)?,
+    })
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use super::read::{self, deployment_of, DEPLOYMENT_COLUMNS};
 use super::tx::PgTx;
 use super::{workers, PgStore};
 use crate::decide::{self, complete::encode};
-use crate::rows::{status_of, u32_of};
+use crate::rows::{journal_record_of, status_of, u32_of};
 use crate::{
     Cancelled, ClaimedStep, CommitOutcome, Completion, Deployment, DeploymentKind, JournalRecord,
     KvListing, NewRun, Policy, RunDetail, RunFilter, RunLogLine, RunResult, RunSummary, Status,
@@ -401,13 +401,7 @@ impl Store for PgStore {
         .await
         .with_context(|| format!("cannot read the journal of step {step_id} attempt {attempt}"))?
         .iter()
-        .map(|r| {
-            Ok(JournalRecord {
-                seq: u32_of(r.try_get(0)?)?,
-                kind: r.try_get(1)?,
-                data: r.try_get(2)?,
-            })
-        })
+        .map(journal_record_of)
         .collect()
     }
 

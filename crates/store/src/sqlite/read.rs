@@ -3,6 +3,10 @@
 //! mode they see the last committed state and never block the writer.
 
 use super::*;
+use crate::rows::{
+    attempt_of, journal_record_of, log_line_of, run_detail_of, run_summary_of, span, step_columns,
+    step_of, ATTEMPT_COLUMNS, LOG_LINE_COLUMNS, RUN_COLUMNS,
+};
 
 /// Rows listed by [`Store::list_runs`] when the filter does not say.
 const DEFAULT_LIST_LIMIT: u32 = 100;
@@ -123,18 +127,7 @@ pub(super) async fn list_runs(store: &SqliteStore, filter: &RunFilter) -> Result
         .fetch_all(&store.reader)
         .await
         .context("cannot list runs")?;
-    rows.iter()
-        .map(|r| {
-            Ok(RunSummary {
-                id: r.try_get(0)?,
-                task: r.try_get(1)?,
-                status: status_of(r.try_get(2)?)?,
-                created_at: r.try_get(3)?,
-                completed_at: r.try_get(4)?,
-                attempts: u32_of(r.try_get(5)?)?,
-            })
-        })
-        .collect()
+    rows.iter().map(run_summary_of).collect()
 }
 
 /// See [`Store::run_view`]: every query in one read transaction, so one snapshot.
@@ -150,10 +143,7 @@ pub(super) async fn run_view(
         .await
         .with_context(|| format!("cannot read run {id}"))?;
     let detail = async {
-        let Some(run) = sqlx::query(
-            "SELECT id, task, deployment, version, digest, status, input, output, error, \
-             created_at, completed_at FROM runs WHERE id = ?",
-        )
+        let Some(run) = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?"))
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?
@@ -186,10 +176,9 @@ pub(super) async fn run_view(
             i64::from(query.limit)
         };
         // The root step (no parent) first, then the others in creation order.
+        let columns = step_columns(SHOWN_STATUS);
         let steps = sqlx::query(&format!(
-            "SELECT id, task, {SHOWN_STATUS}, attempt, worker_id, digest, input, output, \
-             error, created_at, assigned_at, started_at, completed_at, parent_id, \
-             child_index, name, lease_expires_at, wake_at, lost_leases FROM steps \
+            "SELECT {columns} FROM steps \
              WHERE run_id = ?1 AND (?2 IS NULL OR {SHOWN_STATUS} = ?2) \
              ORDER BY parent_id IS NOT NULL, created_at, child_index, id LIMIT ?3"
         ))
@@ -205,13 +194,7 @@ pub(super) async fn run_view(
         let mut attempts: HashMap<String, Vec<AttemptDetail>> = HashMap::new();
         for chunk in chunks(&ids) {
             let sql = format!(
-                "SELECT a.step_id, a.attempt, a.status, a.worker_id, a.assigned_at, \
-                 a.started_at, a.completed_at, a.error, \
-                 (SELECT COUNT(*) FROM journal j WHERE j.step_id = a.step_id \
-                 AND j.attempt = a.attempt), \
-                 (SELECT COUNT(*) FROM logs l WHERE l.step_id = a.step_id \
-                 AND l.attempt = a.attempt), a.reruns, a.hypergraph_version \
-                 FROM attempts a WHERE a.step_id IN ({}) ORDER BY a.step_id, a.attempt",
+                "SELECT {ATTEMPT_COLUMNS} FROM attempts a WHERE a.step_id IN ({}) ORDER BY a.step_id, a.attempt",
                 placeholders(chunk.len())
             );
             let mut q = sqlx::query(&sql);
@@ -219,68 +202,15 @@ pub(super) async fn run_view(
                 q = q.bind(step_id);
             }
             for r in q.fetch_all(&mut *tx).await? {
-                attempts
-                    .entry(r.try_get(0)?)
-                    .or_default()
-                    .push(AttemptDetail {
-                        attempt: u32_of(r.try_get(1)?)?,
-                        status: status_of(r.try_get(2)?)?,
-                        worker_id: r.try_get(3)?,
-                        assigned_at: r.try_get(4)?,
-                        started_at: r.try_get(5)?,
-                        completed_at: r.try_get(6)?,
-                        error: opt_json(r.try_get(7)?)?,
-                        journal_entries: u32_of(r.try_get(8)?)?,
-                        log_lines: u32_of(r.try_get(9)?)?,
-                        reruns: u32_of(r.try_get(10)?)?,
-                        hypergraph_version: r.try_get(11)?,
-                    });
+                let (step_id, attempt) = attempt_of(&r)?;
+                attempts.entry(step_id).or_default().push(attempt);
             }
         }
-        let steps = steps
-            .iter()
-            .map(|r| {
-                let id: String = r.try_get(0)?;
-                Ok(StepDetail {
-                    task: r.try_get(1)?,
-                    status: status_of(r.try_get(2)?)?,
-                    attempt: u32_of(r.try_get(3)?)?,
-                    worker_id: r.try_get(4)?,
-                    digest: r.try_get(5)?,
-                    input: json_of(r.try_get(6)?)?,
-                    output: opt_json(r.try_get(7)?)?,
-                    error: opt_json(r.try_get(8)?)?,
-                    created_at: r.try_get(9)?,
-                    assigned_at: r.try_get(10)?,
-                    started_at: r.try_get(11)?,
-                    completed_at: r.try_get(12)?,
-                    parent_id: r.try_get(13)?,
-                    child_index: r.try_get::<Option<i64>, _>(14)?.map(u32_of).transpose()?,
-                    name: r.try_get(15)?,
-                    lease_expires_at: r.try_get(16)?,
-                    wake_at: r.try_get(17)?,
-                    lost_leases: u32_of(r.try_get(18)?)?,
-                    attempts: attempts.remove(&id).unwrap_or_default(),
-                    id,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Some(RunDetail {
-            id: run.try_get(0)?,
-            task: run.try_get(1)?,
-            deployment: run.try_get(2)?,
-            version: run.try_get(3)?,
-            digest: run.try_get(4)?,
-            status: status_of(run.try_get(5)?)?,
-            input: json_of(run.try_get(6)?)?,
-            output: opt_json(run.try_get(7)?)?,
-            error: opt_json(run.try_get(8)?)?,
-            meta,
-            created_at: run.try_get(9)?,
-            completed_at: run.try_get(10)?,
-            steps,
-            step_counts,
-        }))
+        let mut steps = steps.iter().map(step_of).collect::<Result<Vec<_>>>()?;
+        for step in &mut steps {
+            step.attempts = attempts.remove(&step.id).unwrap_or_default();
+        }
+        Ok(Some(run_detail_of(&run, meta, steps, step_counts)?))
     }
     .await
     .with_context(|| format!("cannot read run {id}"));
@@ -319,8 +249,8 @@ pub(super) async fn run_result(store: &SqliteStore, id: &str) -> Result<Option<R
                 created_at,
                 completed_at: r.get(6)?,
                 attempts: u32_of(r.get(7)?)?,
-                queue_us: crate::rows::span(Some(created_at), assigned_at),
-                execution_us: crate::rows::span(started_at, step_completed_at),
+                queue_us: span(Some(created_at), assigned_at),
+                execution_us: span(started_at, step_completed_at),
             }))
         },
     )
@@ -391,29 +321,16 @@ pub(super) async fn run_status(store: &SqliteStore, id: &str) -> Result<Option<S
 
 /// See [`Store::run_logs`].
 pub(super) async fn run_logs(store: &SqliteStore, id: &str) -> Result<Vec<RunLogLine>> {
-    sqlx::query(
-        "SELECT l.step_id, l.attempt, l.seq, l.at, l.stream, l.level, l.message \
-         FROM logs l JOIN steps s ON s.id = l.step_id WHERE s.run_id = ? \
-         ORDER BY s.created_at, l.step_id, l.attempt, l.seq",
-    )
+    sqlx::query(&format!(
+        "SELECT {LOG_LINE_COLUMNS} FROM logs l JOIN steps s ON s.id = l.step_id WHERE s.run_id = ? \
+         ORDER BY s.created_at, l.step_id, l.attempt, l.seq"
+    ))
     .bind(id)
     .fetch_all(&store.reader)
     .await
     .with_context(|| format!("cannot read the logs of run {id}"))?
     .iter()
-    .map(|r| {
-        Ok(RunLogLine {
-            step_id: r.try_get(0)?,
-            attempt: u32_of(r.try_get(1)?)?,
-            line: LogRecord {
-                seq: u32_of(r.try_get(2)?)?,
-                at: r.try_get(3)?,
-                stream: r.try_get(4)?,
-                level: r.try_get(5)?,
-                message: r.try_get(6)?,
-            },
-        })
-    })
+    .map(log_line_of)
     .collect()
 }
 
@@ -432,13 +349,7 @@ pub(super) async fn journal(
     .await
     .with_context(|| format!("cannot read the journal of step {step_id} attempt {attempt}"))?
     .iter()
-    .map(|r| {
-        Ok(JournalRecord {
-            seq: u32_of(r.try_get(0)?)?,
-            kind: r.try_get(1)?,
-            data: r.try_get(2)?,
-        })
-    })
+    .map(journal_record_of)
     .collect()
 }
 
