@@ -5,10 +5,16 @@
 //! copied run replays identical, `runs show`, `runs list` and `runs logs` answer as on SQLite,
 //! and work goes on. And what it refuses: a non-empty target, an unreachable server, a missing
 //! source (created by nothing), a target that is not PostgreSQL.
+//!
+//! `copy_speed` is ignored by default: it measures the copy of a database of real runs,
+//! `HYPERGRAPH_COPY_RUNS` of them (10,000 by default):
+//! `cargo test --release -p hypergraph --test db_copy -- --ignored --nocapture copy_speed`.
 
 use hypergraph_testing as common;
 
 use common::cli::{fixture_path, Cli};
+use hypergraph_runtime::scheduler::RunRequest;
+use hypergraph_runtime::store::Policy;
 use hypergraph_store::conformance::PgBackend;
 use serde_json::{json, Value};
 
@@ -283,5 +289,83 @@ fn db_copy_refuses_clearly_and_creates_nothing() {
     assert_eq!(
         std::fs::read_to_string(&not_ours).unwrap(),
         "not a database"
+    );
+
+    // A source in use copies as of one moment, with a warning naming the live worker.
+    let serve = cli.serve(&[]);
+    let started = std::time::Instant::now();
+    while cli
+        .json(&["workers", "list", "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|w| w["state"] != "live")
+    {
+        assert!(
+            started.elapsed() < common::cli::DEADLINE,
+            "serve never registered"
+        );
+        std::thread::sleep(common::cli::POLL);
+    }
+    let out = cli.run(&["db", "copy", "--from", from, "--to", &target.url]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: 1 worker(s) were live") && stderr.contains("Stop them"),
+        "{stderr}"
+    );
+    serve.kill();
+}
+
+/// The time `db copy` takes through the binary for a SQLite database of real runs: half of them
+/// `flood/flood` (4 log lines each), half `calls/clock` (8 journaled clock reads each), each
+/// with a metadata tag, executed by a real worker.
+#[test]
+#[ignore]
+fn copy_speed() {
+    let runs: usize = std::env::var("HYPERGRAPH_COPY_RUNS").map_or(10_000, |n| n.parse().unwrap());
+    let home = tempfile::tempdir().unwrap();
+    let db = home.path().join("hg.db");
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let hg = common::open_at(db.to_str().unwrap(), home.path()).await;
+        common::deploy(&hg, "flood", "log-flood.wat", Policy::default()).await;
+        common::deploy(&hg, "calls", "host-calls.wat", Policy::default()).await;
+        let requests: Vec<RunRequest> = (0..runs)
+            .map(|i| RunRequest {
+                task: if i % 2 == 0 {
+                    "flood/flood"
+                } else {
+                    "calls/clock"
+                }
+                .into(),
+                input: json!(if i % 2 == 0 { 4 } else { 8 }),
+                meta: vec![("batch".into(), (i / 1000).to_string())],
+            })
+            .collect();
+        hg.submit_many(&requests).await.unwrap();
+        common::drain(&hg).await;
+        hg.store.close().await.unwrap();
+    });
+    let size = std::fs::metadata(&db).unwrap().len();
+    let target = Schema::new();
+    let cli = Cli::new_at(&db);
+    let started = std::time::Instant::now();
+    let copied = cli.json(&[
+        "db",
+        "copy",
+        "--from",
+        db.to_str().unwrap(),
+        "--to",
+        &target.url,
+        "--json",
+    ]);
+    let wall = started.elapsed().as_secs_f64();
+    assert_eq!(copied["tables"]["runs"], runs as u64, "{copied}");
+    println!(
+        "db copy of {runs} runs ({} MiB of SQLite; rows: {}): {wall:.2} s wall (process \
+         included), {:.2} s copying",
+        size >> 20,
+        copied["tables"],
+        copied["seconds"].as_f64().unwrap()
     );
 }

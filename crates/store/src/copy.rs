@@ -26,7 +26,9 @@
 //!
 //! Rows are streamed with `COPY ... FROM STDIN` (text format) in chunks, read on a blocking
 //! thread while the previous chunk is written, so a large database copies at the speed of
-//! PostgreSQL's bulk load.
+//! PostgreSQL's bulk load. The target's foreign keys are dropped for the load and added back
+//! before the commit, in the same transaction: adding one checks every row in one pass, where
+//! keeping it checks each row on its own (four times slower for a database of 10,000 runs).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -200,6 +202,7 @@ pub async fn sqlite_to_postgres(
     sqlx::query("DELETE FROM kv_clock")
         .execute(&mut *tx)
         .await?;
+    let foreign_keys = drop_foreign_keys(&mut tx).await?;
 
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<Chunk>(READ_AHEAD);
     let read_tables = tables.clone();
@@ -258,6 +261,20 @@ pub async fn sqlite_to_postgres(
     }
     reader.await.context("the reading thread failed")??;
 
+    for key in &foreign_keys {
+        sqlx::query(&format!(
+            "ALTER TABLE {} ADD CONSTRAINT {} {}",
+            key.table, key.name, key.definition
+        ))
+        .execute(&mut *tx)
+        .await
+        .with_context(|| {
+            format!(
+                "the copied rows of {} break its foreign key {}; nothing was copied",
+                key.table, key.name
+            )
+        })?;
+    }
     // `events.seq` is the only identity column: continue after the source's.
     let next_event_seq = if snapshot.last_event_seq > 0 {
         sqlx::query("SELECT setval(pg_get_serial_sequence('events', 'seq'), $1)")
@@ -490,6 +507,44 @@ fn escape_text(out: &mut Vec<u8>, text: &str) {
             other => out.push(other),
         }
     }
+}
+
+/// A foreign key of the target, as PostgreSQL states it.
+struct ForeignKey {
+    table: String,
+    name: String,
+    definition: String,
+}
+
+/// Drops every foreign key of the target's schema inside the copy's transaction and returns
+/// them, to be added back once the rows are in.
+async fn drop_foreign_keys(tx: &mut sqlx::PgConnection) -> Result<Vec<ForeignKey>> {
+    let keys: Vec<ForeignKey> = sqlx::query(
+        "SELECT quote_ident(c.relname), quote_ident(k.conname), pg_get_constraintdef(k.oid) \
+         FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid \
+         WHERE k.contype = 'f' AND k.connamespace = current_schema()::regnamespace \
+         ORDER BY c.relname, k.conname",
+    )
+    .fetch_all(&mut *tx)
+    .await?
+    .iter()
+    .map(|row| {
+        Ok(ForeignKey {
+            table: row.try_get(0)?,
+            name: row.try_get(1)?,
+            definition: row.try_get(2)?,
+        })
+    })
+    .collect::<Result<_, sqlx::Error>>()?;
+    for key in &keys {
+        sqlx::query(&format!(
+            "ALTER TABLE {} DROP CONSTRAINT {}",
+            key.table, key.name
+        ))
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(keys)
 }
 
 /// Locks every table of the target against writers (waiting at most [`LOCK_TIMEOUT`]) and

@@ -2,8 +2,8 @@
 //! workflow with children, retries, journals, logs with characters COPY must escape, key-value
 //! data with versions, events, workers) copied into a fresh PostgreSQL schema of the server named
 //! by `HYPERGRAPH_TEST_POSTGRES`, compared table by table, then used: new runs, events and
-//! key-value versions continue after the copied ones. A second copy into the same schema is
-//! refused and changes nothing.
+//! key-value versions continue after the copied ones. A second copy into the same schema, or a
+//! source whose rows break a foreign key, is refused and changes nothing.
 
 use std::sync::Arc;
 
@@ -292,9 +292,10 @@ async fn a_sqlite_database_copies_into_postgresql_whole_and_keeps_working() {
     PgBackend::drop_schema(server, schema);
 }
 
-/// A target whose only Hypergraph data is a registered worker is not empty either.
+/// A target whose only Hypergraph data is a registered worker is not empty either; a source
+/// whose rows break a foreign key is refused whole; an empty source copies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_target_with_any_hypergraph_data_is_refused() {
+async fn refused_copies_leave_the_target_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
     let source = SqliteStore::open(&dir.path().join("hg.db")).await.unwrap();
     let target = PgBackend::create(hypergraph_core::time::ManualClock::new(0))
@@ -317,14 +318,44 @@ async fn a_target_with_any_hypergraph_data_is_refused() {
         .await
         .unwrap_err();
     assert!(format!("{err:#}").contains("workers: 1"), "{err:#}");
-    // An empty source into an empty target copies nothing, and that is fine.
+    // Rows that break a foreign key (SQLite enforces them only when told to) are refused as a
+    // whole: the target keeps its foreign keys and no row.
     let empty = PgBackend::create(hypergraph_core::time::ManualClock::new(0))
         .await
         .unwrap();
+    let keys = foreign_keys(empty.store().pool()).await;
+    assert!(keys >= 8, "{keys}");
+    let raw = rusqlite::Connection::open(dir.path().join("hg.db")).unwrap();
+    raw.execute_batch(
+        "PRAGMA foreign_keys = OFF; INSERT INTO run_meta VALUES ('no-such-run', 'k', 'v');",
+    )
+    .unwrap();
+    let err = sqlite_to_postgres(&source, empty.store(), |_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("break its foreign key"),
+        "{err:#}"
+    );
+    assert_eq!(foreign_keys(empty.store().pool()).await, keys);
+    raw.execute_batch("DELETE FROM run_meta").unwrap();
+    // An empty source into an empty target copies nothing, and that is fine.
     let report = sqlite_to_postgres(&source, empty.store(), |_| {})
         .await
         .unwrap();
     assert_eq!(report.rows("runs"), 0);
     assert_eq!(report.rows("kv_clock"), 1);
     assert_eq!(report.next_event_seq, 1);
+    assert_eq!(foreign_keys(empty.store().pool()).await, keys);
+}
+
+/// How many foreign keys the schema of `pool` has.
+async fn foreign_keys(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM pg_constraint \
+         WHERE contype = 'f' AND connamespace = current_schema()::regnamespace",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
 }
