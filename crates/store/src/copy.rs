@@ -230,7 +230,9 @@ pub async fn sqlite_to_postgres(
             };
             debug_assert_eq!(chunk.table, index);
             if !chunk.data.is_empty() {
-                copy.send(chunk.data).await?;
+                copy.send(chunk.data)
+                    .await
+                    .with_context(|| format!("cannot copy table {} into {to}", table.name))?;
             }
             copied += chunk.rows;
             if chunk.rows > 0 {
