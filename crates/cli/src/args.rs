@@ -87,7 +87,7 @@ pub(crate) enum Command {
     New(NewArgs),
     /// Build, deploy and run the examples on the embedded SQLite database, then show the runs.
     Demo(DemoArgs),
-    /// The database itself: backups.
+    /// The database itself: backups, and moving an embedded database into PostgreSQL.
     #[command(subcommand)]
     Db(DbCommand),
 }
@@ -97,6 +97,27 @@ pub(crate) enum DbCommand {
     /// Copy the database, as of one moment, into a new file with SQLite's online backup; other
     /// processes may go on using it meanwhile. The copy is a complete database (`--db <file>`).
     Backup(BackupArgs),
+    /// Copy a SQLite database, its whole history, into an empty PostgreSQL database or schema:
+    /// components, deployments (every version), runs, steps, attempts, journals, logs, events,
+    /// key-value data and workers. The source is read as of one moment (other processes may go
+    /// on using it, but what they write afterwards is not copied: stop the workers first); the
+    /// target is written in one transaction, all or nothing, and must hold no Hypergraph data.
+    /// Then point every machine at the target with --db postgres://...
+    Copy(CopyArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct CopyArgs {
+    /// The SQLite database to copy: a file path or sqlite:// URL. It must exist; it is migrated
+    /// to this hypergraph's schema first, like any database it opens.
+    #[arg(long)]
+    pub(crate) from: String,
+    /// The PostgreSQL database to copy into: postgres://user@host/db, with ?schema=NAME for a
+    /// schema of its own (created if missing). It must hold no Hypergraph data.
+    #[arg(long)]
+    pub(crate) to: String,
+    #[command(flatten)]
+    pub(crate) json: JsonFlag,
 }
 
 #[derive(Args, Debug)]

@@ -129,7 +129,8 @@ fn instances_for(concurrency: usize) -> u32 {
 }
 
 /// Runs `cli`'s command and returns the process's exit code: commands that need no database
-/// (`build`, `new`, `replay`, `db backup`) run without opening one; every other command opens
+/// (`build`, `new`, `replay`, `db backup`, `db copy`) run without opening one (the `db`
+/// commands open the databases they name themselves); every other command opens
 /// it, runs, and closes it however it ended.
 async fn dispatch(cli: Cli) -> Result<i32> {
     match &cli.command {
@@ -139,6 +140,9 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             return commands::replay::replay_bundle(&cli.cache_dir, args).await
         }
         Command::Db(DbCommand::Backup(args)) => return commands::db::backup(&cli.db, args).await,
+        Command::Db(DbCommand::Copy(args)) => {
+            return commands::db::copy(args, cli.durability).await
+        }
         _ => {}
     }
     let concurrency = match &cli.command {

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use crate::registry::TaskInfo;
 use crate::replay::{AttemptReplay, ReplayReport, UpgradeReport, Verdict};
+use crate::store::copy::CopyReport;
 use crate::store::{
     Micros, RunDetail, RunLogLine, RunResult, RunSummary, Status, StepDetail, WorkerState,
     WorkerView,
@@ -93,6 +94,16 @@ pub fn tasks_table(tasks: &[TaskInfo]) -> String {
         })
         .collect();
     table(&["TASK", "VERSION", "SIGNATURE"], &rows)
+}
+
+/// The rows per table of `hypergraph db copy`.
+pub fn copy_table(report: &CopyReport) -> String {
+    let rows: Vec<Vec<String>> = report
+        .tables
+        .iter()
+        .map(|t| vec![t.table.clone(), t.rows.to_string()])
+        .collect();
+    table(&["TABLE", "ROWS"], &rows)
 }
 
 /// `hypergraph runs list`.

@@ -46,6 +46,7 @@
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod copy;
 pub mod decide;
 pub mod location;
 pub mod options;

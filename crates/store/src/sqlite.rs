@@ -169,6 +169,12 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// A read-only connection of its own on the database file, for reads that hold one snapshot
+    /// for long (`db copy` reads the whole database in one read transaction).
+    pub(crate) fn reader_connection(&self) -> Result<Connection> {
+        open_reader(&self.path)
+    }
+
     /// Copies the database, as of one moment, into a new file at `to` with SQLite's online
     /// backup, while other processes go on using it. Returns the copy's size in bytes. Fails if
     /// `to` exists.
@@ -178,7 +184,8 @@ impl SqliteStore {
             "{} exists already; back up into a new file",
             to.display()
         );
-        let source = open_reader(&self.path)
+        let source = self
+            .reader_connection()
             .with_context(|| format!("cannot open {} to back it up", self.location))?;
         let target = to.to_path_buf();
         let location = self.location.clone();
