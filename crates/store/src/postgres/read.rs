@@ -7,12 +7,12 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 
 use crate::rows::{
-    attempt_of, deployment_from, json_of, log_line_of, opt_json, run_detail_of, run_summary_of,
-    status_of, step_columns, step_of, u32_of, ATTEMPT_COLUMNS, LOG_LINE_COLUMNS, RUN_COLUMNS,
+    attempt_of, deployment_from, log_line_of, opt_json, run_detail_of, run_summary_of, status_of,
+    step_columns, step_of, u32_of, ATTEMPT_COLUMNS, LOG_LINE_COLUMNS, RUN_COLUMNS,
 };
 use crate::{
-    AttemptDetail, Deployment, KvListing, LogRecord, RunDetail, RunFilter, RunLogLine, RunResult,
-    RunSummary, Status, StepDetail, StepOutcome, StepQuery,
+    AttemptDetail, Deployment, KvListing, RunDetail, RunFilter, RunLogLine, RunResult, RunSummary,
+    Status, StepOutcome, StepQuery,
 };
 
 /// Rows listed by `list_runs` when the filter does not say.

@@ -12,7 +12,7 @@ use super::read::{self, deployment_of, DEPLOYMENT_COLUMNS};
 use super::tx::PgTx;
 use super::{workers, PgStore};
 use crate::decide::{self, complete::encode};
-use crate::rows::{journal_record_of, status_of, u32_of};
+use crate::rows::{journal_record_of, status_of};
 use crate::{
     Cancelled, ClaimedStep, CommitOutcome, Completion, Deployment, DeploymentKind, JournalRecord,
     KvListing, NewRun, Policy, RunDetail, RunFilter, RunLogLine, RunResult, RunSummary, Status,
