@@ -47,13 +47,6 @@ fn human_micros(us: i64) -> String {
     }
 }
 
-fn micros_between(from: Option<Micros>, to: Option<Micros>) -> Option<i64> {
-    match (from, to) {
-        (Some(a), Some(b)) if b >= a => Some(b - a),
-        _ => None,
-    }
-}
-
 /// Left-aligned columns separated by two spaces; the last column is not padded.
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
@@ -272,8 +265,8 @@ pub fn run_result_text(run: &RunResult) -> String {
 
 fn step_json(step: &StepDetail) -> Value {
     let mut value = serde_json::to_value(step).expect("steps serialize");
-    value["queue_us"] = json!(micros_between(Some(step.created_at), step.assigned_at));
-    value["execution_us"] = json!(micros_between(step.started_at, step.completed_at));
+    value["queue_us"] = json!(crate::store::span(Some(step.created_at), step.assigned_at));
+    value["execution_us"] = json!(crate::store::span(step.started_at, step.completed_at));
     value
 }
 

@@ -24,6 +24,17 @@ pub fn micros_after(from: Micros, millis: u64) -> Micros {
     from.saturating_add(i64::try_from(millis.saturating_mul(1000)).unwrap_or(i64::MAX))
 }
 
+/// The time from `from` to `to` (both set), never negative: each is read from the clock of the
+/// process that wrote it (a claimant reads "now" before its statements run, so a submission that
+/// commits in between can look created after it was claimed; clocks of different machines
+/// differ), so a span that comes out negative was too short to measure and is 0.
+pub fn span(from: Option<Micros>, to: Option<Micros>) -> Option<Micros> {
+    match (from, to) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a).max(0)),
+        _ => None,
+    }
+}
+
 /// A source of the current time. Implementations are cheap to call and never go backwards by
 /// more than the system clock does.
 pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
@@ -73,6 +84,14 @@ impl Clock for ManualClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spans_need_both_ends_and_are_never_negative() {
+        assert_eq!(span(Some(10), Some(25)), Some(15));
+        assert_eq!(span(Some(25), Some(10)), Some(0));
+        assert_eq!(span(None, Some(10)), None);
+        assert_eq!(span(Some(10), None), None);
+    }
 
     #[test]
     fn manual_clock_moves_only_when_told_and_clones_share_it() {

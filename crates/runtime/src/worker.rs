@@ -19,6 +19,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -47,6 +48,10 @@ use hypergraph_core::worker::{DEFAULT_HEARTBEAT, MIN_HEARTBEAT};
 
 /// Most steps claimed in one query, and most completions committed in one transaction.
 const BATCH: usize = 256;
+
+/// How long a stopping worker lets a claim already under way finish, so that it runs the steps
+/// the claim took instead of abandoning them.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Most steps one worker executes at once: the instance pool is sized from this (each slot may
 /// also have a lingering workflow), and one process serves at most this many.
@@ -257,17 +262,30 @@ impl Worker {
             let mut claimed = std::mem::take(&mut handed);
             let free = slots.available_permits().min(BATCH);
             if claimed.is_empty() && free > 0 {
-                let claim = retry_transient("claiming steps", || {
+                let mut claim = pin!(retry_transient("claiming steps", || {
                     self.hg
                         .store
                         .claim_steps(&self.info.id, free, self.options.lease)
-                });
-                // A worker waiting out an outage still stops when told to (a claim cut short
-                // by the stop leaves its steps leased to nobody running them: they run again
-                // once the lease expires).
-                tokio::select! {
-                    _ = async { stop.as_mut().unwrap().await }, if stop.is_some() => break,
-                    got = claim => claimed = got?,
+                }));
+                let stopping = tokio::select! {
+                    _ = async { stop.as_mut().unwrap().await }, if stop.is_some() => true,
+                    got = &mut claim => {
+                        claimed = got?;
+                        false
+                    }
+                };
+                if stopping {
+                    // A claim under way commits in milliseconds: let it, and run what it
+                    // claimed, rather than leave steps leased to a worker that will never run
+                    // them (they would run again under a new attempt). A claim waiting out an
+                    // outage is abandoned so the worker still stops: its steps, if it claimed
+                    // any, are taken over once this worker is seen stopped or their leases end.
+                    if let Ok(Ok(steps)) = tokio::time::timeout(STOP_GRACE, claim).await {
+                        for step in steps {
+                            launcher.launch(&mut running, step).await?;
+                        }
+                    }
+                    break;
                 }
             }
             if claimed.is_empty() {

@@ -63,7 +63,7 @@ use anyhow::Result;
 use async_trait::async_trait;
 
 pub use hypergraph_core::model::*;
-pub use hypergraph_core::time::{micros_after, now_micros, Micros};
+pub use hypergraph_core::time::{micros_after, now_micros, span, Micros};
 pub use options::{Durability, OpenOptions};
 /// The sqlx this crate is built on (for tools and tests that query a database directly).
 pub use sqlx;

@@ -100,17 +100,6 @@ pub fn recent_since(now: Micros) -> Micros {
     now.saturating_sub(i64::try_from(RECENT.as_micros()).unwrap_or(i64::MAX))
 }
 
-/// The time from `from` to `to` (both set), never negative: each is read from the clock of the
-/// process that wrote it (a claimant reads "now" before its statements run, so a submission that
-/// commits in between can look created after it was claimed; clocks of different machines
-/// differ), so a span that comes out negative was too short to measure and is 0.
-pub fn span(from: Option<Micros>, to: Option<Micros>) -> Option<Micros> {
-    match (from, to) {
-        (Some(a), Some(b)) => Some(b.saturating_sub(a).max(0)),
-        _ => None,
-    }
-}
-
 /// The columns of a row of a sqlx database that stores text as text and integers as 64-bit
 /// integers (SQLite and PostgreSQL): the mappers below read rows of either backend.
 pub trait Columns {
@@ -275,17 +264,4 @@ pub fn journal_record_of(r: &impl Columns) -> Result<JournalRecord> {
         kind: r.text(1)?,
         data: r.text(2)?,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn spans_need_both_ends_and_are_never_negative() {
-        assert_eq!(span(Some(10), Some(25)), Some(15));
-        assert_eq!(span(Some(25), Some(10)), Some(0));
-        assert_eq!(span(None, Some(10)), None);
-        assert_eq!(span(Some(10), None), None);
-    }
 }

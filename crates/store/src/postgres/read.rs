@@ -186,8 +186,8 @@ pub(super) async fn run_result(pool: &PgPool, id: &str) -> Result<Option<RunResu
         created_at,
         completed_at: r.try_get(6)?,
         attempts: u32_of(r.try_get(7)?)?,
-        queue_us: crate::rows::span(Some(created_at), assigned_at),
-        execution_us: crate::rows::span(started_at, step_completed_at),
+        queue_us: crate::span(Some(created_at), assigned_at),
+        execution_us: crate::span(started_at, step_completed_at),
     }))
 }
 

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::rows::{
-    attempt_of, journal_record_of, log_line_of, run_detail_of, run_summary_of, span, step_columns,
+    attempt_of, journal_record_of, log_line_of, run_detail_of, run_summary_of, step_columns,
     step_of, ATTEMPT_COLUMNS, LOG_LINE_COLUMNS, RUN_COLUMNS,
 };
 
@@ -249,8 +249,8 @@ pub(super) async fn run_result(store: &SqliteStore, id: &str) -> Result<Option<R
                 created_at,
                 completed_at: r.get(6)?,
                 attempts: u32_of(r.get(7)?)?,
-                queue_us: span(Some(created_at), assigned_at),
-                execution_us: span(started_at, step_completed_at),
+                queue_us: crate::span(Some(created_at), assigned_at),
+                execution_us: crate::span(started_at, step_completed_at),
             }))
         },
     )
