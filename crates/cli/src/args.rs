@@ -206,6 +206,11 @@ pub(crate) struct RunArgs {
     /// `@file` reads it from a file, `-` from stdin.
     #[arg(long, short)]
     pub(crate) input: Option<String>,
+    /// Submit one run per line of this JSON Lines file (`-` for stdin), each line an input as
+    /// `--input` takes it; all are validated and enqueued in one transaction (none if any line
+    /// is wrong, and the error names the line). Prints the run ids in line order.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["input", "wait"])]
+    pub(crate) inputs: Option<String>,
     /// Metadata tag `key=value` (repeatable), for filtering with `runs list --meta`.
     #[arg(long = "meta", value_parser = parse_key_value)]
     pub(crate) meta: Vec<(String, String)>,

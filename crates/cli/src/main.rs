@@ -56,11 +56,13 @@ fn main() -> ! {
 }
 
 /// Logs to stderr at `warn`, `info` (-v) or `debug` (-vv) unless `RUST_LOG` says otherwise, in
-/// color only on a terminal (a log file or pipe gets plain text).
+/// color only on a terminal (a log file or pipe gets plain text). Below `debug`, sqlx's own
+/// warning for every pooled connection a database outage breaks and PostgreSQL's notices
+/// ("already exists, skipping") are left out: Hypergraph reports an outage once, itself.
 fn init_tracing(verbose: u8) {
     let default = match verbose {
-        0 => "warn",
-        1 => "info",
+        0 => "warn,sqlx_core::pool=error",
+        1 => "info,sqlx_core::pool=error,sqlx::postgres::notice=warn",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -229,6 +229,54 @@ fn run_without_wait_queues_for_a_worker() {
 }
 
 #[test]
+fn run_inputs_submits_one_run_per_line_or_none() {
+    let cli = Cli::new();
+    cli.ok(&["deploy", &fixture("log-flood.wat"), "--name", "flood"]);
+    let file = cli.dir.path().join("inputs.jsonl");
+    let path = file.to_str().unwrap();
+
+    // One wrong line: nothing is queued, and the error says which line.
+    std::fs::write(&file, "{\"n\": 1}\n{\"n\": \"two\"}\n{\"n\": 3}\n").unwrap();
+    let err = cli.stderr_of_failure(2, &["run", "flood/flood", "--inputs", path]);
+    assert!(err.contains("run 2 of 3") && err.contains("n"), "{err}");
+    std::fs::write(&file, "{\"n\": 1}\n{oops\n").unwrap();
+    let err = cli.stderr_of_failure(2, &["run", "flood/flood", "--inputs", path]);
+    assert!(err.contains("line 2 is not valid JSON"), "{err}");
+    assert_eq!(cli.json(&["runs", "list", "--json"]), json!([]));
+    let err = cli.stderr_of_failure(2, &["run", "flood/flood", "--inputs", path, "--wait"]);
+    assert!(err.contains("--wait"), "{err}");
+
+    std::fs::write(&file, "{\"n\": 1}\n{\"n\": 2}\n3\n").unwrap();
+    let queued = cli.json(&[
+        "run",
+        "flood/flood",
+        "--inputs",
+        path,
+        "--meta",
+        "batch=1",
+        "--json",
+    ]);
+    assert_eq!(queued["status"], "queued");
+    let ids: Vec<&str> = queued["run_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3, "{queued}");
+    let stats = cli.worker_until_idle(&[]);
+    assert_eq!(stats["succeeded"], 3, "{stats}");
+    for (id, n) in ids.iter().zip([1, 2, 3]) {
+        let run = cli.show(id);
+        assert_eq!(run["input"], json!({"n": n}), "{run}");
+        assert_eq!(run["meta"], json!({"batch": "1"}), "{run}");
+    }
+    // Without --json: one id per line, in line order.
+    let text = cli.ok(&["run", "flood/flood", "--inputs", path]);
+    assert_eq!(text.lines().count(), 3, "{text}");
+}
+
+#[test]
 fn replay_and_check_upgrade_through_the_binary() {
     let cli = Cli::new();
     cli.ok(&["deploy", &fixture("log-flood.wat"), "--name", "flood"]);

@@ -215,6 +215,11 @@ fn a_sqlite_history_moves_to_postgresql_and_replays_identical() {
     assert_eq!(sent["seq"], 2, "{sent}");
 }
 
+/// `db copy --from <from> --to <to>`, which must fail with a usage error (exit 2): its stderr.
+fn copy_fails(cli: &Cli, from: &str, to: &str) -> String {
+    cli.stderr_of_failure(2, &["db", "copy", "--from", from, "--to", to])
+}
+
 #[test]
 fn db_copy_refuses_clearly_and_creates_nothing() {
     let home = tempfile::tempdir().unwrap();
@@ -222,50 +227,20 @@ fn db_copy_refuses_clearly_and_creates_nothing() {
     let target = Schema::new();
 
     let missing = home.path().join("missing.db");
-    let err = cli.stderr_of_failure(
-        2,
-        &[
-            "db",
-            "copy",
-            "--from",
-            missing.to_str().unwrap(),
-            "--to",
-            &target.url,
-        ],
-    );
+    let err = copy_fails(&cli, missing.to_str().unwrap(), &target.url);
     assert!(err.contains("there is no database at"), "{err}");
     assert!(!missing.exists(), "a missing source is not created");
 
     cli.ok(&["deploy", &fixture_path("log-flood.wat"), "--name", "flood"]);
     let from = home.path().join("hg.db");
     let from = from.to_str().unwrap();
-    let err = cli.stderr_of_failure(
-        2,
-        &[
-            "db",
-            "copy",
-            "--from",
-            from,
-            "--to",
-            "postgres://postgres@127.0.0.1:1/test",
-        ],
-    );
+    let err = copy_fails(&cli, from, "postgres://postgres@127.0.0.1:1/test");
     assert!(
         err.contains("cannot connect to the PostgreSQL database")
             && err.contains("check that PostgreSQL is running"),
         "{err}"
     );
-    let err = cli.stderr_of_failure(
-        2,
-        &[
-            "db",
-            "copy",
-            "--from",
-            from,
-            "--to",
-            home.path().join("b.db").to_str().unwrap(),
-        ],
-    );
+    let err = copy_fails(&cli, from, home.path().join("b.db").to_str().unwrap());
     assert!(
         err.contains("not a PostgreSQL database") && err.contains("db backup"),
         "{err}"
@@ -274,17 +249,7 @@ fn db_copy_refuses_clearly_and_creates_nothing() {
 
     let not_ours = home.path().join("notes.txt");
     std::fs::write(&not_ours, "not a database").unwrap();
-    let err = cli.stderr_of_failure(
-        2,
-        &[
-            "db",
-            "copy",
-            "--from",
-            not_ours.to_str().unwrap(),
-            "--to",
-            &target.url,
-        ],
-    );
+    let err = copy_fails(&cli, not_ours.to_str().unwrap(), &target.url);
     assert!(err.contains("is not a database"), "{err}");
     assert_eq!(
         std::fs::read_to_string(&not_ours).unwrap(),

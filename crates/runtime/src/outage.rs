@@ -57,6 +57,48 @@ where
     }
 }
 
+/// The log of an operation a loop repeats on its own schedule (heartbeats, lease renewals):
+/// a warning when it starts failing and a note when it works again, nothing for the failures in
+/// between, so an outage is reported once however long it lasts.
+pub struct Repeated {
+    what: &'static str,
+    failing_since: Option<Instant>,
+}
+
+impl Repeated {
+    /// The log of `what` (e.g. "renewing leases").
+    pub fn new(what: &'static str) -> Repeated {
+        Repeated {
+            what,
+            failing_since: None,
+        }
+    }
+
+    /// Records the result of one more try.
+    pub fn record<T>(&mut self, result: &Result<T>) {
+        let what = self.what;
+        match (result, self.failing_since) {
+            (Ok(_), Some(since)) => {
+                self.failing_since = None;
+                tracing::info!(
+                    "{what} works again after {:.1} s",
+                    since.elapsed().as_secs_f64()
+                );
+            }
+            (Err(e), None) => {
+                self.failing_since = Some(Instant::now());
+                tracing::warn!("{what} failed; trying again at every turn until it works: {e:#}");
+            }
+            _ => {}
+        }
+    }
+
+    /// True while the last try failed.
+    pub fn failing(&self) -> bool {
+        self.failing_since.is_some()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,5 +131,18 @@ mod tests {
         .unwrap_err();
         assert_eq!(tries.load(Ordering::SeqCst), 1);
         assert!(err.to_string().contains("does not exist"));
+    }
+
+    #[test]
+    fn a_repeated_operation_reports_an_outage_once_and_its_end_once() {
+        let mut log = Repeated::new("renewing leases");
+        log.record(&Ok::<(), anyhow::Error>(()));
+        assert!(!log.failing());
+        for _ in 0..3 {
+            log.record(&Err::<(), _>(lost()));
+            assert!(log.failing());
+        }
+        log.record(&Ok::<(), anyhow::Error>(()));
+        assert!(!log.failing());
     }
 }

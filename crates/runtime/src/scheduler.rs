@@ -122,7 +122,8 @@ impl Hypergraph {
     pub async fn submit_many(&self, requests: &[RunRequest]) -> Result<Vec<String>> {
         let mut runs = Vec::with_capacity(requests.len());
         let mut resolved: Option<Runnable> = None;
-        for request in requests {
+        for (i, request) in requests.iter().enumerate() {
+            let which = || format!("run {} of {}", i + 1, requests.len());
             validate_meta(&request.meta)?;
             if resolved.as_ref().is_none_or(|r| r.name() != request.task) {
                 resolved = Some(self.resolve_runnable(&request.task).await?);
@@ -131,12 +132,15 @@ impl Hypergraph {
             // form of the task's parameters for a component's task.
             let (deployment, input) = match resolved.as_ref().expect("just resolved") {
                 Runnable::Dag(dag) => {
-                    check_input_size(&request.input, &dag.policy).with_context(|| {
-                        format!("invalid input for workflow `{}`", request.task)
-                    })?;
+                    check_input_size(&request.input, &dag.policy)
+                        .with_context(|| format!("invalid input for workflow `{}`", request.task))
+                        .with_context(which)?;
                     (dag, request.input.clone())
                 }
-                Runnable::Task(task) => (&task.deployment, canonical_input(task, &request.input)?),
+                Runnable::Task(task) => (
+                    &task.deployment,
+                    canonical_input(task, &request.input).with_context(which)?,
+                ),
             };
             let now = now_micros();
             runs.push(NewRun {

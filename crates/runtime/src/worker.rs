@@ -38,7 +38,7 @@ use crate::invoke::{invoke, ErrorKind, Invocation, Outcome, TaskError};
 use crate::journal::{Entry, Journal};
 use crate::kv_host::StoreKv;
 use crate::limits::Limits;
-use crate::outage::retry_transient;
+use crate::outage::{retry_transient, Repeated};
 use crate::registry::function_of;
 use crate::store::{
     now_micros, ClaimedStep, CommitOutcome, Completion, DeploymentKind, KvWrite, Status, WorkerInfo,
@@ -685,22 +685,22 @@ fn in_flight_keys(in_flight: &InFlight) -> Vec<(String, u32)> {
 /// [`CANCEL_POLL`] plus one epoch tick.
 async fn cancel_loop(hg: Hypergraph, in_flight: InFlight) {
     let mut every = tokio::time::interval(CANCEL_POLL);
+    let mut log = Repeated::new("checking for cancelled steps");
     loop {
         every.tick().await;
         let steps = in_flight_keys(&in_flight);
         if steps.is_empty() {
             continue;
         }
-        match hg.store.cancelled_steps(&steps).await {
-            Ok(cancelled) => {
-                let flags = in_flight.lock().unwrap_or_else(|e| e.into_inner());
-                for key in cancelled {
-                    if let Some(flag) = flags.get(&key) {
-                        flag.store(true, Ordering::Relaxed);
-                    }
+        let checked = hg.store.cancelled_steps(&steps).await;
+        log.record(&checked);
+        if let Ok(cancelled) = checked {
+            let flags = in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            for key in cancelled {
+                if let Some(flag) = flags.get(&key) {
+                    flag.store(true, Ordering::Relaxed);
                 }
             }
-            Err(e) => tracing::warn!("checking for cancelled steps failed: {e:#}"),
         }
     }
 }
@@ -708,13 +708,12 @@ async fn cancel_loop(hg: Hypergraph, in_flight: InFlight) {
 /// Renews the leases of in-flight steps every third of the lease.
 async fn renew_loop(hg: Hypergraph, worker_id: String, in_flight: InFlight, lease: Duration) {
     let mut every = tokio::time::interval(lease / 3);
+    let mut log = Repeated::new("renewing leases");
     every.tick().await;
     loop {
         every.tick().await;
         let steps = in_flight_keys(&in_flight);
-        if let Err(e) = hg.store.renew_leases(&worker_id, &steps, lease).await {
-            tracing::warn!("renewing leases failed: {e:#}");
-        }
+        log.record(&hg.store.renew_leases(&worker_id, &steps, lease).await);
     }
 }
 
@@ -734,25 +733,13 @@ async fn heartbeat_loop(hg: Hypergraph, id: String, every: Duration) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;
-    let mut failing = false;
+    let mut log = Repeated::new(
+        "recording a heartbeat (while it fails, other workers take this one's steps over once \
+         it has been silent for six heartbeats)",
+    );
     loop {
         ticks.tick().await;
-        match hg.store.heartbeat_worker(&id).await {
-            Ok(()) if failing => {
-                failing = false;
-                tracing::info!(worker = %id, "heartbeats are recorded again");
-            }
-            Ok(()) => {}
-            Err(e) if !failing => {
-                failing = true;
-                tracing::warn!(
-                    worker = %id,
-                    "cannot record a heartbeat (other workers will take this one's steps over \
-                     if it stays silent): {e:#}"
-                );
-            }
-            Err(_) => {}
-        }
+        log.record(&hg.store.heartbeat_worker(&id).await);
     }
 }
 

@@ -2,6 +2,8 @@
 //! kinds, counts and workers, and the rows the read queries of both backends return with the
 //! same columns (see [`Columns`]).
 
+use std::collections::HashMap;
+
 use anyhow::{anyhow, Context, Result};
 use serde_json::Value;
 
@@ -151,7 +153,7 @@ pub const RUN_COLUMNS: &str =
     "id, task, deployment, version, digest, status, input, output, error, created_at, completed_at";
 
 /// A run of `runs show`, from [`RUN_COLUMNS`], with its meta, steps and step counts.
-pub fn run_detail_of(
+fn run_detail_of(
     r: &impl Columns,
     meta: Vec<(String, String)>,
     steps: Vec<StepDetail>,
@@ -173,6 +175,43 @@ pub fn run_detail_of(
         steps,
         step_counts,
     })
+}
+
+/// A step's status as `runs show` shows it, as an SQL expression over `steps`: a queued step
+/// that waits (for children, a timer or an event) is `waiting`.
+pub const SHOWN_STATUS: &str =
+    "CASE WHEN status = 'queued' AND wait IS NOT NULL THEN 'waiting' ELSE status END";
+
+/// A run of `runs show` from the rows of its five queries: the run ([`RUN_COLUMNS`]), its meta
+/// (`key, value` by key), its step counts (`{SHOWN_STATUS}, COUNT(*)` grouped by status), the
+/// steps shown (`step_columns(SHOWN_STATUS)`) and their attempts ([`ATTEMPT_COLUMNS`], by step
+/// and attempt). Step counts come out in [`Status::ALL`] order.
+pub fn run_view_of<R: Columns>(
+    run: &R,
+    meta: &[R],
+    counts: &[R],
+    steps: &[R],
+    attempts: &[R],
+) -> Result<RunDetail> {
+    let meta = meta
+        .iter()
+        .map(|r| Ok((r.text(0)?, r.text(1)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let mut step_counts = counts
+        .iter()
+        .map(|r| Ok((status_of(r.text(0)?)?, r.int(1)? as u64)))
+        .collect::<Result<Vec<_>>>()?;
+    step_counts.sort_by_key(|(status, _)| Status::ALL.iter().position(|s| s == status));
+    let mut by_step: HashMap<String, Vec<AttemptDetail>> = HashMap::new();
+    for r in attempts {
+        let (step_id, attempt) = attempt_of(r)?;
+        by_step.entry(step_id).or_default().push(attempt);
+    }
+    let mut steps = steps.iter().map(step_of).collect::<Result<Vec<_>>>()?;
+    for step in &mut steps {
+        step.attempts = by_step.remove(&step.id).unwrap_or_default();
+    }
+    run_detail_of(run, meta, steps, step_counts)
 }
 
 /// The columns [`attempt_of`] reads, from `attempts a`.

@@ -73,10 +73,9 @@ use sqlx::Row;
 
 use super::location::DbLocation;
 use super::{
-    AttemptDetail, Cancelled, ClaimedStep, CommitOutcome, Completion, Deployment, DeploymentKind,
-    JournalRecord, KvListing, KvWrite, Micros, NewChild, NewRun, Policy, RunDetail, RunFilter,
-    RunLogLine, RunResult, RunSummary, Status, StepOutcome, StepQuery, Store, WorkerInfo,
-    WorkerView,
+    Cancelled, ClaimedStep, CommitOutcome, Completion, Deployment, DeploymentKind, JournalRecord,
+    KvListing, KvWrite, Micros, NewChild, NewRun, Policy, RunDetail, RunFilter, RunLogLine,
+    RunResult, RunSummary, Status, StepOutcome, StepQuery, Store, WorkerInfo, WorkerView,
 };
 use crate::decide::{self, claim::Sweeper};
 use crate::options::{Durability, OpenOptions};

@@ -65,6 +65,17 @@ impl Cli {
         Cli { dir, db, location }
     }
 
+    /// A fresh schema on the PostgreSQL test server, whatever backend the other tests use.
+    pub fn on_postgres() -> Cli {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("hg.db");
+        Cli {
+            dir,
+            db,
+            location: crate::postgres_location(),
+        }
+    }
+
     /// Commands on the existing SQLite database at `db` (with a new temp dir for everything
     /// else).
     pub fn new_at(db: &Path) -> Cli {

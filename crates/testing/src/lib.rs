@@ -66,9 +66,24 @@ pub fn location_in(dir: &Path) -> String {
     if !on_postgres() {
         return dir.join("hg.db").display().to_string();
     }
-    let server = std::env::var("HYPERGRAPH_TEST_POSTGRES").unwrap_or_else(|_| {
-        panic!("{BACKEND_ENV}=postgres needs HYPERGRAPH_TEST_POSTGRES (a server URL)")
-    });
+    postgres_location()
+}
+
+/// The PostgreSQL test server (`HYPERGRAPH_TEST_POSTGRES`); panics saying how to set it.
+pub fn postgres_server() -> String {
+    std::env::var("HYPERGRAPH_TEST_POSTGRES").unwrap_or_else(|_| {
+        panic!(
+            "HYPERGRAPH_TEST_POSTGRES is not set: these tests need a PostgreSQL server, e.g. \
+             HYPERGRAPH_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432/test (scripts/test.sh \
+             starts the local one and sets it)"
+        )
+    })
+}
+
+/// A fresh schema on the PostgreSQL test server, as `--db` takes it, whatever
+/// [`BACKEND_ENV`] says.
+pub fn postgres_location() -> String {
+    let server = postgres_server();
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

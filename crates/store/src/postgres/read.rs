@@ -7,12 +7,12 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 
 use crate::rows::{
-    attempt_of, deployment_from, log_line_of, opt_json, run_detail_of, run_summary_of, status_of,
-    step_columns, step_of, u32_of, ATTEMPT_COLUMNS, LOG_LINE_COLUMNS, RUN_COLUMNS,
+    deployment_from, log_line_of, opt_json, run_summary_of, run_view_of, status_of, step_columns,
+    u32_of, ATTEMPT_COLUMNS, LOG_LINE_COLUMNS, RUN_COLUMNS, SHOWN_STATUS,
 };
 use crate::{
-    AttemptDetail, Deployment, KvListing, RunDetail, RunFilter, RunLogLine, RunResult, RunSummary,
-    Status, StepOutcome, StepQuery,
+    Deployment, KvListing, RunDetail, RunFilter, RunLogLine, RunResult, RunSummary, Status,
+    StepOutcome, StepQuery,
 };
 
 /// Rows listed by `list_runs` when the filter does not say.
@@ -103,23 +103,13 @@ pub(super) async fn run_view(
     let meta = sqlx::query("SELECT key, value FROM run_meta WHERE run_id = $1 ORDER BY key")
         .bind(id)
         .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-        .collect::<Result<Vec<(String, String)>>>()?;
-    const SHOWN_STATUS: &str =
-        "CASE WHEN status = 'queued' AND wait IS NOT NULL THEN 'waiting' ELSE status END";
-    let mut step_counts = Vec::new();
-    for r in sqlx::query(&format!(
+        .await?;
+    let counts = sqlx::query(&format!(
         "SELECT {SHOWN_STATUS}, COUNT(*) FROM steps WHERE run_id = $1 GROUP BY 1"
     ))
     .bind(id)
     .fetch_all(&mut *tx)
-    .await?
-    {
-        step_counts.push((status_of(r.try_get(0)?)?, r.try_get::<i64, _>(1)? as u64));
-    }
-    step_counts.sort_by_key(|(status, _)| Status::ALL.iter().position(|s| s == status));
+    .await?;
     let limit = (query.limit != 0).then(|| i64::from(query.limit));
     // The root step (no parent) first, then the others in creation order.
     let columns = step_columns(SHOWN_STATUS);
@@ -137,24 +127,15 @@ pub(super) async fn run_view(
         .iter()
         .map(|r| r.try_get(0))
         .collect::<Result<_, _>>()?;
-    let mut attempts: HashMap<String, Vec<AttemptDetail>> = HashMap::new();
-    for r in sqlx::query(&format!(
+    let attempts = sqlx::query(&format!(
         "SELECT {ATTEMPT_COLUMNS} FROM attempts a WHERE a.step_id = ANY($1) \
          ORDER BY a.step_id, a.attempt"
     ))
     .bind(&ids)
     .fetch_all(&mut *tx)
-    .await?
-    {
-        let (step_id, attempt) = attempt_of(&r)?;
-        attempts.entry(step_id).or_default().push(attempt);
-    }
+    .await?;
     tx.rollback().await.ok();
-    let mut steps = steps.iter().map(step_of).collect::<Result<Vec<_>>>()?;
-    for step in &mut steps {
-        step.attempts = attempts.remove(&step.id).unwrap_or_default();
-    }
-    Ok(Some(run_detail_of(&run, meta, steps, step_counts)?))
+    Ok(Some(run_view_of(&run, &meta, &counts, &steps, &attempts)?))
 }
 
 /// See [`crate::Store::run_result`].

@@ -4,8 +4,8 @@
 
 use super::*;
 use crate::rows::{
-    attempt_of, journal_record_of, log_line_of, run_detail_of, run_summary_of, step_columns,
-    step_of, ATTEMPT_COLUMNS, LOG_LINE_COLUMNS, RUN_COLUMNS,
+    journal_record_of, log_line_of, run_summary_of, run_view_of, step_columns, ATTEMPT_COLUMNS,
+    LOG_LINE_COLUMNS, RUN_COLUMNS, SHOWN_STATUS,
 };
 
 /// Rows listed by [`Store::list_runs`] when the filter does not say.
@@ -153,23 +153,13 @@ pub(super) async fn run_view(
         let meta = sqlx::query("SELECT key, value FROM run_meta WHERE run_id = ? ORDER BY key")
             .bind(id)
             .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect::<Result<Vec<(String, String)>>>()?;
-        const SHOWN_STATUS: &str =
-            "CASE WHEN status = 'queued' AND wait IS NOT NULL THEN 'waiting' ELSE status END";
-        let mut step_counts = Vec::new();
-        for r in sqlx::query(&format!(
+            .await?;
+        let counts = sqlx::query(&format!(
             "SELECT {SHOWN_STATUS}, COUNT(*) FROM steps WHERE run_id = ? GROUP BY 1"
         ))
         .bind(id)
         .fetch_all(&mut *tx)
-        .await?
-        {
-            step_counts.push((status_of(r.try_get(0)?)?, r.try_get::<i64, _>(1)? as u64));
-        }
-        step_counts.sort_by_key(|(status, _)| Status::ALL.iter().position(|s| s == status));
+        .await?;
         let limit = if query.limit == 0 {
             -1
         } else {
@@ -191,7 +181,7 @@ pub(super) async fn run_view(
             .iter()
             .map(|r| r.try_get(0))
             .collect::<Result<_, _>>()?;
-        let mut attempts: HashMap<String, Vec<AttemptDetail>> = HashMap::new();
+        let mut attempts = Vec::new();
         for chunk in chunks(&ids) {
             let sql = format!(
                 "SELECT {ATTEMPT_COLUMNS} FROM attempts a WHERE a.step_id IN ({}) ORDER BY a.step_id, a.attempt",
@@ -201,16 +191,9 @@ pub(super) async fn run_view(
             for step_id in chunk {
                 q = q.bind(step_id);
             }
-            for r in q.fetch_all(&mut *tx).await? {
-                let (step_id, attempt) = attempt_of(&r)?;
-                attempts.entry(step_id).or_default().push(attempt);
-            }
+            attempts.extend(q.fetch_all(&mut *tx).await?);
         }
-        let mut steps = steps.iter().map(step_of).collect::<Result<Vec<_>>>()?;
-        for step in &mut steps {
-            step.attempts = attempts.remove(&step.id).unwrap_or_default();
-        }
-        Ok(Some(run_detail_of(&run, meta, steps, step_counts)?))
+        Ok(Some(run_view_of(&run, &meta, &counts, &steps, &attempts)?))
     }
     .await
     .with_context(|| format!("cannot read run {id}"));
