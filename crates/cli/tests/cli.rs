@@ -152,6 +152,30 @@ fn unusable_database_is_a_clear_error() {
     );
 }
 
+#[test]
+fn an_unreachable_postgres_server_is_reported_with_its_cause_at_once() {
+    // Nothing listens on port 1: the first connection is refused, and that is the error, not a
+    // connection pool giving up after its acquire timeout.
+    for url in [
+        "postgres://postgres@127.0.0.1:1/test",
+        "postgres://postgres@127.0.0.1:1/test?schema=hg",
+    ] {
+        let out = Command::new(common::cli::binary())
+            .args(["--db", url, "runs", "list"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("cannot connect to the PostgreSQL database")
+                && stderr.contains("Connection refused")
+                && stderr.contains("check that PostgreSQL is running")
+                && !stderr.contains("pool timed out"),
+            "{stderr}"
+        );
+    }
+}
+
 /// Two processes executing runs from one database file at once lose nothing and run nothing twice.
 #[test]
 fn two_processes_share_one_database_without_losing_runs() {

@@ -67,6 +67,9 @@ pub const CONNECTIONS: u32 = 8;
 /// How long an operation waits for a free connection (or for the server to accept one).
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long opening a store waits for the server to accept its first connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How often a transaction aborted by a deadlock or serialization failure is run again.
 const RETRIES: u32 = 5;
 
@@ -125,8 +128,8 @@ impl PgStore {
         let target = Target::parse(url)?;
         let location = target.display.clone();
         let mut options = target.options.clone();
+        first_connection(&options, target.schema.as_deref(), &location).await?;
         if let Some(schema) = &target.schema {
-            create_schema(&options, schema, &location).await?;
             options = options.options([("search_path", schema.as_str())]);
         }
         // Queue tables change size fast (a fresh database goes from empty to millions of steps
@@ -341,21 +344,38 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// Creates `schema` if it does not exist, on a connection of its own.
-async fn create_schema(options: &PgConnectOptions, schema: &str, location: &str) -> Result<()> {
-    let mut conn = sqlx::PgConnection::connect_with(options)
+/// Connects once, directly, before the pool does: an unreachable server or a refused login is
+/// reported at once with its cause (a pool retries until its acquire timeout), within
+/// [`CONNECT_TIMEOUT`] for a server that does not answer. Creates `schema` on that connection
+/// when one is given and missing.
+async fn first_connection(
+    options: &PgConnectOptions,
+    schema: Option<&str>,
+    location: &str,
+) -> Result<()> {
+    let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, sqlx::PgConnection::connect_with(options))
         .await
+        .map_err(|_| {
+            anyhow!(
+                "cannot connect to the PostgreSQL database {location}: no answer within {} s \
+                 (check that PostgreSQL is running and reachable at that host and port)",
+                CONNECT_TIMEOUT.as_secs()
+            )
+        })?
         .map_err(|e| connect_error(location, e))?;
-    // `schema` is a checked plain name (see `Target::parse`).
-    let created = sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
-        .execute(&mut conn)
-        .await;
-    match created {
-        Ok(_) => {}
-        // Two processes creating the same schema at once: the loser sees a unique violation.
-        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("23505") => {}
-        Err(e) => {
-            return Err(e).with_context(|| format!("cannot create schema {schema} in {location}"))
+    if let Some(schema) = schema {
+        // `schema` is a checked plain name (see `Target::parse`).
+        let created = sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+            .execute(&mut conn)
+            .await;
+        match created {
+            Ok(_) => {}
+            // Two processes creating the same schema at once: the loser sees a unique violation.
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("23505") => {}
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot create schema {schema} in {location}"))
+            }
         }
     }
     conn.close().await.ok();
