@@ -1,0 +1,182 @@
+//! `cargo bench -p hypergraph --bench processes`: Hypergraph as it is deployed on PostgreSQL,
+//! with 1 and then 2 `hypergraph serve` *processes* (concurrency 16 each) on one database of the
+//! server named by `HYPERGRAPH_TEST_POSTGRES`, a fresh schema per case, driven through the binary.
+//!
+//! (a) throughput: N trivial runs (`counter/count`, a WAT component returning a global) submitted
+//!     with one `run --inputs` while the workers wait; runs/s from the start of the submission to
+//!     the last completion, and committed transactions per run (`pg_stat_database.xact_commit`
+//!     of the database over the same span; it includes this harness's own polls, about 4 a
+//!     second, and whatever else uses the server).
+//! (b) chain: a `flow/chain` workflow of 10 sequential child calls, one run at a time; latency
+//!     from the run's creation to its completion as the database recorded them; p50 and p95.
+//! (c) fan-out: a `flow/fan-out` workflow starting 1,000 children and joining them; creation to
+//!     completion.
+//!
+//! `HYPERGRAPH_BENCH_QUICK=1` for a fast smoke run; `HYPERGRAPH_DURABILITY` is passed on.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hypergraph_testing as common;
+
+use common::cli::{fixture_path, Cli, Serve};
+use serde_json::{json, Value};
+
+fn quick() -> bool {
+    std::env::var_os("HYPERGRAPH_BENCH_QUICK").is_some()
+}
+
+/// One value of the test database's server, by SQL.
+fn scalar(sql: &str) -> i64 {
+    let out = Command::new("psql")
+        .arg(common::postgres_server())
+        .args(["-Atqc", sql])
+        .output()
+        .expect("psql runs");
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// Committed transactions of the test database so far (published by backends at most every
+/// second and when idle, hence the pause).
+fn commits() -> i64 {
+    std::thread::sleep(Duration::from_millis(1_200));
+    scalar("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+}
+
+/// The schema `cli` works in.
+fn schema(cli: &Cli) -> String {
+    cli.location.rsplit_once("schema=").unwrap().1.to_string()
+}
+
+/// `workers` `serve` processes on `cli`'s database, each with 16 slots, once every one is up.
+fn serves(cli: &Cli, workers: usize) -> Vec<Serve> {
+    let serves: Vec<Serve> = (0..workers)
+        .map(|_| cli.spawn_serve(&["serve", "--concurrency", "16"]))
+        .collect();
+    while cli.json(&["workers", "list", "--json"]).as_array().unwrap().len() < workers {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    serves
+}
+
+/// Creation-to-completion time of a finished run, as the database recorded it.
+fn recorded_latency(cli: &Cli, id: &str) -> Duration {
+    let run = cli.wait_finished(id);
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let micros = run["completed_at"].as_i64().unwrap() - run["created_at"].as_i64().unwrap();
+    Duration::from_micros(micros as u64)
+}
+
+fn throughput(workers: usize, runs: usize) {
+    let cli = Cli::on_postgres();
+    cli.ok(&["deploy", &fixture_path("counter.wat"), "--name", "counter"]);
+    let inputs = cli.dir.path().join("inputs.jsonl");
+    std::fs::write(&inputs, "null\n".repeat(runs)).unwrap();
+    let _serves = serves(&cli, workers);
+    let schema = schema(&cli);
+    let done_sql = format!("SELECT count(*) FROM \"{schema}\".runs WHERE status = 'succeeded'");
+
+    let before = commits();
+    let started = Instant::now();
+    cli.ok(&[
+        "run",
+        "counter/count",
+        "--inputs",
+        inputs.to_str().unwrap(),
+        "--json",
+    ]);
+    let submitted = started.elapsed();
+    let mut polls = 0;
+    while scalar(&done_sql) < runs as i64 {
+        polls += 1;
+        assert!(started.elapsed() < Duration::from_secs(600), "runs unfinished");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let elapsed = started.elapsed();
+    let xacts = commits() - before;
+    println!(
+        "(a) {workers} process(es): {runs} runs in {:.2} s (submission {:.2} s) = {:.0} runs/s; \
+         {:.2} committed transactions per run ({xacts} in all, {polls} of them polls)",
+        elapsed.as_secs_f64(),
+        submitted.as_secs_f64(),
+        runs as f64 / elapsed.as_secs_f64(),
+        xacts as f64 / runs as f64,
+    );
+}
+
+fn with_flow() -> Cli {
+    let cli = Cli::on_postgres();
+    let wasm = cli.dir.path().join("flow.wasm");
+    std::fs::write(&wasm, common::guest("flow")).unwrap();
+    cli.ok(&["deploy", wasm.to_str().unwrap(), "--name", "flow"]);
+    cli
+}
+
+fn chain(workers: usize, rounds: usize) {
+    let cli = with_flow();
+    let _serves = serves(&cli, workers);
+    // One round first, to warm every process's compiled-component cache.
+    let warm = cli.submit("flow/chain", json!({"prefix": "warm", "n": 10}));
+    recorded_latency(&cli, &warm);
+    let mut latencies: Vec<Duration> = (0..rounds)
+        .map(|i| {
+            let id = cli.submit("flow/chain", json!({"prefix": format!("c{i}"), "n": 10}));
+            recorded_latency(&cli, &id)
+        })
+        .collect();
+    latencies.sort();
+    let at = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
+    println!(
+        "(b) {workers} process(es): 10-step chain over {rounds} runs: p50 {:.1} ms, p95 {:.1} ms",
+        at(0.5).as_secs_f64() * 1e3,
+        at(0.95).as_secs_f64() * 1e3,
+    );
+}
+
+fn fan_out(workers: usize, children: u32) {
+    let cli = with_flow();
+    let _serves = serves(&cli, workers);
+    let warm = cli.submit("flow/chain", json!({"prefix": "warm", "n": 2}));
+    recorded_latency(&cli, &warm);
+    let id = cli.submit(
+        "flow/fan-out",
+        json!({"prefix": "f", "n": children, "sleep-ms": 0, "fail-index": null}),
+    );
+    let took = recorded_latency(&cli, &id);
+    let run: Value = cli.show(&id);
+    assert_eq!(run["output"].as_array().unwrap().len(), children as usize);
+    println!(
+        "(c) {workers} process(es): fan-out of {children}: {:.2} s",
+        took.as_secs_f64()
+    );
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        // `cargo test --benches` runs bench targets without `--bench`: nothing to check here.
+        return;
+    }
+    let (runs, rounds, children) = if quick() {
+        (2_000, 10, 200)
+    } else {
+        (10_000, 50, 1_000)
+    };
+    println!(
+        "PostgreSQL, {} durability; machine load: {}",
+        std::env::var("HYPERGRAPH_DURABILITY").unwrap_or_else(|_| "strict".into()),
+        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+    );
+    for workers in [1, 2] {
+        throughput(workers, runs);
+        chain(workers, rounds);
+        fan_out(workers, children);
+    }
+}
