@@ -39,10 +39,12 @@ pub const MAX_VALUE_BYTES: usize = 1 << 20;
 /// Most keys one `list-keys` returns.
 pub const MAX_LIST_KEYS: u32 = 10_000;
 /// How many times an attempt is re-executed after key-value conflicts before it fails with
-/// `kv_conflict`: a bound against livelock, not a contention policy. Conflicts are resolved in
-/// commit order, not oldest first, so under heavy contention on one key an unlucky attempt can
-/// lose many rounds: with 16 concurrent increments of one key on a loaded machine and commits
-/// synced to disk, a bound of 100 was reached (CI, 2026-12-01).
+/// `kv_conflict`: a bound against livelock, not a contention policy. Completions committed
+/// together are checked most-reruns first, so an attempt that lost rounds wins against those in
+/// its batch; but it still loses to any commit made since its read in another batch, so under
+/// heavy contention on one key an attempt can lose many rounds. 200 increments of one key on 16
+/// slots (SQLite, commits synced, load ~4 on 2 cores): at most 100-130 re-executions of one
+/// attempt in commit order, 53-71 most-reruns first (BENCHMARKS.md); the bound stays well above.
 pub const MAX_RERUNS: u32 = 1_000;
 
 /// Where an attempt's key-value reads go when recording: one scope of the store, read as the

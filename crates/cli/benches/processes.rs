@@ -61,7 +61,13 @@ fn serves(cli: &Cli, workers: usize) -> Vec<Serve> {
     let serves: Vec<Serve> = (0..workers)
         .map(|_| cli.spawn_serve(&["serve", "--concurrency", "16"]))
         .collect();
-    while cli.json(&["workers", "list", "--json"]).as_array().unwrap().len() < workers {
+    while cli
+        .json(&["workers", "list", "--json"])
+        .as_array()
+        .unwrap()
+        .len()
+        < workers
+    {
         std::thread::sleep(Duration::from_millis(50));
     }
     serves
@@ -97,7 +103,10 @@ fn throughput(workers: usize, runs: usize) {
     let mut polls = 0;
     while scalar(&done_sql) < runs as i64 {
         polls += 1;
-        assert!(started.elapsed() < Duration::from_secs(600), "runs unfinished");
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "runs unfinished"
+        );
         std::thread::sleep(Duration::from_millis(250));
     }
     let elapsed = started.elapsed();
@@ -172,7 +181,9 @@ fn main() {
     println!(
         "PostgreSQL, {} durability; machine load: {}",
         std::env::var("HYPERGRAPH_DURABILITY").unwrap_or_else(|_| "strict".into()),
-        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
     );
     for workers in [1, 2] {
         throughput(workers, runs);

@@ -335,6 +335,7 @@ async fn showing_a_run_with_100000_children_reads_a_page_of_them() {
         children,
         wait: Some(Wait::Children(ids)),
         retry_at: None,
+        reruns: 0,
     };
     store.complete_steps(&[suspended]).await.unwrap();
     store.close().await.unwrap();

@@ -352,6 +352,10 @@ pub struct Completion {
     pub wait: Option<Wait>,
     /// Set when a failed attempt is retried: the step is queued again, claimable from this time.
     pub retry_at: Option<Micros>,
+    /// How many times this attempt was re-executed after key-value conflicts before this result
+    /// ([`ClaimedStep::reruns`]): completions committed together that touch key-value data are
+    /// checked most-reruns first, so the attempt that lost most rounds wins the next.
+    pub reruns: u32,
 }
 
 impl Completion {

@@ -507,6 +507,7 @@ impl Activation for WorkerActivation {
             children: progress.children,
             wait: None,
             retry_at: None,
+            reruns: 0,
         };
         Ok(self.committer.commit(checkpoint).await? == CommitOutcome::Committed)
     }
@@ -859,6 +860,7 @@ async fn execute(
         },
         wait,
         retry_at,
+        reruns: step.reruns,
     }
 }
 

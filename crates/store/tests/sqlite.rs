@@ -101,6 +101,7 @@ fn completion(step: &ClaimedStep, journal: usize, logs: usize) -> Completion {
         children: Vec::new(),
         wait: None,
         retry_at: None,
+        reruns: 0,
     }
 }
 

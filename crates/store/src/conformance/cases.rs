@@ -362,6 +362,46 @@ pub async fn kv_visibility<B: Backend>() {
     );
 }
 
+/// Of completions committed together that read the same key, the one whose attempt lost most
+/// conflict rounds before is checked first and wins, whatever the batch order.
+pub async fn kv_conflicts_favour_the_attempt_that_lost_most<B: Backend>() {
+    let t = Ctx::<B>::new(Policy::default()).await;
+    t.submit(3).await;
+    let s = t.store();
+    let steps = t.claim("w1", 3).await;
+    let bump = |step, value: &str, reruns| {
+        let mut c = success(step, t.now());
+        c.kv_reads = vec![KvRead::Key {
+            scope: "default/t".into(),
+            key: "n".into(),
+            version: 0,
+        }];
+        c.kv_writes = vec![write("n", Some(value))];
+        c.reruns = reruns;
+        c
+    };
+    let outcomes = s
+        .complete_steps(&[
+            bump(&steps[0], "fresh", 0),
+            bump(&steps[1], "loser", 7),
+            bump(&steps[2], "other", 2),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        [
+            CommitOutcome::Conflict,
+            CommitOutcome::Committed,
+            CommitOutcome::Conflict
+        ]
+    );
+    assert_eq!(
+        s.kv_get("default/t", "n").await.unwrap().unwrap().0,
+        b"loser"
+    );
+}
+
 /// A completion whose key or prefix reads no longer hold is refused and its step re-queued
 /// under the same attempt; one whose reads hold commits.
 pub async fn kv_conflicts<B: Backend>() {

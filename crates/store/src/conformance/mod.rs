@@ -216,6 +216,7 @@ macro_rules! conformance_suite {
             resume_pins_versions,
             kv_visibility,
             kv_conflicts,
+            kv_conflicts_favour_the_attempt_that_lost_most,
             list_runs_filters,
             run_view_pagination_and_counts,
             workers_are_visible,
@@ -364,6 +365,7 @@ pub fn success(step: &ClaimedStep, now: Micros) -> Completion {
         children: Vec::new(),
         wait: None,
         retry_at: None,
+        reruns: step.reruns,
     }
 }
 

@@ -209,6 +209,7 @@ pub async fn reclaim_expired(
                 children: Vec::new(),
                 wait: None,
                 retry_at: None,
+                reruns: 0,
             }),
         }
     }

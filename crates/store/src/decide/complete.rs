@@ -107,8 +107,9 @@ pub fn step_end<'a>(e: &'a Encoded<'a>) -> StepEnd<'a> {
 ///
 /// Each completion applies only where its fence holds (the step is `running` under its
 /// attempt); one that reads or writes key-value data applies only if every read still holds,
-/// checked after the completions before it (else it is [`CommitOutcome::Conflict`] and its step
-/// runs again under the same attempt). A committed completion's attempt mirrors its step, and a
+/// checked after the key-value completions of the batch checked before it, which go most
+/// [`Completion::reruns`] first, then in batch order (else it is [`CommitOutcome::Conflict`] and
+/// its step runs again under the same attempt). A committed completion's attempt mirrors its step, and a
 /// run ends when its root step ends, with its outcome. Then, for every committed completion:
 /// the children it started are created, its wait is settled ([`waits::settle`]), the parents
 /// waiting for the steps that ended are counted down and woken ([`waits::wake_parents`]), the
@@ -134,14 +135,21 @@ pub async fn apply(
             .map_or(encoded.len(), |p| start + p);
         let segment = &encoded[start..end];
         let mut applied: HashSet<String> = HashSet::with_capacity(segment.len());
-        // Completions that touch key-value storage go one by one, in order: each is checked
-        // against the writes of those before it. The others are applied together.
+        // Completions that touch key-value storage go one by one: each is checked against the
+        // writes of those before it, the one re-executed most often after conflicts first (then
+        // in batch order), so an attempt that keeps losing to newer ones wins once it is in a
+        // batch with them. The others are applied together.
         let mut plain = Vec::with_capacity(segment.len());
+        let mut with_kv = Vec::new();
         for (i, e) in segment.iter().enumerate() {
             if e.c.kv_reads.is_empty() && e.c.kv_writes.is_empty() {
                 plain.push(step_end(e));
-                continue;
+            } else {
+                with_kv.push((i, e));
             }
+        }
+        with_kv.sort_by_key(|(_, e)| std::cmp::Reverse(e.c.reruns));
+        for (i, e) in with_kv {
             if kv_conflict(tx, &e.c.kv_reads).await? {
                 outcomes[start + i] = if tx.requeue_conflicted(&e.c.step_id, e.c.attempt).await? {
                     CommitOutcome::Conflict
