@@ -14,7 +14,6 @@
 //!
 //! `HYPERGRAPH_BENCH_QUICK=1` for a fast smoke run; `HYPERGRAPH_DURABILITY` is passed on.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hypergraph_testing as common;
@@ -28,20 +27,10 @@ fn quick() -> bool {
 
 /// One value of the test database's server, by SQL.
 fn scalar(sql: &str) -> i64 {
-    let out = Command::new("psql")
-        .arg(common::postgres_server())
-        .args(["-Atqc", sql])
-        .output()
-        .expect("psql runs");
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
+    let rows = common::psql(sql);
+    rows[0]
         .parse()
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .unwrap_or_else(|e| panic!("{sql}: {e}: {rows:?}"))
 }
 
 /// Committed transactions of the test database so far (published by backends at most every

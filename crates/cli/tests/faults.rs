@@ -149,23 +149,9 @@ fn schema(cli: &Cli) -> String {
         .to_string()
 }
 
-/// Rows of `sql` (with `{schema}` replaced by the test's schema) as `|`-separated text lines.
+/// Rows of `query` (with `{schema}` replaced by the test's schema) as `|`-separated lines.
 fn sql(cli: &Cli, query: &str) -> Vec<String> {
-    let query = query.replace("{schema}", &format!("\"{}\"", schema(cli)));
-    let out = Command::new("psql")
-        .arg(common::postgres_server())
-        .args(["-Atq", "-c", &query])
-        .output()
-        .expect("psql runs");
-    assert!(
-        out.status.success(),
-        "psql {query}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
+    common::psql(&query.replace("{schema}", &format!("\"{}\"", schema(cli))))
 }
 
 /// Everything that must hold once the load is done, whatever faults it met: every run

@@ -80,6 +80,24 @@ pub fn postgres_server() -> String {
     })
 }
 
+/// The rows of `sql` run by `psql` on the PostgreSQL test server, one `|`-separated line each.
+pub fn psql(sql: &str) -> Vec<String> {
+    let out = std::process::Command::new("psql")
+        .arg(postgres_server())
+        .args(["-Atq", "-c", sql])
+        .output()
+        .expect("psql runs");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 /// A fresh schema on the PostgreSQL test server, as `--db` takes it, whatever
 /// [`BACKEND_ENV`] says.
 pub fn postgres_location() -> String {
