@@ -1,7 +1,8 @@
 //! In-process wake-ups between submitters, workers and waiters.
 //!
 //! The database is the source of truth; these only save polling latency inside one process.
-//! Other processes' submissions and completions are found by polling, with backoff.
+//! Other processes' submissions and completions are found by polling, with backoff, and, where
+//! the store delivers other processes' wake-ups, forwarded into these by the runtime.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -40,6 +41,14 @@ impl Waiters {
             for notify in waiting.remove(id).unwrap_or_default() {
                 notify.notify_one();
             }
+        }
+    }
+
+    /// Wakes everyone waiting for anything, and forgets them (when what ended is not known).
+    pub fn wake_all(&self) {
+        let waiting = std::mem::take(&mut *self.waiting.lock().unwrap_or_else(|e| e.into_inner()));
+        for notify in waiting.into_values().flatten() {
+            notify.notify_one();
         }
     }
 
@@ -87,6 +96,10 @@ mod tests {
         assert!(woke_b.await.is_err(), "b was not completed");
         waiters.completed(["c"]);
         b.notified().await;
+        let c = waiters.register(["c"]);
+        waiters.wake_all();
+        c.notified().await;
+        assert!(waiters.waiting.lock().unwrap().is_empty());
         drop((a, b));
         waiters.forget(["a", "b", "c"]);
         assert!(waiters.waiting.lock().unwrap().is_empty());

@@ -14,13 +14,18 @@
 //! The durable rounds run on SQLite, or with `HYPERGRAPH_TEST_STORE=postgres` on a fresh schema
 //! of the PostgreSQL server named by `HYPERGRAPH_TEST_POSTGRES` (then (c') also reports the
 //! transactions committed per run); (c2) drains the bulk batch with two workers on separate
-//! connections.
+//! connections; (c3) submits one run at a time from one handle and waits for it there, while a
+//! worker on a second handle (its own connections, as another process would have) executes it:
+//! the latency across processes, from submission to the waiter seeing the result, and from
+//! submission to the worker's claim.
 //!
 //! Each measurement is repeated and the median round is reported. Set
 //! `HYPERGRAPH_BENCH_QUICK=1` for a fast smoke run, and `HYPERGRAPH_BENCH_INVOKE_ONLY=1` to
 //! measure (a) and (b) alone.
 
 use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
 
 use hypergraph_runtime::capabilities::InvocationContext;
 use hypergraph_runtime::invoke::{invoke, Invocation};
@@ -156,6 +161,12 @@ async fn main() -> anyhow::Result<()> {
     }
     let two = median(two);
 
+    // (c3) latency across handles: one run at a time, the worker idle in between.
+    let (dir, submitter) = fresh().await?;
+    let location = hypergraph_testing::location_of(dir.path());
+    let executor = hypergraph_testing::open_at(&location, dir.path()).await;
+    let cross = cross_handle_latency(&submitter, &executor, if quick() { 50 } else { 200 }).await?;
+
     // (c'') bulk again, on a database already holding 5 x `durable_runs` completed runs.
     let (_dir, big) = fresh().await?;
     let big = [big];
@@ -182,6 +193,14 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!("| (c2) the same, two workers | {two:.0} runs/s |");
+    println!(
+        "| (c3) one run at a time, submitted and awaited on one handle, executed on another | \
+         submit to result p50 {:.1} ms, p99 {:.1} ms; submit to claim p50 {:.1} ms, p99 {:.1} ms |",
+        cross.0.as_secs_f64() * 1e3,
+        cross.1.as_secs_f64() * 1e3,
+        cross.2.as_secs_f64() * 1e3,
+        cross.3.as_secs_f64() * 1e3,
+    );
     println!(
         "| (c'') the same, on a database already holding {} runs | {bulk_big:.0} runs/s |",
         5 * durable_runs
@@ -275,4 +294,42 @@ async fn durable_bulk(hgs: &[Hypergraph], runs: usize) -> anyhow::Result<f64> {
         ids.len()
     );
     Ok(runs as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Submits `runs` runs one at a time through `submitter` and waits for each there, while a worker
+/// on `executor` runs them, pausing between runs so that the worker is idle (its poll backed off)
+/// when each arrives. Returns p50 and p99 of submit-to-result, then of submit-to-claim (the
+/// run's time in the queue, from the store).
+async fn cross_handle_latency(
+    submitter: &Hypergraph,
+    executor: &Hypergraph,
+    runs: usize,
+) -> anyhow::Result<(Duration, Duration, Duration, Duration)> {
+    let worker = Worker::new(executor.clone(), WorkerOptions::default()).spawn();
+    let mut results = Vec::with_capacity(runs);
+    let mut queued = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let t = Instant::now();
+        let id = submitter
+            .submit(&RunRequest {
+                task: "counter/count".into(),
+                ..RunRequest::default()
+            })
+            .await?;
+        let run = submitter.wait(&id, Some(Duration::from_secs(30))).await?;
+        results.push(t.elapsed());
+        anyhow::ensure!(run.status == Status::Succeeded, "run failed: {run:?}");
+        let queue_us = run.queue_us.context("a finished run was claimed")?;
+        queued.push(Duration::from_micros(u64::try_from(queue_us)?));
+    }
+    worker.stop().await?;
+    results.sort();
+    queued.sort();
+    Ok((
+        percentile(&results, 0.50),
+        percentile(&results, 0.99),
+        percentile(&queued, 0.50),
+        percentile(&queued, 0.99),
+    ))
 }

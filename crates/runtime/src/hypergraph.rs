@@ -4,12 +4,13 @@
 //! submitting runs and waiting for them in `scheduler`, executing steps in `worker`.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Result;
 use tokio::sync::OnceCell;
 
 use crate::engine::{Engine, EngineOptions};
+use crate::remote::Remote;
 use crate::scheduler::Submitter;
 use crate::signals::Signals;
 use crate::store::Store;
@@ -19,8 +20,11 @@ use crate::store::Store;
 pub struct Hypergraph {
     pub store: Arc<dyn Store>,
     pub engine: Arc<Engine>,
-    /// In-process wake-ups (other processes are found by polling).
+    /// In-process wake-ups (other processes are found by polling, and by their wake-ups where
+    /// the store delivers them: see [`Hypergraph::listening`]).
     pub(crate) signals: Arc<Signals>,
+    /// Forwards other processes' wake-ups into `signals`; started on first use.
+    remote: Arc<OnceLock<Option<Remote>>>,
     /// Group-commits this process's submissions; started on first use.
     pub(crate) submitter: Arc<OnceCell<Submitter>>,
 }
@@ -41,7 +45,19 @@ impl Hypergraph {
             store,
             engine,
             signals: Arc::default(),
+            remote: Arc::default(),
             submitter: Arc::default(),
         }
+    }
+
+    /// Whether other processes' submissions and completions wake this handle's workers and
+    /// waiters right now (the store delivers wake-ups and is listening: see
+    /// [`crate::store::Store::subscribe`]); when false they are found by polling alone. The
+    /// first call starts forwarding them.
+    pub fn listening(&self) -> bool {
+        self.remote
+            .get_or_init(|| Remote::start(self.store.as_ref(), self.signals.clone()))
+            .as_ref()
+            .is_some_and(Remote::listening)
     }
 }

@@ -21,6 +21,7 @@ pub mod invoke;
 mod kv_host;
 pub mod outage;
 pub mod registry;
+mod remote;
 pub mod replay;
 pub mod resume;
 pub mod scheduler;

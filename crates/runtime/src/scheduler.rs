@@ -23,6 +23,15 @@ use crate::Hypergraph;
 /// Most runs written by one group-committed submission transaction.
 const SUBMIT_BATCH: usize = 1024;
 
+/// Longest pause between two looks at a run being waited for, when only polling finds the
+/// end of a run executed by another process.
+const WAIT_POLL: Duration = Duration::from_millis(200);
+
+/// [`WAIT_POLL`] while other processes' wake-ups reach the waiter: they announce the ends of
+/// their runs, and polling only finds what was never announced (a run ended by its deadline,
+/// an announcement lost).
+const WAIT_POLL_LISTENING: Duration = Duration::from_secs(1);
+
 /// Runs waiting to be written, and who to tell when they are.
 struct Pending {
     runs: Vec<NewRun>,
@@ -176,8 +185,9 @@ impl Hypergraph {
     }
 
     /// Waits until run `id` reaches a terminal status and returns its result. Completions
-    /// committed by this process wake the wait at once; runs executed by other processes are
-    /// found by polling. `timeout` bounds the wait.
+    /// committed by this process wake the wait at once, and so do other processes' while their
+    /// wake-ups reach this handle ([`Hypergraph::listening`]); otherwise runs executed by other
+    /// processes are found by polling. `timeout` bounds the wait.
     pub async fn wait(&self, id: &str, timeout: Option<Duration>) -> Result<RunResult> {
         let result = self.wait_inner(id, timeout).await;
         self.signals.runs.forget([id]);
@@ -211,7 +221,12 @@ impl Hypergraph {
                 _ = completed.notified() => {}
                 _ = tokio::time::sleep(poll) => {}
             }
-            poll = (poll * 2).min(Duration::from_millis(200));
+            let longest = if self.listening() {
+                WAIT_POLL_LISTENING
+            } else {
+                WAIT_POLL
+            };
+            poll = (poll * 2).min(longest);
         }
     }
 }

@@ -64,9 +64,16 @@ pub struct WorkerOptions {
     pub concurrency: usize,
     /// How long a claim is valid without renewal; renewed every third of it.
     pub lease: Duration,
-    /// Longest sleep between polls when the queue is empty (wake-ups from this process are
-    /// immediate; other processes' submissions are found by polling).
+    /// Longest sleep between polls when the queue is empty and other processes' wake-ups do not
+    /// reach this worker (SQLite, or a PostgreSQL listener that lost its connection): wake-ups
+    /// from this process are immediate; other processes' submissions are found by polling.
     pub max_poll_interval: Duration,
+    /// Longest sleep between polls when the queue is empty while other processes' wake-ups
+    /// reach this worker ([`Hypergraph::listening`]: on PostgreSQL, while its listener is
+    /// connected), which wake it at once: polling then only finds what was never announced
+    /// (timers and retries coming due, deadlines, announcements lost), so this also bounds how
+    /// late an idle worker runs those.
+    pub listening_poll_interval: Duration,
     /// How long a workflow joining a few unfinished children waits for them in place before it
     /// suspends (zero: suspend at once). See [`crate::capabilities::workflow`].
     pub linger: Duration,
@@ -80,12 +87,16 @@ pub struct WorkerOptions {
 /// waiting workflow soon holds nothing.
 pub const DEFAULT_LINGER: Duration = Duration::from_millis(200);
 
+/// The default [`WorkerOptions::listening_poll_interval`].
+pub const DEFAULT_LISTENING_POLL: Duration = Duration::from_secs(1);
+
 impl Default for WorkerOptions {
     fn default() -> Self {
         WorkerOptions {
             concurrency: 32,
             lease: Duration::from_secs(30),
             max_poll_interval: Duration::from_millis(100),
+            listening_poll_interval: DEFAULT_LISTENING_POLL,
             linger: DEFAULT_LINGER,
             heartbeat: DEFAULT_HEARTBEAT,
         }
@@ -292,13 +303,21 @@ impl Worker {
                 if idle_mode && settled {
                     break;
                 }
-                let sleep = tokio::time::sleep(idle_poll);
+                // Checked at every sleep: while wake-ups from other processes are lost (a
+                // listener that lost its connection reports it, which also wakes us), poll as
+                // if there were none.
+                let longest = if self.hg.listening() {
+                    self.options.listening_poll_interval
+                } else {
+                    self.options.max_poll_interval
+                };
+                let sleep = tokio::time::sleep(idle_poll.min(longest));
                 let slot_freed = running.join_next();
                 tokio::select! {
                     _ = async { stop.as_mut().unwrap().await }, if stop.is_some() => break,
                     Some(steps) = handed_rx.recv() => handed.extend(steps),
                     _ = wake => idle_poll = Duration::from_millis(1),
-                    _ = sleep => idle_poll = (idle_poll * 2).min(self.options.max_poll_interval),
+                    _ = sleep => idle_poll = (idle_poll * 2).min(longest),
                     _ = slot_freed, if free == 0 || idle_mode => {}
                 }
                 continue;

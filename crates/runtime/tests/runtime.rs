@@ -7,6 +7,7 @@ use common::*;
 use hypergraph_runtime::scheduler::RunRequest;
 use hypergraph_runtime::store::{Policy, RunFilter, Status};
 use serde_json::json;
+use std::time::Duration;
 
 #[tokio::test]
 async fn every_invocation_gets_a_fresh_instance() {
@@ -313,4 +314,82 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// Waits (ten seconds at most) until `hg` hears other processes' wake-ups.
+async fn until_listening(hg: &hypergraph_runtime::Hypergraph) {
+    let started = std::time::Instant::now();
+    while !hg.listening() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "not listening after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Submits a run of `counter/count` on `submitter` and waits there (five seconds at most) for it
+/// to succeed.
+async fn count_once(submitter: &hypergraph_runtime::Hypergraph) {
+    let id = submitter
+        .submit(&RunRequest {
+            task: "counter/count".into(),
+            ..RunRequest::default()
+        })
+        .await
+        .unwrap();
+    let run = submitter
+        .wait(&id, Some(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    assert_eq!(run.status, Status::Succeeded, "{run:?}");
+}
+
+/// On PostgreSQL, an idle worker on one handle runs what another handle (with connections of its
+/// own, as another process) submits at once, long before its next poll (30 s apart, and backed
+/// off to several seconds when the run arrives), and the submitter's wait hears the run end; a
+/// worker whose listener lost its connection still finds what is submitted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_workers_wake_for_other_processes_submissions() {
+    use hypergraph_runtime::store::sqlx;
+    use hypergraph_runtime::worker::{Worker, WorkerOptions};
+    if !on_postgres() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let submitter = open(dir.path()).await;
+    deploy(&submitter, "counter", "counter.wat", Policy::default()).await;
+    let location = location_of(dir.path());
+    let executor = open_at(&location, dir.path()).await;
+    let worker = Worker::new(
+        executor.clone(),
+        WorkerOptions {
+            max_poll_interval: Duration::from_secs(30),
+            listening_poll_interval: Duration::from_secs(30),
+            ..WorkerOptions::default()
+        },
+    )
+    .spawn();
+    until_listening(&executor).await;
+    until_listening(&submitter).await;
+    // Polls 1, 2, 4, ... ms apart: after 9 s the worker sleeps until about 16 s.
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    count_once(&submitter).await;
+
+    let (url, schema) = location.rsplit_once("schema=").expect("a schema per test");
+    let server = &url[..url.len() - 1];
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(server)
+        .await
+        .unwrap();
+    let terminated: i64 = sqlx::query_scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query = $1",
+    )
+    .bind(format!("LISTEN \"hypergraph_{schema}\""))
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(terminated, 2, "the listeners of both handles");
+    count_once(&submitter).await;
+    worker.stop().await.unwrap();
 }

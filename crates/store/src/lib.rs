@@ -39,6 +39,9 @@
 //!   when a run ends, which deadlines expired, which waits are over and which parents wake, what
 //!   a cancel cascades to, where a resume cuts, the errors the store records) lives in
 //!   [`decide`], written against the async [`decide::Tx`] primitives a backend implements.
+//! - **Wake-ups are hints.** A backend that delivers wake-ups to other processes
+//!   ([`Store::subscribe`]) sends them after the commit they announce, never inside it; losing
+//!   one costs latency, never correctness.
 //! - **One contract, one suite.** With the `conformance` feature, `conformance` holds a test
 //!   suite generic over a backend, expanded by `conformance_suite!` into one test per contract;
 //!   every backend passes it unchanged.
@@ -54,6 +57,7 @@ pub mod postgres;
 mod rows;
 pub mod sqlite;
 mod transient;
+pub mod wake;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -225,6 +229,16 @@ pub trait Store: Send + Sync + 'static {
     /// attempts it reported the end of within [`hypergraph_core::worker::RECENT`] before now
     /// and when it last did.
     async fn workers(&self, seen_within: Duration) -> Result<Vec<WorkerView>>;
+
+    /// Wake-ups from other processes sharing this database: announcements, sent after they
+    /// commit, that steps may be claimable or runs may have ended (see [`wake`]). `None` when
+    /// the backend delivers none (SQLite, whose writers share one process, which wakes its own
+    /// workers and waiters): other processes' work is then found by polling alone. Wake-ups
+    /// are hints that may be lost, so a subscriber still polls, at most as slowly as
+    /// [`wake::Wakeups::listening`] allows. Call from within a Tokio runtime.
+    fn subscribe(&self) -> Option<wake::Wakeups> {
+        None
+    }
 
     /// Releases the store's connections and leaves the database self-contained (SQLite: the
     /// write-ahead log checkpointed into the file). Call it once, when the process is done.

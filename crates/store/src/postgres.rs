@@ -28,6 +28,13 @@
 //! Batches use arrays (`UNNEST($1::text[], ...)`) instead of multi-row `VALUES`, so a batch of
 //! any size is one statement with a fixed shape.
 //!
+//! # Wake-ups
+//!
+//! Writes that make steps claimable or end runs are announced to other processes with
+//! `NOTIFY` after they commit, from a connection of their own, and [`crate::Store::subscribe`]
+//! hears other processes' announcements with `LISTEN` on another (see `notify`): each store may
+//! hold these two connections besides its pool.
+//!
 //! # Durability
 //!
 //! Connections run with `synchronous_commit = on` by default: an acknowledged commit is on disk
@@ -56,6 +63,7 @@ use crate::{ClaimedStep, DeploymentKind, Policy};
 use hypergraph_core::time::{Clock, SystemClock};
 use tx::PgTx;
 
+mod notify;
 mod read;
 mod store;
 mod tx;
@@ -89,6 +97,10 @@ pub struct PgStore {
     clock: Arc<dyn Clock>,
     /// What an acknowledged commit survives.
     durability: Durability,
+    /// Announces this store's commits to other processes (after they commit).
+    announcer: notify::Announcer,
+    /// Hears other processes' announcements, once something subscribes.
+    listener: notify::Listener,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -150,7 +162,7 @@ impl PgStore {
             .max_connections(CONNECTIONS)
             .min_connections(0)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(|e| connect_error(&location, e))?;
         check_ownership(&pool, &location).await?;
@@ -158,7 +170,15 @@ impl PgStore {
         MIGRATOR.run(&pool).await.with_context(|| {
             format!("cannot migrate the database {location} to this version of hypergraph")
         })?;
+        let schema: String = sqlx::query_scalar("SELECT COALESCE(current_schema(), '')")
+            .fetch_one(&pool)
+            .await
+            .with_context(|| format!("cannot read the schema of {location}"))?;
+        let channel = notify::channel(&schema);
+        let token = uuid::Uuid::now_v7().simple().to_string();
         Ok(PgStore {
+            announcer: notify::Announcer::new(&options, &channel, &token),
+            listener: notify::Listener::new(&options, &channel, &token),
             pool,
             location,
             policies: Mutex::new(HashMap::new()),

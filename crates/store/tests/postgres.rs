@@ -1,15 +1,19 @@
 //! The store contract on PostgreSQL: the whole conformance suite, unchanged, each test in a
 //! schema of its own of the database named by `HYPERGRAPH_TEST_POSTGRES` (see
 //! `hypergraph_store::conformance::PgBackend`), plus what only PostgreSQL has: URLs, schema
-//! ownership and versions (in `crates/cli/tests/operator_safety.rs`), durability.
+//! ownership and versions (in `crates/cli/tests/operator_safety.rs`), durability, wake-ups
+//! across processes.
 
 mod conformance {
     hypergraph_store::conformance_suite!(hypergraph_store::conformance::PgBackend);
 }
 
-use hypergraph_store::conformance::PgBackend;
+use std::time::Duration;
+
+use hypergraph_store::conformance::{Backend as _, Ctx, PgBackend};
 use hypergraph_store::postgres::PgStore;
-use hypergraph_store::{Durability, OpenOptions};
+use hypergraph_store::wake::{Wake, Wakeups};
+use hypergraph_store::{Durability, OpenOptions, Policy, Store};
 
 /// Every connection of a store commits as durably as it was opened for: `synchronous_commit` on
 /// by default (strict), off when relaxed.
@@ -42,4 +46,82 @@ async fn synchronous_commit(pool: &hypergraph_store::sqlx::PgPool) -> String {
         .fetch_one(pool)
         .await
         .unwrap()
+}
+
+/// The next wake-up `wakeups` receives other than [`Wake::Lost`], within ten seconds.
+async fn next_wake(wakeups: &mut Wakeups) -> Wake {
+    let next = async {
+        loop {
+            match wakeups.recv().await.expect("the store is open") {
+                Wake::Lost => continue,
+                wake => return wake,
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), next)
+        .await
+        .expect("a wake-up within 10 s")
+}
+
+/// Waits (ten seconds at most) until `wakeups` is delivered.
+async fn until_listening(wakeups: &Wakeups) {
+    let mut listening = wakeups.listening_handle();
+    tokio::time::timeout(Duration::from_secs(10), listening.wait_for(|l| *l))
+        .await
+        .expect("listening within 10 s")
+        .unwrap();
+}
+
+/// Terminates the backends listening for the store whose pool is `pool`; returns how many.
+async fn terminate_listeners(pool: &hypergraph_store::sqlx::PgPool) -> i64 {
+    hypergraph_store::sqlx::query_scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query = 'LISTEN \"hypergraph_' || current_schema() || '\"'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// A store hears, soon after they commit, the submissions (work) and the ended runs another
+/// store on the same database announces, and not its own announcements.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_hear_each_others_commits() {
+    let ctx = Ctx::<PgBackend>::new(Policy::default()).await;
+    let other = ctx.backend.open_another().await.unwrap();
+    let mut own = ctx
+        .store()
+        .subscribe()
+        .expect("PostgreSQL delivers wake-ups");
+    let mut heard = other.subscribe().expect("PostgreSQL delivers wake-ups");
+    until_listening(&own).await;
+    until_listening(&heard).await;
+    let runs = ctx.submit(2).await;
+    assert_eq!(next_wake(&mut heard).await, Wake::Work);
+    ctx.store().cancel_run(&runs[1].id).await.unwrap();
+    assert_eq!(
+        next_wake(&mut heard).await,
+        Wake::Runs(vec![runs[1].id.clone()])
+    );
+    let quiet = tokio::time::timeout(Duration::from_millis(300), next_wake(&mut own)).await;
+    assert!(quiet.is_err(), "a store heard itself: {quiet:?}");
+    other.close().await.unwrap();
+}
+
+/// A store whose listening connection is lost reports it (a [`Wake::Lost`]), listens again on a
+/// new connection, and hears what is announced from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_listener_is_reported_and_replaced() {
+    let ctx = Ctx::<PgBackend>::new(Policy::default()).await;
+    let other = ctx.backend.open_another().await.unwrap();
+    let mut heard = other.subscribe().expect("PostgreSQL delivers wake-ups");
+    until_listening(&heard).await;
+    assert_eq!(heard.recv().await, Some(Wake::Lost), "listening started");
+    assert_eq!(terminate_listeners(other.pool()).await, 1);
+    let lost = tokio::time::timeout(Duration::from_secs(10), heard.recv()).await;
+    assert_eq!(lost.expect("reported within 10 s"), Some(Wake::Lost));
+    until_listening(&heard).await;
+    ctx.submit(1).await;
+    assert_eq!(next_wake(&mut heard).await, Wake::Work);
+    other.close().await.unwrap();
 }

@@ -13,6 +13,7 @@ use super::tx::PgTx;
 use super::{workers, PgStore};
 use crate::decide::{self, complete::encode};
 use crate::rows::{journal_record_of, status_of};
+use crate::wake::Wakeups;
 use crate::{
     Cancelled, ClaimedStep, CommitOutcome, Completion, Deployment, DeploymentKind, JournalRecord,
     KvListing, NewRun, Policy, RunDetail, RunFilter, RunLogLine, RunResult, RunSummary, Status,
@@ -264,7 +265,9 @@ impl Store for PgStore {
                 Ok(())
             },
         )
-        .await
+        .await?;
+        self.announcer.work();
+        Ok(())
     }
 
     async fn claim_steps(
@@ -337,26 +340,29 @@ impl Store for PgStore {
         lease: Duration,
     ) -> Result<(Vec<CommitOutcome>, Vec<ClaimedStep>)> {
         let encoded = encode(completions)?;
-        self.retrying(
-            || format!("cannot commit {} completion(s)", completions.len()),
-            || async {
-                let mut tx = self.pool.begin().await?;
-                let outcomes = decide::complete::apply(
-                    &mut PgTx::new(self, &mut tx),
-                    &encoded,
-                    self.clock.now(),
-                )
-                .await?;
-                let claimed = if max > 0 {
-                    self.claim(&mut tx, worker_id, max, lease).await?
-                } else {
-                    Vec::new()
-                };
-                tx.commit().await?;
-                Ok((outcomes, claimed))
-            },
-        )
-        .await
+        let (outcomes, claimed) = self
+            .retrying(
+                || format!("cannot commit {} completion(s)", completions.len()),
+                || async {
+                    let mut tx = self.pool.begin().await?;
+                    let outcomes = decide::complete::apply(
+                        &mut PgTx::new(self, &mut tx),
+                        &encoded,
+                        self.clock.now(),
+                    )
+                    .await?;
+                    let claimed = if max > 0 {
+                        self.claim(&mut tx, worker_id, max, lease).await?
+                    } else {
+                        Vec::new()
+                    };
+                    tx.commit().await?;
+                    Ok((outcomes, claimed))
+                },
+            )
+            .await?;
+        self.announce_completions(completions, &outcomes, claimed.len() == max);
+        Ok((outcomes, claimed))
     }
 
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
@@ -432,37 +438,50 @@ impl Store for PgStore {
     }
 
     async fn send_event(&self, name: &str, payload: &str) -> Result<(i64, u64)> {
-        self.retrying(
-            || format!("cannot send event `{name}`"),
-            || async {
-                let mut tx = self.pool.begin().await?;
-                let sent = decide::waits::send_event(
-                    &mut PgTx::new(self, &mut tx),
-                    name,
-                    payload,
-                    self.clock.now(),
-                )
-                .await?;
-                tx.commit().await?;
-                Ok(sent)
-            },
-        )
-        .await
+        let sent = self
+            .retrying(
+                || format!("cannot send event `{name}`"),
+                || async {
+                    let mut tx = self.pool.begin().await?;
+                    let sent = decide::waits::send_event(
+                        &mut PgTx::new(self, &mut tx),
+                        name,
+                        payload,
+                        self.clock.now(),
+                    )
+                    .await?;
+                    tx.commit().await?;
+                    Ok(sent)
+                },
+            )
+            .await?;
+        if sent.1 > 0 {
+            self.announcer.work();
+        }
+        Ok(sent)
     }
 
     async fn cancel_run(&self, id: &str) -> Result<Option<Cancelled>> {
-        self.retrying(
-            || format!("cannot cancel run {id}"),
-            || async {
-                let mut tx = self.pool.begin().await?;
-                let cancelled =
-                    decide::cancel::cancel_run(&mut PgTx::new(self, &mut tx), id, self.clock.now())
-                        .await?;
-                tx.commit().await?;
-                Ok(cancelled)
-            },
-        )
-        .await
+        let cancelled = self
+            .retrying(
+                || format!("cannot cancel run {id}"),
+                || async {
+                    let mut tx = self.pool.begin().await?;
+                    let cancelled = decide::cancel::cancel_run(
+                        &mut PgTx::new(self, &mut tx),
+                        id,
+                        self.clock.now(),
+                    )
+                    .await?;
+                    tx.commit().await?;
+                    Ok(cancelled)
+                },
+            )
+            .await?;
+        if cancelled.as_ref().is_some_and(|c| c.changed) {
+            self.announcer.runs([id]);
+        }
+        Ok(cancelled)
     }
 
     async fn cancelled_steps(&self, steps: &[(String, u32)]) -> Result<Vec<(String, u32)>> {
@@ -476,17 +495,22 @@ impl Store for PgStore {
         id: &str,
         pins: &HashMap<String, (i64, String)>,
     ) -> Result<Option<u64>> {
-        self.retrying(
-            || format!("cannot resume run {id}"),
-            || async {
-                let mut tx = self.pool.begin().await?;
-                let resumed =
-                    decide::resume::resume_run(&mut PgTx::new(self, &mut tx), id, pins).await?;
-                tx.commit().await?;
-                Ok(resumed)
-            },
-        )
-        .await
+        let resumed = self
+            .retrying(
+                || format!("cannot resume run {id}"),
+                || async {
+                    let mut tx = self.pool.begin().await?;
+                    let resumed =
+                        decide::resume::resume_run(&mut PgTx::new(self, &mut tx), id, pins).await?;
+                    tx.commit().await?;
+                    Ok(resumed)
+                },
+            )
+            .await?;
+        if resumed.is_some_and(|n| n > 0) {
+            self.announcer.work();
+        }
+        Ok(resumed)
     }
 
     async fn kv_get(&self, scope: &str, key: &str) -> Result<Option<(Vec<u8>, i64)>> {
@@ -522,8 +546,48 @@ impl Store for PgStore {
         workers::list(self, seen_within).await
     }
 
+    fn subscribe(&self) -> Option<Wakeups> {
+        Some(self.listener.subscribe())
+    }
+
     async fn close(&self) -> Result<()> {
+        self.listener.stop();
+        self.announcer.flush().await;
         self.pool.close().await;
         Ok(())
+    }
+}
+
+impl PgStore {
+    /// Announces what committed `completions` (with their `outcomes`) did, for other processes:
+    /// the runs of the steps that ended may have ended, and steps may have become claimable
+    /// (children created, parents woken, steps re-queued) unless the claim in the same
+    /// transaction took fewer than it asked for (then it took everything claimable).
+    fn announce_completions(
+        &self,
+        completions: &[Completion],
+        outcomes: &[CommitOutcome],
+        claimed_all_asked: bool,
+    ) {
+        let mut changed = false;
+        let mut ended = Vec::new();
+        for (completion, outcome) in completions.iter().zip(outcomes) {
+            match outcome {
+                CommitOutcome::Committed => {
+                    changed = true;
+                    if completion.ends_step() {
+                        ended.push(completion.run_id.as_str());
+                    }
+                }
+                CommitOutcome::Conflict => changed = true,
+                CommitOutcome::Fenced | CommitOutcome::Cancelled => {}
+            }
+        }
+        if !ended.is_empty() {
+            self.announcer.runs(ended);
+        }
+        if changed && claimed_all_asked {
+            self.announcer.work();
+        }
     }
 }
