@@ -87,8 +87,9 @@ pub struct WorkerOptions {
 /// waiting workflow soon holds nothing.
 pub const DEFAULT_LINGER: Duration = Duration::from_millis(200);
 
-/// The default [`WorkerOptions::listening_poll_interval`].
-pub const DEFAULT_LISTENING_POLL: Duration = Duration::from_secs(1);
+/// The default [`WorkerOptions::listening_poll_interval`]: a retry's backoff or a durable timer
+/// that comes due on an idle worker runs at most this late; an idle poll is one cheap claim.
+pub const DEFAULT_LISTENING_POLL: Duration = Duration::from_millis(250);
 
 impl Default for WorkerOptions {
     fn default() -> Self {
