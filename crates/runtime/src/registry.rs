@@ -197,9 +197,14 @@ impl Hypergraph {
     }
 
     /// Loads the stored component with `digest`, compiling or reading the compile cache as needed.
+    /// Reading it waits out a database outage (a worker's attempt must not fail for one).
     pub async fn prepared_digest(&self, digest: &str) -> Result<Arc<Prepared>> {
         self.engine
-            .prepare(digest, || self.component_bytes(digest))
+            .prepare(digest, || {
+                crate::outage::retry_transient("reading a component", || {
+                    self.component_bytes(digest)
+                })
+            })
             .await
     }
 

@@ -1,10 +1,13 @@
 //! The runtime's side of a live workflow: what `hypergraph:workflow` asks of the world around an
 //! activation (see [`WorkflowHost`]), answered from this process's store, registry and signals.
+//! A store read that meets a database outage waits for the database instead of failing the
+//! activation.
 
 use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::capabilities::workflow::{ChildResult, NewChild, WorkflowHost};
+use crate::outage::retry_transient;
 use crate::registry::function_of;
 use crate::scheduler::canonical_input;
 use crate::signals::Signals;
@@ -14,7 +17,8 @@ use crate::Hypergraph;
 #[async_trait]
 impl WorkflowHost for Hypergraph {
     async fn child_results(&self, ids: &[String]) -> anyhow::Result<Vec<Option<ChildResult>>> {
-        let outcomes = self.store.step_outcomes(ids).await?;
+        let outcomes =
+            retry_transient("reading child results", || self.store.step_outcomes(ids)).await?;
         let mut results = Vec::with_capacity(outcomes.len());
         for outcome in &outcomes {
             let returns_result = match self.prepared_digest(&outcome.digest).await {
@@ -31,7 +35,9 @@ impl WorkflowHost for Hypergraph {
     async fn new_child(&self, task: &str, input: &str, index: u32) -> Result<NewChild, String> {
         let value: Value = serde_json::from_str(input)
             .map_err(|e| format!("the input of `{task}` is not valid JSON: {e}"))?;
-        let resolved = self.resolve(task).await.map_err(|e| format!("{e:#}"))?;
+        let resolved = retry_transient("resolving a child's task", || self.resolve(task))
+            .await
+            .map_err(|e| format!("{e:#}"))?;
         let input = canonical_input(&resolved, &value).map_err(|e| format!("{e:#}"))?;
         Ok(NewChild {
             step_id: uuid::Uuid::now_v7().to_string(),
@@ -48,11 +54,11 @@ impl WorkflowHost for Hypergraph {
     }
 
     async fn last_event_seq(&self) -> anyhow::Result<i64> {
-        self.store.last_event_seq().await
+        retry_transient("reading events", || self.store.last_event_seq()).await
     }
 
     async fn next_event(&self, name: &str, after: i64) -> anyhow::Result<Option<(i64, String)>> {
-        self.store.next_event(name, after).await
+        retry_transient("reading events", || self.store.next_event(name, after)).await
     }
 
     fn signals(&self) -> &Signals {
