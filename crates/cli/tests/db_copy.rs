@@ -112,15 +112,7 @@ fn a_sqlite_history_moves_to_postgresql_and_replays_identical() {
     let finished = [&fan_out, &counted, &flooded, &napped, &timed_out, &failed];
 
     let target = Schema::new();
-    let copied = sqlite.json(&[
-        "db",
-        "copy",
-        "--from",
-        db.to_str().unwrap(),
-        "--to",
-        &target.url,
-        "--json",
-    ]);
+    let copied = copy(&sqlite, db.to_str().unwrap(), &target.url);
     assert_eq!(copied["tables"]["runs"], 7, "{copied}");
     assert_eq!(copied["tables"]["deployments"], 3, "{copied}");
     assert_eq!(copied["tables"]["events"], 1, "{copied}");
@@ -213,6 +205,11 @@ fn a_sqlite_history_moves_to_postgresql_and_replays_identical() {
     );
     let sent = pg.json(&["events", "send", "approved", "--json"]);
     assert_eq!(sent["seq"], 2, "{sent}");
+}
+
+/// `db copy --from <from> --to <to> --json`, which must succeed: its report.
+fn copy(cli: &Cli, from: &str, to: &str) -> Value {
+    cli.json(&["db", "copy", "--from", from, "--to", to, "--json"])
 }
 
 /// `db copy --from <from> --to <to>`, which must fail with a usage error (exit 2): its stderr.
@@ -315,15 +312,7 @@ fn copy_speed() {
     let target = Schema::new();
     let cli = Cli::new_at(&db);
     let started = std::time::Instant::now();
-    let copied = cli.json(&[
-        "db",
-        "copy",
-        "--from",
-        db.to_str().unwrap(),
-        "--to",
-        &target.url,
-        "--json",
-    ]);
+    let copied = copy(&cli, db.to_str().unwrap(), &target.url);
     let wall = started.elapsed().as_secs_f64();
     assert_eq!(copied["tables"]["runs"], runs as u64, "{copied}");
     println!(

@@ -92,11 +92,6 @@ impl Repeated {
             _ => {}
         }
     }
-
-    /// True while the last try failed.
-    pub fn failing(&self) -> bool {
-        self.failing_since.is_some()
-    }
 }
 
 #[cfg(test)]
@@ -137,12 +132,12 @@ mod tests {
     fn a_repeated_operation_reports_an_outage_once_and_its_end_once() {
         let mut log = Repeated::new("renewing leases");
         log.record(&Ok::<(), anyhow::Error>(()));
-        assert!(!log.failing());
+        assert!(log.failing_since.is_none());
         for _ in 0..3 {
             log.record(&Err::<(), _>(lost()));
-            assert!(log.failing());
+            assert!(log.failing_since.is_some());
         }
         log.record(&Ok::<(), anyhow::Error>(()));
-        assert!(!log.failing());
+        assert!(log.failing_since.is_none());
     }
 }
