@@ -411,12 +411,14 @@ fn sequential_chain_through_run_wait() {
 
 /// A chain under a server that is SIGKILLed twice mid-way: whatever was executing at each kill
 /// (a child or the workflow's own activation) is claimed again after its lease, and the workflow
-/// continues from its journal without starting any child twice.
+/// continues from its journal without starting any child twice. Each child takes 10 ms so that
+/// the 90 children between the second kill and the end take far longer than one poll of the
+/// run (a chain of instant children runs them in under 1 ms each).
 #[test]
 fn repeated_kills_mid_chain_never_start_a_child_twice() {
     let cli = with_flow();
     let n = 200;
-    let id = cli.submit("flow/chain", json!({"prefix": "k", "n": n}));
+    let id = cli.submit("flow/chain", json!({"prefix": "k", "n": n, "sleep-ms": 10}));
     for progress in [40, 110] {
         let serve = cli.serve(&[]);
         let run = cli.wait_until(&id, &format!("{progress} children done"), |run| {

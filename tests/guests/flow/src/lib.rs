@@ -125,14 +125,14 @@ impl Guest for Flow {
         Ok(total)
     }
 
-    fn chain(prefix: String, n: u32) -> u32 {
+    fn chain(prefix: String, n: u32, sleep_ms: Option<u32>) -> u32 {
         let task = format!("{}/work", deployment());
         let mut total = 0;
         for i in 0..n {
             let input = Work {
                 key: format!("{prefix}/{i}"),
                 n: i,
-                sleep_ms: 0,
+                sleep_ms: sleep_ms.unwrap_or(0),
                 fail_attempts: 0,
             };
             total += workflow::call::<_, u32>(&task, &input).expect("child succeeds");
