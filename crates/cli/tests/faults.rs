@@ -200,27 +200,6 @@ fn taken_over_from(cli: &Cli, worker: &str) -> usize {
     rows[0].parse().unwrap()
 }
 
-/// The worker registered by `serve`'s process, from `workers list --json`.
-fn worker_of(workers: &Value, serve: &Serve) -> Value {
-    let pid = serve.child.id();
-    workers
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w["pid"] == pid)
-        .unwrap_or_else(|| panic!("no worker with pid {pid}: {workers:#}"))
-        .clone()
-}
-
-/// Sends `signal` (`-STOP`, `-CONT`) to `serve`.
-fn signal(serve: &Serve, signal: &str) {
-    let sent = Command::new("kill")
-        .args([signal, &serve.child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(sent.success(), "kill {signal}");
-}
-
 #[test]
 fn killed_and_stopped_workers_lose_nothing_and_apply_nothing_twice() {
     let (cli, fan_out) = loaded();
@@ -234,38 +213,30 @@ fn killed_and_stopped_workers_lose_nothing_and_apply_nothing_twice() {
 
     // Mid-load: a few hundred steps done, and A and B each holding some.
     wait_finished(&cli, 200, started);
-    let workers = cli.json(&["workers", "list", "--json"]);
-    let (a_seen, b_seen) = (worker_of(&workers, &a), worker_of(&workers, &b));
-    let a_id = a_seen["id"].as_str().unwrap().to_string();
-    let b_id = b_seen["id"].as_str().unwrap().to_string();
-    signal(&b, "-STOP");
+    let a_id = a.worker(&cli)["id"].as_str().unwrap().to_string();
+    let b_id = b.worker(&cli)["id"].as_str().unwrap().to_string();
+    b.signal("-STOP");
     a.kill();
 
     // Both show for what they are: A dead, B stale (it has not missed enough heartbeats to be
     // declared dead).
     let faulted = Instant::now();
     loop {
-        let workers = cli.json(&["workers", "list", "--json"]);
-        let state = |id: &str| {
-            workers
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|w| w["id"] == id)
-                .map(|w| w["state"].clone())
-                .unwrap_or_default()
-        };
-        if state(&a_id) == "dead" && state(&b_id) == "stale" {
+        let (a_row, b_row) = (
+            cli.worker("id", a_id.as_str()),
+            cli.worker("id", b_id.as_str()),
+        );
+        if a_row["state"] == "dead" && b_row["state"] == "stale" {
             break;
         }
         assert!(
             faulted.elapsed() < Duration::from_secs(30),
-            "A should be dead and B stale: {workers:#}"
+            "A should be dead and B stale: {a_row:#} {b_row:#}"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
     // B wakes up: whatever it was running finishes under an ended lease and is refused.
-    signal(&b, "-CONT");
+    b.signal("-CONT");
 
     let counts = wait_finished(&cli, PLAIN + 1, started);
     assert_exactly_once(&cli, &fan_out, &counts);
@@ -280,13 +251,7 @@ fn killed_and_stopped_workers_lose_nothing_and_apply_nothing_twice() {
     for serve in others.iter().chain([&b]) {
         assert!(serve.log().contains("completed"), "{}", serve.log());
     }
-    let workers = cli.json(&["workers", "list", "--json"]);
-    let a_row = workers
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w["id"] == a_id.as_str())
-        .expect("the killed worker stays listed");
+    let a_row = cli.worker("id", a_id.as_str());
     assert_eq!(a_row["state"], "dead", "{a_row}");
     assert_eq!(a_row["holding"], json!([]), "{a_row}");
 }

@@ -29,19 +29,6 @@ fn serve(cli: &Cli) -> Serve {
     ])
 }
 
-/// The worker whose process is `serve`, as `workers list --json` shows it.
-fn listed(cli: &Cli, serve: &Serve) -> Value {
-    let workers = cli.json(&["workers", "list", "--json"]);
-    let pid = serve.child.id();
-    workers
-        .as_array()
-        .expect("a list of workers")
-        .iter()
-        .find(|w| w["pid"] == pid)
-        .unwrap_or_else(|| panic!("no worker with pid {pid} in {workers:#}"))
-        .clone()
-}
-
 /// Runs `n` `hostile/ok` runs and waits until each succeeded; returns their step ids.
 fn run_ok(cli: &Cli, n: usize) -> Vec<String> {
     let ids: Vec<String> = (0..n)
@@ -83,8 +70,8 @@ fn workers_are_listed_and_a_killed_workers_step_is_taken_over_before_its_lease_e
     let b = serve(&cli);
     let by_b = run_ok(&cli, 3);
 
-    let seen_a = listed(&cli, &a);
-    let seen_b = listed(&cli, &b);
+    let seen_a = a.worker(&cli);
+    let seen_b = b.worker(&cli);
     assert_eq!(seen_a["id"], a_id.as_str(), "{seen_a}");
     for (worker, done) in [(&seen_a, &by_a), (&seen_b, &by_b)] {
         assert_eq!(worker["state"], "live", "{worker}");
@@ -165,16 +152,10 @@ fn workers_are_listed_and_a_killed_workers_step_is_taken_over_before_its_lease_e
     for attempt in tries {
         assert_eq!(attempt["hypergraph_version"], VERSION, "{run}");
     }
-    let dead = cli.json(&["workers", "list", "--json"]);
-    let dead = dead
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w["id"] == a_id.as_str())
-        .expect("the killed worker is still listed");
+    let dead = cli.worker("id", a_id.as_str());
     assert_eq!(dead["state"], "dead", "{dead}");
     assert_eq!(dead["holding"], Value::Array(Vec::new()), "{dead}");
-    let seen_b = listed(&cli, &b);
+    let seen_b = b.worker(&cli);
     assert_eq!(seen_b["state"], "live", "{seen_b}");
     assert_eq!(seen_b["holding"][0]["step_id"], spin_step.as_str());
     assert_eq!(seen_b["holding"][0]["attempt"], 2);
@@ -198,13 +179,7 @@ fn workers_are_listed_and_a_killed_workers_step_is_taken_over_before_its_lease_e
     // A clean stop shows as such.
     cli.ok(&["runs", "cancel", &spin]);
     assert!(b.terminate().success(), "serve exits 0 on SIGTERM");
-    let workers = cli.json(&["workers", "list", "--json"]);
-    let stopped = workers
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w["id"] == b_id.as_str())
-        .expect("the stopped worker is listed");
+    let stopped = cli.worker("id", b_id.as_str());
     assert_eq!(stopped["state"], "stopped", "{stopped}");
     assert!(stopped["stopped_at"].is_i64(), "{stopped}");
 }

@@ -146,6 +146,25 @@ impl Cli {
         serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: {e}\n{stdout}"))
     }
 
+    /// Every registered worker, as `workers list --json` shows it.
+    pub fn workers(&self) -> Vec<Value> {
+        match self.json(&["workers", "list", "--json"]) {
+            Value::Array(workers) => workers,
+            other => panic!("workers list --json: expected an array, found {other}"),
+        }
+    }
+
+    /// The listed worker whose `field` is `value` (its `id`, its `pid`); panics when none is.
+    pub fn worker(&self, field: &str, value: impl Into<Value>) -> Value {
+        let value = value.into();
+        let workers = self.workers();
+        workers
+            .iter()
+            .find(|w| w[field] == value)
+            .unwrap_or_else(|| panic!("no worker with {field} {value} in {workers:#?}"))
+            .clone()
+    }
+
     /// Like [`Cli::ok`] for a command that must exit by itself: killed after [`DEADLINE`].
     pub fn ok_within_deadline(&self, args: &[&str]) -> String {
         let child = self
@@ -377,14 +396,24 @@ impl Serve {
         self.child.wait().expect("reap serve");
     }
 
-    /// SIGTERM, then waits for it to exit (in-flight steps finish and commit first).
-    pub fn terminate(mut self) -> ExitStatus {
+    /// The worker this process registered, as `workers list --json` shows it.
+    pub fn worker(&self, cli: &Cli) -> Value {
+        cli.worker("pid", self.child.id())
+    }
+
+    /// Sends `signal` (`-STOP`, `-CONT`, `-TERM`, ...) to the process.
+    pub fn signal(&self, signal: &str) {
         let pid = self.child.id().to_string();
         let sent = Command::new("kill")
-            .args(["-TERM", &pid])
+            .args([signal, &pid])
             .status()
-            .expect("kill -TERM");
-        assert!(sent.success(), "kill -TERM {pid} failed");
+            .expect("kill");
+        assert!(sent.success(), "kill {signal} {pid} failed");
+    }
+
+    /// SIGTERM, then waits for it to exit (in-flight steps finish and commit first).
+    pub fn terminate(mut self) -> ExitStatus {
+        self.signal("-TERM");
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().expect("serve status") {
