@@ -1,6 +1,7 @@
-// Package hypergraph is the Go SDK of Hypergraph tasks: log, context, key-value and the workflow
-// calls, over hand-written bindings of the host's WIT (the component model's canonical ABI, by
-// //go:wasmimport), plus the helpers an export needs to take and return strings and lists.
+// Package hypergraph is the Go SDK of Hypergraph tasks: log, context, key-value, outbound HTTP and
+// the workflow calls, over hand-written bindings of the host's WIT (the component model's
+// canonical ABI, by //go:wasmimport), plus the helpers an export needs to take and return strings
+// and lists.
 //
 // `hypergraph build` compiles a Go task project (a go.mod beside a wit/ holding the task's world)
 // with Go's own wasip1 port as a reactor (-buildmode=c-shared) and turns the core module into a
@@ -20,39 +21,57 @@
 //
 // Strings arrive as Go strings (the host writes them into memory this package allocates); a
 // list<u8> parameter arrives as (pointer, length): hypergraph.Bytes makes it a []byte. A result
-// that is a string, a list or an option is returned through a pointer (ReturnString, ReturnBytes,
-// ReturnOptionString, ReturnNone). Every run gets a fresh instance, so package-level variables
-// hold their initial values on every run, and memory is never reused across runs.
+// that is a string, a list, an option or a result is returned through a pointer (ReturnString,
+// ReturnBytes, ReturnOptionString, ReturnNone, ReturnResult). Every run gets a fresh instance, so
+// package-level variables hold their initial values on every run, and memory is never reused
+// across runs.
 package hypergraph
 
 import "unsafe"
 
-// pinned keeps every block the host asked for (cabi_realloc) alive for the rest of the instance,
-// which lives for one run.
-var pinned [][]byte
+// hostNext and hostEnd bound the free part of the block cabi_realloc hands out from: memory the
+// host writes strings and lists into, which is never freed (an instance lives for one run).
+var hostNext, hostEnd uintptr
+
+// growMemory is the wasm instruction memory.grow (memory_wasm.s): the old size in 64 KiB pages,
+// or -1.
+func growMemory(pages int32) int32
 
 // cabiRealloc is the allocator the host writes strings and lists into (canonical ABI realloc).
+//
+// The host calls it while it lowers a host call's result, when the guest may not call any import.
+// Go's own allocator may (growing its heap reads the clock through WASI, which traps with "cannot
+// leave component instance"), so this one never allocates from Go's heap: it hands out memory from
+// pages it grows itself with memory.grow. Go's heap skips memory grown by others (the runtime
+// overlay of `hypergraph build`), and its collector ignores pointers outside its heap.
 //
 //go:wasmexport cabi_realloc
 func cabiRealloc(old unsafe.Pointer, oldSize, align, newSize uint32) unsafe.Pointer {
 	if newSize == 0 {
 		return unsafe.Pointer(uintptr(align))
 	}
-	buf := make([]byte, newSize+align)
-	pad := (align - uint32(uintptr(unsafe.Pointer(&buf[0])))%align) % align
-	p := unsafe.Pointer(&buf[pad])
-	if old != nil && oldSize > 0 {
-		copy(unsafe.Slice((*byte)(p), newSize), unsafe.Slice((*byte)(old), min(oldSize, newSize)))
+	p := (hostNext + uintptr(align) - 1) &^ (uintptr(align) - 1)
+	if hostNext == 0 || p+uintptr(newSize) > hostEnd {
+		pages := max((newSize+0xffff)>>16, 1)
+		start := growMemory(int32(pages))
+		if start < 0 {
+			panic("cabi_realloc: out of memory")
+		}
+		p = uintptr(start) << 16 // page-aligned
+		hostEnd = p + uintptr(pages)<<16
 	}
-	pinned = append(pinned, buf)
-	return p
+	hostNext = p + uintptr(newSize)
+	if old != nil && oldSize > 0 {
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(p)), newSize), unsafe.Slice((*byte)(old), min(oldSize, newSize)))
+	}
+	return unsafe.Pointer(p)
 }
 
 // keep holds what the last export returned until the host has read it.
 var keep []any
 
-// retArea is where results returned by pointer are laid out (at most 12 bytes: an option of a
-// string).
+// retArea is where results returned by pointer are laid out (at most 12 bytes: an option or a
+// result of a string).
 var retArea [4]uint32
 
 func ptr32(p unsafe.Pointer) uint32 { return uint32(uintptr(p)) }
@@ -83,6 +102,23 @@ func ReturnOptionString(s string) unsafe.Pointer {
 	retArea[0] = 1
 	retArea[1] = ptr32(stringPtr(s))
 	retArea[2] = uint32(len(s))
+	return unsafe.Pointer(&retArea)
+}
+
+// ReturnResult lays out an export's result<string, string>: ok(value) when err is nil, else
+// err(err.Error()). The layout is option<string>'s: a u8 discriminant (0 = ok, 1 = err) and the
+// string's pointer and length at +4 and +8.
+func ReturnResult(value string, err error) unsafe.Pointer {
+	if err != nil {
+		value = err.Error()
+	}
+	keep = []any{value}
+	retArea[0] = 0
+	if err != nil {
+		retArea[0] = 1
+	}
+	retArea[1] = ptr32(stringPtr(value))
+	retArea[2] = uint32(len(value))
 	return unsafe.Pointer(&retArea)
 }
 

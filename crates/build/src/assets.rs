@@ -100,6 +100,11 @@ pub(super) const GO_SDK: &[(&str, &str)] = &[
     ("go.mod", include_str!("../../../guest-sdk/go/go.mod")),
     ("abi.go", include_str!("../../../guest-sdk/go/abi.go")),
     ("task.go", include_str!("../../../guest-sdk/go/task.go")),
+    ("http.go", include_str!("../../../guest-sdk/go/http.go")),
+    (
+        "memory_wasm.s",
+        include_str!("../../../guest-sdk/go/memory_wasm.s"),
+    ),
     (
         "workflow/workflow.go",
         include_str!("../../../guest-sdk/go/workflow/workflow.go"),

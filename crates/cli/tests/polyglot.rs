@@ -6,7 +6,8 @@
 //! and failures that say what happened (a Python traceback, a JavaScript stack, a C trap, a Go
 //! panic).
 //! `hypergraph new` projects in every language build and run unchanged, and one Python workflow
-//! calls a Rust, a JavaScript and a C task in one run.
+//! calls a Rust, a JavaScript and a C task in one run. JavaScript and Go tasks call an allowlisted
+//! HTTP server on 127.0.0.1 through their SDKs' wrappers of `wasi:http`.
 
 use hypergraph_testing as common;
 
@@ -645,4 +646,213 @@ fn c_checksum_computes_known_digests_and_round_trips_compression() {
     assert_eq!(unpacked["output"], json!({"ok": data}));
     let odd = cli.run_wait(1, "checksum/decompress", json!({"data": [1, 2, 3]}));
     assert!(odd["error"].to_string().contains("odd length"), "{odd}");
+}
+
+/// One request as [`recording_server`] received it.
+#[derive(Debug, Clone)]
+struct Received {
+    method: String,
+    target: String,
+    /// Names lowercased, in the order sent.
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// An HTTP/1.1 server on 127.0.0.1 (one request per connection) that records every request and
+/// answers `201` to a POST and `200` to anything else, with `x-method` and `x-count` headers and
+/// the body `<method> <target> <request body>`.
+fn recording_server() -> (u16, Arc<Mutex<Vec<Received>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 8192];
+            // The head, then as many body bytes as content-length says.
+            let (head_end, length) = loop {
+                let n = stream.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    break (usize::MAX, 0);
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                    let length = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    break (end + 4, length);
+                }
+            };
+            if head_end == usize::MAX {
+                continue;
+            }
+            while buf.len() < head_end + length {
+                let n = stream.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let head = String::from_utf8_lossy(&buf[..head_end - 4]).to_string();
+            let mut lines = head.split("\r\n");
+            let mut start = lines.next().unwrap_or("").split(' ');
+            let received = Received {
+                method: start.next().unwrap_or("").to_string(),
+                target: start.next().unwrap_or("").to_string(),
+                headers: lines
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(n, v)| (n.trim().to_lowercase(), v.trim().to_string()))
+                    .collect(),
+                body: buf[head_end..].to_vec(),
+            };
+            let count = {
+                let mut log = log.lock().unwrap();
+                log.push(received.clone());
+                log.len()
+            };
+            let status = if received.method == "POST" {
+                "201 Created"
+            } else {
+                "200 OK"
+            };
+            let mut body = format!("{} {} ", received.method, received.target).into_bytes();
+            body.extend_from_slice(&received.body);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\nx-method: {}\r\nx-count: {count}\r\n\
+                 content-length: {}\r\nconnection: close\r\n\r\n",
+                received.method,
+                body.len()
+            );
+            let _ = stream.write_all(&body);
+        }
+    });
+    (port, seen)
+}
+
+/// The Go SDK's outbound HTTP (`hg.HTTPRequest` over `wasi:http`, tests/guests/go-guarantees'
+/// `fetch`): a GET and a POST with a body and headers reach an allowlisted local server as sent,
+/// status, headers and body come back, a host not on the allowlist is denied with an error that
+/// says so, and the runs replay `identical` without sending anything.
+#[test]
+fn go_sends_http_to_an_allowlisted_host_and_replays_identically() {
+    let (port, seen) = recording_server();
+    let cli = Cli::new();
+    let allow = format!("127.0.0.1:{port}");
+    cli.deploy(&guest("go"), "go", &["--allow-http", &allow]);
+    let base = format!("http://127.0.0.1:{port}");
+    let fetch =
+        |code: i32, request: Value| cli.run_wait(code, "go/fetch", json!(request.to_string()));
+    let response = |run: &Value| -> Value {
+        assert_eq!(run["status"], "succeeded", "{run}");
+        serde_json::from_str(run["output"]["ok"].as_str().expect("ok(string)")).unwrap()
+    };
+
+    // GET with a header and a query.
+    let get = fetch(
+        0,
+        json!({"method": "GET", "url": format!("{base}/quote?symbol=ACME&n=1"),
+               "headers": {"accept": "text/plain", "x-trace": "go-1"}}),
+    );
+    let got = response(&get);
+    assert_eq!(got["status"], 200, "{got}");
+    assert_eq!(got["ok"], true);
+    assert_eq!(got["content-type"], "text/plain");
+    assert_eq!(got["body"], "GET /quote?symbol=ACME&n=1 ");
+    let headers = got["headers"].as_array().unwrap();
+    assert!(headers.contains(&json!(["x-method", "GET"])), "{got}");
+    assert!(headers.contains(&json!(["x-count", "1"])), "{got}");
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        let request = &seen[0];
+        assert_eq!(request.method, "GET");
+        assert_eq!(request.target, "/quote?symbol=ACME&n=1");
+        assert_eq!(request.header("accept"), Some("text/plain"));
+        assert_eq!(request.header("x-trace"), Some("go-1"));
+        assert!(request.body.is_empty(), "{request:?}");
+    }
+
+    // POST with headers and a body longer than one 4 KiB write.
+    let payload = json!({"symbol": "ACME", "note": "x".repeat(10_000)}).to_string();
+    let post = fetch(
+        0,
+        json!({"method": "post", "url": format!("{base}/orders"), "body": payload,
+               "headers": {"content-type": "application/json", "x-request-id": "abc-123"}}),
+    );
+    let posted = response(&post);
+    assert_eq!(posted["status"], 201, "{posted}");
+    assert_eq!(posted["ok"], true);
+    assert_eq!(posted["body"], format!("POST /orders {payload}"));
+    assert!(
+        posted["headers"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(["x-method", "POST"])),
+        "{posted}"
+    );
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 2);
+        let request = &seen[1];
+        assert_eq!(request.method, "POST");
+        assert_eq!(request.target, "/orders");
+        assert_eq!(request.header("content-type"), Some("application/json"));
+        assert_eq!(request.header("x-request-id"), Some("abc-123"));
+        assert_eq!(request.body, payload.as_bytes());
+    }
+
+    // Another host (localhost is not 127.0.0.1 to the allowlist) is denied, and the error says so.
+    let denied = fetch(
+        1,
+        json!({"method": "GET", "url": format!("http://localhost:{port}/quote")}),
+    );
+    assert_eq!(denied["status"], "failed", "{denied}");
+    let error = denied["error"]["value"]
+        .as_str()
+        .map(|text| serde_json::from_str::<Value>(text).unwrap())
+        .unwrap_or_else(|| panic!("an error value: {denied}"));
+    assert_eq!(error["denied"], true, "{error}");
+    assert_eq!(error["code"], "HTTP-request-denied", "{error}");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "localhost:{port} is not on this deployment's HTTP allowlist"
+        )) && message.contains(&format!("--allow-http localhost:{port}")),
+        "{message}"
+    );
+    // A URL the SDK cannot send fails before reaching the host.
+    let refused = fetch(1, json!({"method": "GET", "url": "ftp://127.0.0.1/x"}));
+    assert!(
+        refused["error"]
+            .to_string()
+            .contains("unsupported URL scheme"),
+        "{refused}"
+    );
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        2,
+        "nothing else reached the server"
+    );
+
+    // The responses were journaled: replays are identical and send nothing.
+    for run in [&get, &post, &denied] {
+        let replayed = cli.ok(&["runs", "replay", run["run_id"].as_str().unwrap()]);
+        assert!(replayed.contains("identical"), "{replayed}");
+    }
+    assert_eq!(seen.lock().unwrap().len(), 2, "a replay sent a request");
 }

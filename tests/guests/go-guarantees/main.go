@@ -1,9 +1,11 @@
-// Go guest of the host's guarantee tests: fresh instances, journaled non-determinism, panics.
+// Go guest of the host's guarantee tests: fresh instances, journaled non-determinism, panics,
+// kv and outbound HTTP.
 package main
 
 import (
 	crand "crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -56,6 +58,45 @@ func remember(key, value string) unsafe.Pointer {
 		return hg.ReturnNone()
 	}
 	return hg.ReturnOptionString(previous)
+}
+
+//go:wasmexport fetch
+func fetch(request string) unsafe.Pointer {
+	var req struct {
+		Method  string            `json:"method"`
+		URL     string            `json:"url"`
+		Headers map[string]string `json:"headers"`
+		Body    *string           `json:"body"`
+	}
+	if err := json.Unmarshal([]byte(request), &req); err != nil {
+		return hg.ReturnResult("", err)
+	}
+	var body []byte
+	if req.Body != nil {
+		body = []byte(*req.Body)
+	}
+	response, err := hg.HTTPRequest(req.Method, req.URL, req.Headers, body)
+	if err != nil {
+		var failed *hg.HTTPError
+		if !errors.As(err, &failed) {
+			return hg.ReturnResult("", err)
+		}
+		text, _ := json.Marshal(map[string]any{"message": failed.Message, "code": failed.Code, "denied": failed.Denied})
+		return hg.ReturnResult("", errors.New(string(text)))
+	}
+	headers := [][2]string{}
+	for _, h := range response.Headers {
+		headers = append(headers, [2]string{h.Name, h.Value})
+	}
+	text, _ := json.Marshal(map[string]any{
+		"status":       response.Status,
+		"ok":           response.OK(),
+		"headers":      headers,
+		"content-type": response.Header("Content-Type"),
+		"body":         response.Text(),
+	})
+	hg.Infof("%s %s: %d", req.Method, req.URL, response.Status)
+	return hg.ReturnResult(string(text), nil)
 }
 
 func main() {}
