@@ -59,17 +59,27 @@ pub trait WorkflowHost: Send + Sync {
     async fn last_event_seq(&self) -> anyhow::Result<i64>;
     /// The oldest event named `name` newer than `after`: its sequence number and payload.
     async fn next_event(&self, name: &str, after: i64) -> anyhow::Result<Option<(i64, String)>>;
-    /// The in-process signals raised when steps finish here (others are found by polling).
+    /// The in-process signals: raised when steps finish here, and when other processes announce
+    /// that steps of a run ended (where the store delivers their wake-ups).
     fn signals(&self) -> &Signals;
+    /// How often a lingering activation looks at its children when nothing wakes it, while
+    /// other processes' completions wake it too (their announcements are being delivered: only
+    /// a lost one needs the look). `None` while they are not: it then looks again after 1 ms,
+    /// doubling up to [`LINGER_POLL`].
+    fn linger_poll(&self) -> Option<Duration>;
 }
 
 /// Most unfinished children a join lingers on; a larger join suspends at once (re-reading many
 /// children on every completion would cost more than a resume).
 pub const LINGER_MAX_CHILDREN: usize = 32;
 
-/// Longest pause between two looks at lingered-on children when no completion in this process
-/// wakes the activation (the children run in another process).
-const LINGER_POLL: Duration = Duration::from_millis(25);
+/// Longest pause between two looks at lingered-on children when completions in other processes
+/// are not announced to this one (see [`WorkflowHost::linger_poll`]).
+pub const LINGER_POLL: Duration = Duration::from_millis(25);
+
+/// The pause between two looks at lingered-on children while other processes' completions are
+/// announced to this one: a fallback for an announcement lost between two notices of it.
+pub const LINGER_ANNOUNCED_POLL: Duration = Duration::from_millis(100);
 
 /// What an activation did since its last checkpoint: stored while the attempt goes on.
 #[derive(Debug, Default)]
@@ -99,6 +109,8 @@ pub trait Activation: Send + Sync {
 pub struct Linger {
     /// Longest wait in place; the activation suspends after it.
     pub window: Duration,
+    /// The activation's run: other processes announce the ends of its steps under it.
+    pub run_id: String,
     pub activation: Arc<dyn Activation>,
 }
 
@@ -222,24 +234,27 @@ async fn child_states(
         .map_err(|e| super::host_fault(format!("reading child results failed: {e:#}")))
 }
 
-/// Fills `states` as children in `ids` finish, until the wait is [`over`] (true) or `until`
-/// passes (false). Completions committed by this process wake it at once; others are polled.
+/// Fills `states` as children in `ids` (steps of run `run_id`) finish, until the wait is
+/// [`over`] (true) or `until` passes (false). Completions committed by this process wake it at
+/// once, and so do the ends of steps of its run announced by other processes; it also looks
+/// every [`WorkflowHost::linger_poll`] (or, when nothing is announced, after 1 ms doubling up to
+/// [`LINGER_POLL`]).
 async fn wait_in_place(
     hg: &dyn WorkflowHost,
+    run_id: &str,
     ids: &[String],
     states: &mut [Option<ChildResult>],
     any: bool,
     until: Instant,
 ) -> wasmtime::Result<bool> {
-    let mut poll = Duration::from_millis(1);
+    let mut backoff = Duration::from_millis(1);
     loop {
         let open: Vec<usize> = (0..ids.len()).filter(|&i| states[i].is_none()).collect();
         let open_ids: Vec<String> = open.iter().map(|&i| ids[i].clone()).collect();
         // Registered before reading: a child finishing in between still wakes us.
-        let finished = hg
-            .signals()
-            .steps
-            .register(open_ids.iter().map(String::as_str));
+        let signals = hg.signals();
+        let finished = signals.steps.register(open_ids.iter().map(String::as_str));
+        let announced = signals.runs.register([run_id]);
         let read = child_states(hg, &open_ids).await;
         let outcome = match read {
             Ok(read) => {
@@ -252,10 +267,12 @@ async fn wait_in_place(
                 } else if now >= until {
                     Some(Ok(false))
                 } else {
+                    let pause = hg.linger_poll().unwrap_or(backoff);
                     tokio::select! {
                         _ = finished.notified() => {}
-                        _ = tokio::time::sleep(poll.min(until - now)) => {
-                            poll = (poll * 2).min(LINGER_POLL);
+                        _ = announced.notified() => {}
+                        _ = tokio::time::sleep(pause.min(until - now)) => {
+                            backoff = (backoff * 2).min(LINGER_POLL);
                         }
                     }
                     None
@@ -263,10 +280,9 @@ async fn wait_in_place(
             }
             Err(e) => Some(Err(e)),
         };
-        drop(finished);
-        hg.signals()
-            .steps
-            .forget(open_ids.iter().map(String::as_str));
+        drop((finished, announced));
+        signals.steps.forget(open_ids.iter().map(String::as_str));
+        signals.runs.forget([run_id]);
         if let Some(outcome) = outcome {
             return outcome;
         }
@@ -357,7 +373,7 @@ impl WorkflowCtx<'_> {
             Ok(true) => {
                 // The reads are stored history now: the end of the step does not check them.
                 self.kv.take_reads();
-                wait_in_place(hg.as_ref(), ids, &mut states, any, until).await
+                wait_in_place(hg.as_ref(), &linger.run_id, ids, &mut states, any, until).await
             }
             Ok(false) => Err(super::host_fault(
                 "the attempt no longer owns its step (its lease expired and it was claimed \
@@ -640,4 +656,86 @@ pub fn add_to_linker<T: Send + 'static>(
 ) -> anyhow::Result<()> {
     workflow::add_to_linker::<T, HasWorkflow>(linker, project)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A host whose one child finishes when the test says so, counting the reads of it.
+    #[derive(Default)]
+    struct Host {
+        result: Mutex<Option<ChildResult>>,
+        reads: AtomicUsize,
+        read: tokio::sync::Notify,
+        signals: Signals,
+    }
+
+    #[async_trait::async_trait]
+    impl WorkflowHost for Host {
+        async fn child_results(&self, ids: &[String]) -> anyhow::Result<Vec<Option<ChildResult>>> {
+            let result = self.result.lock().unwrap().clone();
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            self.read.notify_one();
+            Ok(ids.iter().map(|_| result.clone()).collect())
+        }
+        async fn new_child(&self, _: &str, _: &str, _: u32) -> Result<NewChild, String> {
+            unreachable!()
+        }
+        async fn last_event_seq(&self) -> anyhow::Result<i64> {
+            unreachable!()
+        }
+        async fn next_event(&self, _: &str, _: i64) -> anyhow::Result<Option<(i64, String)>> {
+            unreachable!()
+        }
+        fn signals(&self) -> &Signals {
+            &self.signals
+        }
+        /// Announcements are delivered, and nothing is polled within the test's time.
+        fn linger_poll(&self) -> Option<Duration> {
+            Some(Duration::from_secs(3600))
+        }
+    }
+
+    /// A child finished by another process is seen when its end is announced under the run,
+    /// not at the next poll.
+    #[tokio::test]
+    async fn a_lingering_activation_wakes_when_another_process_announces_its_run() {
+        let host = Arc::new(Host::default());
+        let waiting = {
+            let host = host.clone();
+            tokio::spawn(async move {
+                let mut states = vec![None];
+                let until = Instant::now() + Duration::from_secs(3600);
+                let over = wait_in_place(
+                    host.as_ref(),
+                    "run-1",
+                    &["child-1".to_string()],
+                    &mut states,
+                    false,
+                    until,
+                )
+                .await
+                .unwrap();
+                (over, states)
+            })
+        };
+        host.read.notified().await;
+        *host.result.lock().unwrap() = Some(ChildResult::Ok("7".into()));
+        // Another run's announcement does not concern it.
+        host.signals.runs.completed(["run-2"]);
+        tokio::task::yield_now().await;
+        assert_eq!(host.reads.load(Ordering::SeqCst), 1);
+        host.signals.runs.completed(["run-1"]);
+        let (over, states) = tokio::time::timeout(Duration::from_secs(60), waiting)
+            .await
+            .expect("woken by the announcement")
+            .unwrap();
+        assert!(over);
+        assert_eq!(states, vec![Some(ChildResult::Ok("7".into()))]);
+        assert_eq!(host.reads.load(Ordering::SeqCst), 2);
+    }
 }

@@ -418,6 +418,7 @@ impl Launcher {
             });
             let linger = (!linger_window.is_zero()).then(|| Linger {
                 window: linger_window,
+                run_id: step.run_id.clone(),
                 activation: activation.clone(),
             });
             let completion = execute(&hg, &worker_id, step, cancel, linger).await;
@@ -669,14 +670,17 @@ async fn commit_loop(
                 }
             }
             if outcome == CommitOutcome::Committed && completion.ends_step() {
-                finished.push(completion.step_id.as_str());
+                finished.push(completion);
             }
         }
         uncommitted.fetch_sub(batch.len(), Ordering::SeqCst);
+        // Only a step's end can end its run (a checkpoint or a suspension cannot).
         hg.signals
             .runs
-            .completed(batch.iter().map(|c| c.run_id.as_str()));
-        hg.signals.steps.completed(finished);
+            .completed(finished.iter().map(|c| c.run_id.as_str()));
+        hg.signals
+            .steps
+            .completed(finished.iter().map(|c| c.step_id.as_str()));
         if free == 0 || more {
             // Completions may have created children or woken workflows that this commit did not
             // claim: let idle workers look.

@@ -3,10 +3,14 @@
 //! A store read that meets a database outage waits for the database instead of failing the
 //! activation.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::capabilities::workflow::{ChildResult, NewChild, WorkflowHost};
+use crate::capabilities::workflow::{
+    ChildResult, NewChild, WorkflowHost, LINGER_ANNOUNCED_POLL,
+};
 use crate::outage::retry_transient;
 use crate::registry::function_of;
 use crate::scheduler::canonical_input;
@@ -63,6 +67,10 @@ impl WorkflowHost for Hypergraph {
 
     fn signals(&self) -> &Signals {
         &self.signals
+    }
+
+    fn linger_poll(&self) -> Option<Duration> {
+        self.listening().then_some(LINGER_ANNOUNCED_POLL)
     }
 }
 
