@@ -12,7 +12,8 @@
 //! (c) fan-out: a `flow/fan-out` workflow starting 1,000 children and joining them; creation to
 //!     completion.
 //!
-//! `HYPERGRAPH_BENCH_QUICK=1` for a fast smoke run; `HYPERGRAPH_DURABILITY` is passed on.
+//! `HYPERGRAPH_BENCH_QUICK=1` for a fast smoke run; `HYPERGRAPH_BENCH_PARTS=b` (or `ac`, ...)
+//! runs only those parts; `HYPERGRAPH_DURABILITY` is passed on.
 
 use std::time::{Duration, Instant};
 
@@ -174,9 +175,16 @@ fn main() {
             .unwrap_or_default()
             .trim()
     );
+    let parts = std::env::var("HYPERGRAPH_BENCH_PARTS").unwrap_or_else(|_| "abc".into());
     for workers in [1, 2] {
-        throughput(workers, runs);
-        chain(workers, rounds);
-        fan_out(workers, children);
+        if parts.contains('a') {
+            throughput(workers, runs);
+        }
+        if parts.contains('b') {
+            chain(workers, rounds);
+        }
+        if parts.contains('c') {
+            fan_out(workers, children);
+        }
     }
 }

@@ -8,9 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::capabilities::workflow::{
-    ChildResult, NewChild, WorkflowHost, LINGER_ANNOUNCED_POLL,
-};
+use crate::capabilities::workflow::{ChildResult, NewChild, WorkflowHost, LINGER_ANNOUNCED_POLL};
 use crate::outage::retry_transient;
 use crate::registry::function_of;
 use crate::scheduler::canonical_input;

@@ -132,7 +132,9 @@ pub trait Store: Send + Sync + 'static {
     /// Enqueues runs (each with its single step, status `queued`) in one transaction.
     async fn submit_runs(&self, runs: &[NewRun]) -> Result<()>;
     /// Claims up to `max` steps for `worker_id`: running ones whose lease expired (or whose
-    /// worker is dead or stopped) first, then queued ones (oldest first). Each returned step is
+    /// worker is dead or stopped) first (looked for at most every
+    /// [`decide::claim::Sweeper::LEASES_INTERVAL`] of this handle's clock), then queued ones
+    /// (oldest first). Each returned step is
     /// `running` with `attempt` bumped, `assigned_at` = now and a lease until now + `lease`.
     async fn claim_steps(
         &self,

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hypergraph_store::decide::claim::Sweeper;
 use hypergraph_store::sqlite::SqliteStore;
 use hypergraph_store::{
     now_micros, ClaimedStep, CommitOutcome, Completion, DeploymentKind, JournalRecord, KvRead,
@@ -547,7 +548,8 @@ async fn stale_attempt_is_fenced() {
         .unwrap()
         .remove(0);
     assert_eq!(first.attempt, 1);
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    // Past the lease, and past the interval between two looks at expired leases.
+    tokio::time::sleep(Sweeper::LEASES_INTERVAL).await;
     let second = store.claim_steps("w2", 1, HOUR).await.unwrap().remove(0);
     assert_eq!(second.step_id, first.step_id);
     assert_eq!(second.attempt, 2);
@@ -600,7 +602,8 @@ async fn repeated_step_in_a_batch_is_applied_in_order() {
         .await
         .unwrap()
         .remove(0);
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    // Past the lease, and past the interval between two looks at expired leases.
+    tokio::time::sleep(Sweeper::LEASES_INTERVAL).await;
     let second = store.claim_steps("w1", 1, HOUR).await.unwrap().remove(0);
     let stale = completion(&first, 1, 0);
     let current = completion(&second, 2, 0);
@@ -668,7 +671,8 @@ async fn a_dead_workers_steps_are_reclaimed_before_queued_ones() {
         .map(|i| new_run("t/f", now_micros() + i, &[]))
         .collect();
     store.submit_runs(&queued).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Past the lease, and past the interval between two looks at expired leases.
+    tokio::time::sleep(Sweeper::LEASES_INTERVAL).await;
     let claimed = store.claim_steps("alive", 1, HOUR).await.unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].step_id, lost.step_id, "the expired lease first");

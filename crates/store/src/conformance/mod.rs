@@ -210,6 +210,7 @@ macro_rules! conformance_suite {
             event_wait_already_satisfied_and_deadline,
             cancel_cascade,
             workflow_end_cancels_unjoined_children,
+            workflow_ending_in_its_first_activation_cancels_the_children_it_started,
             resume_requeues_failed_steps,
             resume_cuts_the_journal,
             resume_supersedes_children_after_the_cut,

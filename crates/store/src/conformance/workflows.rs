@@ -416,6 +416,27 @@ pub async fn workflow_end_cancels_unjoined_children<B: Backend>() {
     assert!(t.claim("w1", 10).await.is_empty());
 }
 
+/// A workflow that starts children in its only activation and ends without joining them takes
+/// them with it (it had no earlier activation).
+pub async fn workflow_ending_in_its_first_activation_cancels_the_children_it_started<B: Backend>() {
+    let t = Ctx::<B>::new(Policy::default()).await;
+    let s = t.store();
+    let parent = workflow(&t).await;
+    let children: Vec<NewChild> = (0..2).map(|i| t.child(i)).collect();
+    let mut done = success(&parent, t.now());
+    done.children = children.clone();
+    let outcomes = s.complete_steps(&[done]).await.unwrap();
+    assert_eq!(outcomes, [CommitOutcome::Committed]);
+    let outcomes = s.step_outcomes(&ids(&children)).await.unwrap();
+    let statuses: Vec<_> = outcomes.iter().map(|o| o.status).collect();
+    assert_eq!(statuses, [Status::Cancelled, Status::Cancelled]);
+    assert_eq!(
+        s.run_status(&parent.run_id).await.unwrap(),
+        Some(Status::Succeeded)
+    );
+    assert!(t.claim("w1", 10).await.is_empty());
+}
+
 /// Fails the workflow `parent` (a root step) with `journal` (the entries its activation added),
 /// checks that its run failed, resumes the run and returns how many steps it re-queued.
 async fn fail_and_resume<B: Backend>(

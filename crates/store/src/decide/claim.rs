@@ -39,18 +39,24 @@ pub struct Sweep {
     pub deadlines: bool,
     /// End the leases held by dead or stopped workers ([`end_leases_of_gone_workers`]).
     pub workers: bool,
+    /// Look for running steps whose lease expired and claim them again ([`reclaim_expired`]).
+    pub leases: bool,
 }
 
 /// When claims also sweep. Deadlines and timers are swept when at least
-/// [`Sweeper::INTERVAL`] passed since the last such sweep of this store handle, the leases of
-/// gone workers when at least [`Sweeper::WORKERS_INTERVAL`] passed (a worker is dead only after
-/// several heartbeats of seconds, so a coarser cadence loses nothing); both on its first claim.
+/// [`Sweeper::INTERVAL`] passed since the last such sweep of this store handle, expired leases
+/// when at least [`Sweeper::LEASES_INTERVAL`] passed (a lease lasts seconds, so a step waits
+/// for its lease to expire far longer than for the next look), the leases of gone workers when
+/// at least [`Sweeper::WORKERS_INTERVAL`] passed (a worker is dead only after several heartbeats
+/// of seconds, so a coarser cadence loses nothing), with a look at expired leases to claim what
+/// they held; all on its first claim.
 /// So the sweep costs little however often workers claim, and a step is never claimed while a
 /// deadline that expired more than an interval ago still holds it (see [`claim`] for why the
 /// sweep runs on the claim path).
 #[derive(Debug)]
 pub struct Sweeper {
     next: AtomicI64,
+    next_leases: AtomicI64,
     next_workers: AtomicI64,
 }
 
@@ -58,6 +64,7 @@ impl Default for Sweeper {
     fn default() -> Self {
         Sweeper {
             next: AtomicI64::new(i64::MIN),
+            next_leases: AtomicI64::new(i64::MIN),
             next_workers: AtomicI64::new(i64::MIN),
         }
     }
@@ -67,14 +74,21 @@ impl Sweeper {
     /// How often claims also apply deadlines and fire timers.
     pub const INTERVAL: Duration = Duration::from_millis(10);
 
+    /// How often claims also look for expired leases (a look costs a query, and most claims
+    /// find none).
+    pub const LEASES_INTERVAL: Duration = Duration::from_millis(100);
+
     /// How often claims also end the leases of dead and stopped workers.
     pub const WORKERS_INTERVAL: Duration = Duration::from_secs(1);
 
     /// What a claim at `now` sweeps; each part swept is next due an interval later.
     pub fn due(&self, now: Micros) -> Sweep {
+        let workers = Self::take(&self.next_workers, now, Self::WORKERS_INTERVAL);
+        let leases = Self::take(&self.next_leases, now, Self::LEASES_INTERVAL);
         Sweep {
             deadlines: Self::take(&self.next, now, Self::INTERVAL),
-            workers: Self::take(&self.next_workers, now, Self::WORKERS_INTERVAL),
+            workers,
+            leases: leases || workers,
         }
     }
 
@@ -115,7 +129,8 @@ pub async fn end_leases_of_gone_workers(tx: &mut impl Tx, now: Micros) -> Result
 ///
 /// It first sweeps what `sweep` says (see [`Sweeper`]): the deadlines that expired by `now` and
 /// the waits of timers and event timeouts that passed, and the leases of workers that are gone
-/// ([`end_leases_of_gone_workers`], which [`reclaim_expired`] then claims). The sweep runs here, in the claiming
+/// ([`end_leases_of_gone_workers`], which [`reclaim_expired`] then claims), and whether it looks
+/// for expired leases at all. The sweep runs here, in the claiming
 /// transaction, rather than on a schedule of the runtime's own: the claim query does not look at
 /// deadlines, so what keeps a claim from handing out a step whose schedule-to-start deadline
 /// expired (or whose run is past its deadline) more than a sweep interval ago is that the
@@ -123,8 +138,8 @@ pub async fn end_leases_of_gone_workers(tx: &mut impl Tx, now: Micros) -> Result
 /// window to its own period and add a write transaction per period in every worker process,
 /// busy or idle. The cadence itself is shared ([`Sweeper`]), so every backend sweeps alike.
 ///
-/// Steps that lost their lease come first ([`reclaim_expired`]): they are the oldest work, and
-/// a queue that never runs dry must not starve them. Then queued steps, oldest first. Each
+/// Steps that lost their lease come first ([`reclaim_expired`], when the sweep looks for them):
+/// they are the oldest work, and a queue that never runs dry must not starve them. Then queued steps, oldest first. Each
 /// claimed step gets its policy and kind, and a workflow with activations its journal to
 /// resume from.
 pub async fn claim(
@@ -143,7 +158,11 @@ pub async fn claim(
     if sweep.workers {
         end_leases_of_gone_workers(tx, now).await?;
     }
-    let mut claimed = reclaim_expired(tx, worker_id, max, now, lease_until).await?;
+    let mut claimed = if sweep.leases {
+        reclaim_expired(tx, worker_id, max, now, lease_until).await?
+    } else {
+        Vec::new()
+    };
     if claimed.len() < max {
         let queued = tx
             .claim_queued(worker_id, now, lease_until, max - claimed.len())

@@ -1,10 +1,10 @@
 //! Completing: how a batch of completions is applied, and everything a commit implies.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::{bail, Result};
 
-use super::{cancel, waits, JournalRow, LogRow, Tx};
+use super::{cancel, waits, Changed, JournalRow, LogRow, Tx};
 use crate::{CommitOutcome, Completion, KvRead, Micros, Status, Wait};
 
 /// Statuses a completion may set besides `running` (a suspension or a checkpoint).
@@ -126,6 +126,12 @@ pub async fn apply(
     // repeated step (a worker bug, but it must not corrupt anything) sees the effect of the
     // earlier completions of the batch, as if applied one by one.
     let mut committed: Vec<&Completion> = Vec::with_capacity(encoded.len());
+    // Of the committed completions that ended their step: those whose step has a parent (to
+    // count down), and those whose step may have started children (to cancel the unfinished
+    // ones). A step with no workflow activation before this completion started no children
+    // except this completion's own.
+    let mut ended_children: Vec<&str> = Vec::new();
+    let mut ended_parents: Vec<&str> = Vec::new();
     let mut start = 0;
     while start < encoded.len() {
         let mut seen = HashSet::new();
@@ -134,7 +140,7 @@ pub async fn apply(
             .position(|e| !seen.insert(e.c.step_id.as_str()))
             .map_or(encoded.len(), |p| start + p);
         let segment = &encoded[start..end];
-        let mut applied: HashSet<String> = HashSet::with_capacity(segment.len());
+        let mut applied: HashMap<String, Changed> = HashMap::with_capacity(segment.len());
         // Completions that touch key-value storage go one by one: each is checked against the
         // writes of those before it, the one re-executed most often after conflicts first (then
         // in batch order), so an attempt that keeps losing to newer ones wins once it is in a
@@ -162,20 +168,29 @@ pub async fn apply(
             if !done.is_empty() && e.c.status == Status::Succeeded {
                 tx.apply_kv_writes(&e.c.kv_writes, now).await?;
             }
-            applied.extend(done);
+            applied.extend(done.into_iter().map(|d| (d.step_id.clone(), d)));
         }
         if !plain.is_empty() {
-            applied.extend(tx.fence_and_complete(&plain).await?);
+            let done = tx.fence_and_complete(&plain).await?;
+            applied.extend(done.into_iter().map(|d| (d.step_id.clone(), d)));
         }
         let mut ids: Vec<&str> = Vec::with_capacity(applied.len());
-        let mut ended: Vec<&str> = Vec::new();
+        let mut ended_roots: Vec<&str> = Vec::new();
         for (i, e) in segment.iter().enumerate() {
-            if applied.contains(&e.c.step_id) {
+            if let Some(changed) = applied.get(&e.c.step_id) {
                 outcomes[start + i] = CommitOutcome::Committed;
                 committed.push(e.c);
                 ids.push(&e.c.step_id);
                 if e.c.ends_step() {
-                    ended.push(&e.c.step_id);
+                    let step = e.c.step_id.as_str();
+                    if changed.root {
+                        ended_roots.push(step);
+                    } else {
+                        ended_children.push(step);
+                    }
+                    if changed.activations > 0 || !e.c.children.is_empty() {
+                        ended_parents.push(step);
+                    }
                 }
             } else if outcomes[start + i] != CommitOutcome::Conflict {
                 outcomes[start + i] = fenced(tx, &e.c.step_id).await?;
@@ -185,19 +200,14 @@ pub async fn apply(
         // failed when the step is queued for a retry.
         tx.mirror_attempts(&ids).await?;
         // The run mirrors its root step once that has ended.
-        tx.end_runs_with_root(&ended).await?;
+        tx.end_runs_with_root(&ended_roots).await?;
         start = end;
     }
 
     tx.insert_children(&committed, now).await?;
     waits::settle(tx, &committed).await?;
-    let finished: Vec<&str> = committed
-        .iter()
-        .filter(|c| c.ends_step())
-        .map(|c| c.step_id.as_str())
-        .collect();
-    waits::wake_parents(tx, &finished).await?;
-    cancel::abandoned(tx, &finished, now).await?;
+    waits::wake_parents(tx, &ended_children).await?;
+    cancel::abandoned(tx, &ended_parents, now).await?;
 
     let journal: Vec<JournalRow> = committed
         .iter()

@@ -117,6 +117,19 @@ pub struct ResumableStep {
     pub deployment: String,
 }
 
+/// A step [`Tx::fence_and_complete`] changed, as it is after the change: what decides which
+/// consequences of its end can apply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Changed {
+    /// The step.
+    pub step_id: String,
+    /// Whether it is the root step of its run (it has no parent).
+    pub root: bool,
+    /// Its workflow activations (checkpoints and suspensions committed). A step with none has
+    /// started no children before this completion.
+    pub activations: i64,
+}
+
 /// One journal record of an attempt, to insert: `(step_id, attempt, record)`.
 pub type JournalRow<'a> = (&'a str, u32, &'a JournalRecord);
 
@@ -266,8 +279,8 @@ pub trait Tx {
     /// is `running` under the completion's attempt): status, output, error, start and
     /// completion times, worker, wait, event and `wake_at` as given; an activation counted when
     /// the step stays running or waits; the lease kept only while it stays running. Returns the
-    /// ids of the steps it changed.
-    async fn fence_and_complete(&mut self, ends: &[StepEnd<'_>]) -> Result<Vec<String>>;
+    /// steps it changed, as they are now.
+    async fn fence_and_complete(&mut self, ends: &[StepEnd<'_>]) -> Result<Vec<Changed>>;
 
     /// Makes the current attempt of each step of `ids` mirror its step: `running` while the
     /// step waits, `failed` while it is queued otherwise (a retry), else the step's status;

@@ -93,7 +93,7 @@ impl Tx for SendTx {
     async fn step_status(&mut self, _: &str) -> Result<Option<Status>> {
         unimplemented!()
     }
-    async fn fence_and_complete(&mut self, _: &[StepEnd<'_>]) -> Result<Vec<String>> {
+    async fn fence_and_complete(&mut self, _: &[StepEnd<'_>]) -> Result<Vec<Changed>> {
         unimplemented!()
     }
     async fn mirror_attempts(&mut self, _: &[&str]) -> Result<()> {
@@ -170,6 +170,7 @@ fn a_send_backends_decisions_are_send() {
     let all = claim::Sweep {
         deadlines: true,
         workers: true,
+        leases: true,
     };
     send(claim::claim(tx, "w", 1, 0, 0, all));
     send(claim::end_leases_of_gone_workers(tx, 0));

@@ -19,7 +19,7 @@ use sqlx::{PgConnection, Postgres, Row};
 use super::PgStore;
 use crate::decide::complete::StepEnd;
 use crate::decide::{
-    ExpiredLease, JournalRow, LateStart, LeaseHolder, LogRow, RawClaim, ResumableStep, Tx,
+    Changed, ExpiredLease, JournalRow, LateStart, LeaseHolder, LogRow, RawClaim, ResumableStep, Tx,
 };
 use crate::rows::{json_of, status_of, u32_of};
 use crate::{
@@ -238,22 +238,19 @@ impl Tx for PgTx<'_> {
     }
 
     async fn record_claims(&mut self, ids: &[&str]) -> Result<()> {
+        // One statement: the attempts are recorded in a data-modifying CTE. The run of a claimed
+        // step is queued or already running (a reclaim, a child); a run already running is left
+        // alone rather than rewritten (and its row lock left free).
         self.execute_for_ids(
-            "INSERT INTO attempts (step_id, attempt, status, worker_id, assigned_at, \
-             hypergraph_version) \
+            "WITH recorded AS (INSERT INTO attempts (step_id, attempt, status, worker_id, \
+             assigned_at, hypergraph_version) \
              SELECT id, attempt, 'running', worker_id, assigned_at, \
              (SELECT version FROM workers WHERE workers.id = steps.worker_id) FROM steps \
              WHERE id = ANY($1) ON CONFLICT (step_id, attempt) DO UPDATE \
              SET status = 'running', worker_id = excluded.worker_id, \
              assigned_at = excluded.assigned_at, \
-             hypergraph_version = excluded.hypergraph_version",
-            ids,
-        )
-        .await?;
-        // The run of a claimed step is queued or already running (a reclaim); a run already
-        // running is left alone rather than rewritten (and its row lock left free).
-        self.execute_for_ids(
-            "UPDATE runs SET status = 'running' WHERE status <> 'running' \
+             hypergraph_version = excluded.hypergraph_version) \
+             UPDATE runs SET status = 'running' WHERE status <> 'running' \
              AND id IN (SELECT run_id FROM steps WHERE id = ANY($1))",
             ids,
         )
@@ -543,7 +540,7 @@ impl Tx for PgTx<'_> {
             .transpose()
     }
 
-    async fn fence_and_complete(&mut self, ends: &[StepEnd<'_>]) -> Result<Vec<String>> {
+    async fn fence_and_complete(&mut self, ends: &[StepEnd<'_>]) -> Result<Vec<Changed>> {
         if ends.is_empty() {
             return Ok(Vec::new());
         }
@@ -577,7 +574,7 @@ impl Tx for PgTx<'_> {
             wait_event.push(end.wait_event);
             wake_at.push(end.wake_at);
         }
-        Ok(sqlx::query_scalar(
+        let rows = sqlx::query(
             "UPDATE steps SET status = v.status, output = v.output, error = v.error, \
              started_at = v.started_at, completed_at = v.completed_at, worker_id = v.worker_id, \
              wait = v.wait, wait_event = v.wait_event, wake_at = v.wake_at, \
@@ -589,7 +586,7 @@ impl Tx for PgTx<'_> {
              AS v(id, attempt, status, output, error, started_at, completed_at, worker_id, wait, \
              wait_event, wake_at) \
              WHERE steps.id = v.id AND steps.attempt = v.attempt AND steps.status = 'running' \
-             RETURNING steps.id",
+             RETURNING steps.id, steps.parent_id IS NULL, steps.activations",
         )
         .bind(&id)
         .bind(&attempt)
@@ -603,7 +600,16 @@ impl Tx for PgTx<'_> {
         .bind(&wait_event)
         .bind(&wake_at)
         .fetch_all(&mut *self.conn)
-        .await?)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Changed {
+                    step_id: r.try_get(0)?,
+                    root: r.try_get(1)?,
+                    activations: r.try_get(2)?,
+                })
+            })
+            .collect()
     }
 
     async fn mirror_attempts(&mut self, ids: &[&str]) -> Result<()> {

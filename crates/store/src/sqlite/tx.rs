@@ -6,7 +6,7 @@
 use super::*;
 use crate::decide::complete::StepEnd;
 use crate::decide::{
-    ExpiredLease, JournalRow, LateStart, LeaseHolder, LogRow, RawClaim, ResumableStep, Tx,
+    Changed, ExpiredLease, JournalRow, LateStart, LeaseHolder, LogRow, RawClaim, ResumableStep, Tx,
 };
 
 /// What a claiming `UPDATE` returns, as [`steps_of`] reads it.
@@ -413,7 +413,7 @@ impl Tx for SqliteTx<'_> {
             .transpose()
     }
 
-    async fn fence_and_complete(&mut self, ends: &[StepEnd<'_>]) -> Result<Vec<String>> {
+    async fn fence_and_complete(&mut self, ends: &[StepEnd<'_>]) -> Result<Vec<Changed>> {
         let mut changed = Vec::with_capacity(ends.len());
         for chunk in chunks(ends) {
             let sql = values_sql(
@@ -427,7 +427,8 @@ impl Tx for SqliteTx<'_> {
                 "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 chunk.len(),
             ) + ") AS v WHERE steps.id = v.column1 AND steps.attempt = v.column2 \
-                 AND steps.status = 'running' RETURNING steps.id";
+                 AND steps.status = 'running' \
+                 RETURNING steps.id, steps.parent_id IS NULL, steps.activations";
             let mut params: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 11);
             for end in chunk {
                 params.extend([
@@ -445,9 +446,15 @@ impl Tx for SqliteTx<'_> {
                 ]);
             }
             let mut stmt = self.conn.prepare_cached(&sql)?;
-            let ids = stmt.query_map(params.as_slice(), |r| r.get::<_, String>(0))?;
-            for id in ids {
-                changed.push(id?);
+            let rows = stmt.query_map(params.as_slice(), |r| {
+                Ok(Changed {
+                    step_id: r.get(0)?,
+                    root: r.get(1)?,
+                    activations: r.get(2)?,
+                })
+            })?;
+            for row in rows {
+                changed.push(row?);
             }
         }
         Ok(changed)
