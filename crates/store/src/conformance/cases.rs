@@ -327,7 +327,7 @@ pub async fn deadlines_are_inclusive<B: Backend>() {
     );
 }
 
-/// Key-value writes are visible once committed, in order, scoped; prefix reads list in byte
+/// Key-value writes are visible once committed, in order (the last write of a key wins), scoped; prefix reads list in byte
 /// order with the prefix's count and newest version.
 pub async fn kv_visibility<B: Backend>() {
     let t = Ctx::<B>::new(Policy::default()).await;
@@ -339,6 +339,9 @@ pub async fn kv_visibility<B: Backend>() {
         write("p/2", Some("two")),
         write("p/1", Some("one")),
         write("q", Some("q")),
+        // The same key twice: the later write wins.
+        write("r", Some("first")),
+        write("r", Some("second")),
     ];
     let mut b = success(&steps[1], t.now());
     b.kv_writes = vec![write("p/1", None), write("p/3", Some("three"))];
@@ -347,6 +350,10 @@ pub async fn kv_visibility<B: Backend>() {
     s.complete_steps(&[b]).await.unwrap();
     assert_eq!(s.kv_get("default/t", "p/1").await.unwrap(), None);
     assert_eq!(s.kv_get("default/other", "p/2").await.unwrap(), None);
+    assert_eq!(
+        s.kv_get("default/t", "r").await.unwrap().unwrap().0,
+        b"second"
+    );
     let (_, v3) = s.kv_get("default/t", "p/3").await.unwrap().unwrap();
     assert!(
         v3 > v1,

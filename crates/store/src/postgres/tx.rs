@@ -12,6 +12,8 @@
 //! Lists are bound as arrays (`= ANY($1)`, `UNNEST(...)`), so a batch of any size is one
 //! statement of a fixed shape.
 
+use std::collections::HashMap;
+
 use anyhow::Result;
 use sqlx::postgres::{PgHasArrayType, PgRow};
 use sqlx::{PgConnection, Postgres, Row};
@@ -471,38 +473,66 @@ impl Tx for PgTx<'_> {
         if writes.is_empty() {
             return Ok(());
         }
-        let stamp: i64 = sqlx::query_scalar(
-            "UPDATE kv_clock SET stamp = stamp + 1 WHERE id = 1 RETURNING stamp",
-        )
-        .fetch_one(&mut *self.conn)
-        .await?;
-        self.kv_locked = true;
+        // The last write of each key wins, as if they were applied in order.
+        let mut last: HashMap<(&str, &str), Option<&[u8]>> = HashMap::new();
         for write in writes {
-            match &write.value {
+            last.insert(
+                (write.scope.as_str(), write.key.as_str()),
+                write.value.as_deref(),
+            );
+        }
+        let (mut set_scope, mut set_key, mut set_value) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut del_scope, mut del_key) = (Vec::new(), Vec::new());
+        for ((scope, key), value) in last {
+            match value {
                 Some(value) => {
-                    sqlx::query(
-                        "INSERT INTO kv (scope, key, value, updated_at, version) \
-                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (scope, key) DO UPDATE \
-                         SET value = excluded.value, updated_at = excluded.updated_at, \
-                         version = excluded.version",
-                    )
-                    .bind(&write.scope)
-                    .bind(&write.key)
-                    .bind(value.as_slice())
-                    .bind(now)
-                    .bind(stamp)
-                    .execute(&mut *self.conn)
-                    .await?
+                    set_scope.push(scope);
+                    set_key.push(key);
+                    set_value.push(value);
                 }
                 None => {
-                    sqlx::query("DELETE FROM kv WHERE scope = $1 AND key = $2")
-                        .bind(&write.scope)
-                        .bind(&write.key)
-                        .execute(&mut *self.conn)
-                        .await?
+                    del_scope.push(scope);
+                    del_key.push(key);
                 }
-            };
+            }
         }
+        // One statement takes the next stamp and writes every key. Unless this transaction
+        // holds the clock's lock already, the stamp is taken first on its own: waiting for the
+        // lock inside the writing statement would leave it a snapshot from before the previous
+        // holder committed, and a delete would miss a key that holder had just written.
+        let stamp = if self.kv_locked {
+            None
+        } else {
+            let stamp: i64 = sqlx::query_scalar(
+                "UPDATE kv_clock SET stamp = stamp + 1 WHERE id = 1 RETURNING stamp",
+            )
+            .fetch_one(&mut *self.conn)
+            .await?;
+            self.kv_locked = true;
+            Some(stamp)
+        };
+        sqlx::query(
+            "WITH bumped AS (UPDATE kv_clock SET stamp = stamp + 1 \
+             WHERE id = 1 AND $1::bigint IS NULL RETURNING stamp), \
+             stamp AS (SELECT stamp FROM bumped \
+             UNION ALL SELECT $1::bigint WHERE $1::bigint IS NOT NULL), \
+             gone AS (DELETE FROM kv USING UNNEST($2::text[], $3::text[]) AS d(scope, key) \
+             WHERE kv.scope = d.scope AND kv.key = d.key) \
+             INSERT INTO kv (scope, key, value, updated_at, version) \
+             SELECT v.scope, v.key, v.value, $4, stamp.stamp \
+             FROM UNNEST($5::text[], $6::text[], $7::bytea[]) AS v(scope, key, value), stamp \
+             ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value, \
+             updated_at = excluded.updated_at, version = excluded.version",
+        )
+        .bind(stamp)
+        .bind(&del_scope)
+        .bind(&del_key)
+        .bind(now)
+        .bind(&set_scope)
+        .bind(&set_key)
+        .bind(&set_value)
+        .execute(&mut *self.conn)
+        .await?;
         Ok(())
     }
 
