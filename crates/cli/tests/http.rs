@@ -57,14 +57,8 @@ impl TestServer {
                             return;
                         }
                         buf.extend_from_slice(&chunk[..n]);
-                        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
-                            let length = head
-                                .lines()
-                                .find_map(|l| l.strip_prefix("content-length:"))
-                                .and_then(|v| v.trim().parse::<usize>().ok())
-                                .unwrap_or(0);
-                            break (end + 4, length);
+                        if let Some(head) = http_request_head(&buf) {
+                            break head;
                         }
                     };
                     while buf.len() < head_end + length {

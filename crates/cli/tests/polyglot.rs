@@ -687,14 +687,8 @@ fn recording_server() -> (u16, Arc<Mutex<Vec<Received>>>) {
                     break (usize::MAX, 0);
                 }
                 buf.extend_from_slice(&chunk[..n]);
-                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
-                    let length = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse::<usize>().ok())
-                        .unwrap_or(0);
-                    break (end + 4, length);
+                if let Some(head) = common::http_request_head(&buf) {
+                    break head;
                 }
             };
             if head_end == usize::MAX {

@@ -233,3 +233,17 @@ pub fn error_message(run: &RunDetail) -> String {
         .unwrap_or("<no error>")
         .to_string()
 }
+
+/// Where an HTTP/1.1 request's head ends in `buf` (just past its blank line) and the length of
+/// the body its `content-length` header announces (0 without one); `None` until the whole head
+/// has arrived. For the tests' small HTTP servers.
+pub fn http_request_head(buf: &[u8]) -> Option<(usize, usize)> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    Some((end + 4, length))
+}
