@@ -150,7 +150,8 @@ pub async fn claim(
     lease_until: Micros,
     sweep: Sweep,
 ) -> Result<Vec<ClaimedStep>> {
-    if sweep.deadlines {
+    // One query finds whether there is anything to sweep (there mostly is not).
+    if sweep.deadlines && tx.sweep_due(now).await? {
         super::deadlines::expire(tx, now).await?;
         // Timers and event timeouts that have passed end their steps' waits.
         tx.end_timed_waits(now).await?;

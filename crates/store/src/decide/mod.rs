@@ -215,6 +215,12 @@ pub trait Tx {
     /// before `at` (the event name is cleared; `wake_at` stays).
     async fn end_timed_waits(&mut self, at: Micros) -> Result<()>;
 
+    /// Whether anything a deadline sweep at `at` acts on is there: a queued step not waiting
+    /// whose schedule-to-start deadline is at or before `at`, a queued or running run whose
+    /// deadline is, or a step waiting for a timer or an event whose `wake_at` is (rows other
+    /// transactions hold count too).
+    async fn sweep_due(&mut self, at: Micros) -> Result<bool>;
+
     // -- Deadlines ---------------------------------------------------------------------------
 
     /// Fails, at `now` with `error` (JSON text), every queued step that does not wait and whose

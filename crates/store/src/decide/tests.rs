@@ -150,6 +150,9 @@ impl Tx for SendTx {
     async fn requeue_step(&mut self, _: &str, _: Option<u32>) -> Result<()> {
         unimplemented!()
     }
+    async fn sweep_due(&mut self, _: Micros) -> Result<bool> {
+        unimplemented!()
+    }
     async fn requeue_run(&mut self, _: &str) -> Result<()> {
         unimplemented!()
     }

@@ -332,6 +332,19 @@ impl Tx for PgTx<'_> {
         Ok(())
     }
 
+    async fn sweep_due(&mut self, at: Micros) -> Result<bool> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM steps WHERE start_deadline <= $1 \
+             AND status = 'queued' AND wait IS NULL) \
+             OR EXISTS (SELECT 1 FROM runs WHERE deadline <= $1 \
+             AND status IN ('queued', 'running')) \
+             OR EXISTS (SELECT 1 FROM steps WHERE wait IN ('timer', 'event') AND wake_at <= $1)",
+        )
+        .bind(at)
+        .fetch_one(&mut *self.conn)
+        .await?)
+    }
+
     async fn fail_late_starts(
         &mut self,
         at: Micros,

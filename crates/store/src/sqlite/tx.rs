@@ -221,9 +221,23 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
-    // (The unary `+` in the two deadline queries makes SQLite use the deadline indexes, which
-    // hold only steps and runs that have a deadline, rather than the status indexes, which hold
+    // (The unary `+` in the deadline queries makes SQLite use the deadline indexes, which hold
+    // only steps and runs that have a deadline, rather than the status indexes, which hold
     // every queued step or run.)
+    async fn sweep_due(&mut self, at: Micros) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM steps WHERE start_deadline <= ?1 \
+                 AND +status = 'queued' AND +wait IS NULL) \
+                 OR EXISTS (SELECT 1 FROM runs WHERE deadline <= ?1 \
+                 AND +status IN ('queued', 'running')) \
+                 OR EXISTS (SELECT 1 FROM steps WHERE wait IN ('timer', 'event') \
+                 AND wake_at <= ?1)",
+            )?
+            .query_row([at], |r| r.get(0))?)
+    }
+
     async fn fail_late_starts(
         &mut self,
         at: Micros,
