@@ -255,6 +255,10 @@ impl Worker {
         let mut running = JoinSet::new();
         let mut handed: Vec<ClaimedStep> = Vec::new();
         let mut idle_poll = Duration::from_millis(1);
+        // Whether the next round claims from the store. Not right after running steps the
+        // committer handed over: its claim took every claimable step it had room for (when it
+        // filled its room it raises `submitted`), so a claim now would find nothing.
+        let mut poll = true;
         let (mut stop, idle_mode) = match stop_when {
             StopWhen::Signal(f) => (Some(Box::pin(f)), false),
             StopWhen::Idle => (None, true),
@@ -272,8 +276,10 @@ impl Worker {
                 handed.extend(steps);
             }
             let mut claimed = std::mem::take(&mut handed);
+            let from_committer = !claimed.is_empty();
             let free = slots.available_permits().min(BATCH);
-            if claimed.is_empty() && free > 0 {
+            let polled = claimed.is_empty() && free > 0 && poll;
+            if polled {
                 let mut claim = pin!(retry_transient("claiming steps", || {
                     self.hg
                         .store
@@ -301,7 +307,7 @@ impl Worker {
                 }
             }
             if claimed.is_empty() {
-                if idle_mode && settled {
+                if idle_mode && settled && polled {
                     break;
                 }
                 // Checked at every sleep: while wake-ups from other processes are lost (a
@@ -314,16 +320,23 @@ impl Worker {
                 };
                 let sleep = tokio::time::sleep(idle_poll.min(longest));
                 let slot_freed = running.join_next();
+                poll = true;
                 tokio::select! {
                     _ = async { stop.as_mut().unwrap().await }, if stop.is_some() => break,
-                    Some(steps) = handed_rx.recv() => handed.extend(steps),
+                    Some(steps) = handed_rx.recv() => {
+                        handed.extend(steps);
+                        poll = false;
+                    }
                     _ = wake => idle_poll = Duration::from_millis(1),
                     _ = sleep => idle_poll = (idle_poll * 2).min(longest),
                     _ = slot_freed, if free == 0 || idle_mode => {}
                 }
                 continue;
             }
-            idle_poll = Duration::from_millis(1);
+            if !from_committer {
+                idle_poll = Duration::from_millis(1);
+            }
+            poll = !from_committer;
             for step in claimed {
                 launcher.launch(&mut running, step).await?;
             }
