@@ -174,11 +174,13 @@ pub async fn apply(
             let done = tx.fence_and_complete(&plain).await?;
             applied.extend(done.into_iter().map(|d| (d.step_id.clone(), d)));
         }
+        let mut ids: Vec<&str> = Vec::with_capacity(applied.len());
         let mut ended_roots: Vec<&str> = Vec::new();
         for (i, e) in segment.iter().enumerate() {
             if let Some(changed) = applied.get(&e.c.step_id) {
                 outcomes[start + i] = CommitOutcome::Committed;
                 committed.push(e.c);
+                ids.push(&e.c.step_id);
                 if e.c.ends_step() {
                     let step = e.c.step_id.as_str();
                     if changed.root {
@@ -194,6 +196,9 @@ pub async fn apply(
                 outcomes[start + i] = fenced(tx, &e.c.step_id).await?;
             }
         }
+        // The attempt mirrors the step: it goes on while its workflow waits or lingers, and
+        // failed when the step is queued for a retry.
+        tx.mirror_attempts(&ids).await?;
         // The run mirrors its root step once that has ended.
         tx.end_runs_with_root(&ended_roots).await?;
         start = end;

@@ -284,12 +284,14 @@ pub trait Tx {
     /// Writes each end of `ends` (distinct steps) to its step where the fence holds (the step
     /// is `running` under the completion's attempt): status, output, error, start and
     /// completion times, worker, wait, event and `wake_at` as given; an activation counted when
-    /// the step stays running or waits; the lease kept only while it stays running. The current
-    /// attempt of each step changed then mirrors it: `running` while the step waits, `failed`
-    /// while it is queued otherwise (a retry), else the step's status; worker, start (kept once
-    /// set), completion time and error from the step. Returns the steps it changed, as they are
-    /// now.
+    /// the step stays running or waits; the lease kept only while it stays running. Returns the
+    /// steps it changed, as they are now.
     async fn fence_and_complete(&mut self, ends: &[StepEnd<'_>]) -> Result<Vec<Changed>>;
+
+    /// Makes the current attempt of each step of `ids` mirror its step: `running` while the
+    /// step waits, `failed` while it is queued otherwise (a retry), else the step's status;
+    /// worker, start (kept once set), completion time and error from the step.
+    async fn mirror_attempts(&mut self, ids: &[&str]) -> Result<()>;
 
     /// For each step of `ids` that is the root step of its run and has ended, gives its run the
     /// step's status, output, error and completion time.

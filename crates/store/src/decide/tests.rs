@@ -96,6 +96,9 @@ impl Tx for SendTx {
     async fn fence_and_complete(&mut self, _: &[StepEnd<'_>]) -> Result<Vec<Changed>> {
         unimplemented!()
     }
+    async fn mirror_attempts(&mut self, _: &[&str]) -> Result<()> {
+        unimplemented!()
+    }
     async fn end_runs_with_root(&mut self, _: &[&str]) -> Result<()> {
         unimplemented!()
     }

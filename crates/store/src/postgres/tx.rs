@@ -617,11 +617,8 @@ impl Tx for PgTx<'_> {
             wait_event.push(end.wait_event);
             wake_at.push(end.wake_at);
         }
-        // One statement: the steps, then (a data-modifying CTE reading what the first one
-        // returns) their attempts.
         let rows = sqlx::query(
-            "WITH changed AS (UPDATE steps SET status = v.status, output = v.output, \
-             error = v.error, \
+            "UPDATE steps SET status = v.status, output = v.output, error = v.error, \
              started_at = v.started_at, completed_at = v.completed_at, worker_id = v.worker_id, \
              wait = v.wait, wait_event = v.wait_event, wake_at = v.wake_at, \
              activations = CASE WHEN v.status = 'running' OR v.wait IS NOT NULL \
@@ -632,17 +629,7 @@ impl Tx for PgTx<'_> {
              AS v(id, attempt, status, output, error, started_at, completed_at, worker_id, wait, \
              wait_event, wake_at) \
              WHERE steps.id = v.id AND steps.attempt = v.attempt AND steps.status = 'running' \
-             RETURNING steps.id, steps.attempt, steps.status, steps.wait, steps.worker_id, \
-             steps.started_at, steps.completed_at, steps.error, steps.parent_id IS NULL AS root, \
-             steps.activations), \
-             mirrored AS (UPDATE attempts SET status = CASE \
-             WHEN c.status = 'queued' AND c.wait IS NOT NULL THEN 'running' \
-             WHEN c.status = 'queued' THEN 'failed' ELSE c.status END, \
-             worker_id = c.worker_id, \
-             started_at = COALESCE(attempts.started_at, c.started_at), \
-             completed_at = c.completed_at, error = c.error \
-             FROM changed c WHERE attempts.step_id = c.id AND attempts.attempt = c.attempt) \
-             SELECT id, root, activations FROM changed",
+             RETURNING steps.id, steps.parent_id IS NULL, steps.activations",
         )
         .bind(&id)
         .bind(&attempt)
@@ -666,6 +653,22 @@ impl Tx for PgTx<'_> {
                 })
             })
             .collect()
+    }
+
+    async fn mirror_attempts(&mut self, ids: &[&str]) -> Result<()> {
+        self.execute_for_ids(
+            "UPDATE attempts SET status = CASE \
+             WHEN s.status = 'queued' AND s.wait IS NOT NULL THEN 'running' \
+             WHEN s.status = 'queued' THEN 'failed' ELSE s.status END, \
+             worker_id = s.worker_id, \
+             started_at = COALESCE(attempts.started_at, s.started_at), \
+             completed_at = s.completed_at, error = s.error \
+             FROM steps s WHERE s.id = attempts.step_id AND s.attempt = attempts.attempt \
+             AND s.id = ANY($1)",
+            ids,
+        )
+        .await?;
+        Ok(())
     }
 
     async fn end_runs_with_root(&mut self, ids: &[&str]) -> Result<()> {

@@ -471,9 +471,11 @@ impl Tx for SqliteTx<'_> {
                 changed.push(row?);
             }
         }
-        // The attempts mirror their steps.
-        let ids: Vec<&str> = changed.iter().map(|c| c.step_id.as_str()).collect();
-        execute_for_ids(self.conn, &ids, |list| {
+        Ok(changed)
+    }
+
+    async fn mirror_attempts(&mut self, ids: &[&str]) -> Result<()> {
+        execute_for_ids(self.conn, ids, |list| {
             [format!(
                 "UPDATE attempts SET status = CASE \
                  WHEN s.status = 'queued' AND s.wait IS NOT NULL THEN 'running' \
@@ -484,8 +486,7 @@ impl Tx for SqliteTx<'_> {
                  FROM steps s WHERE s.id = attempts.step_id AND s.attempt = attempts.attempt \
                  AND s.id IN ({list})"
             )]
-        })?;
-        Ok(changed)
+        })
     }
 
     async fn end_runs_with_root(&mut self, ids: &[&str]) -> Result<()> {
