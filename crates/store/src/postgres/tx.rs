@@ -509,9 +509,10 @@ impl Tx for PgTx<'_> {
                 }
             }
         }
-        // One statement takes the next stamp and writes every key. Unless this transaction
-        // holds the clock's lock already, the stamp is taken first on its own: waiting for the
-        // lock inside the writing statement would leave it a snapshot from before the previous
+        // One statement takes the next stamp and upserts the keys written; deletes (rare) go
+        // before it, on their own. Unless this transaction holds the clock's lock already, the
+        // lock is taken first, by a statement of its own that takes the stamp: waiting for the
+        // lock inside a writing statement would leave it a snapshot from before the previous
         // holder committed, and a delete would miss a key that holder had just written.
         let stamp = if self.kv_locked {
             None
@@ -524,22 +525,28 @@ impl Tx for PgTx<'_> {
             self.kv_locked = true;
             Some(stamp)
         };
+        if !del_key.is_empty() {
+            sqlx::query(
+                "DELETE FROM kv USING UNNEST($1::text[], $2::text[]) AS d(scope, key) \
+                 WHERE kv.scope = d.scope AND kv.key = d.key",
+            )
+            .bind(&del_scope)
+            .bind(&del_key)
+            .execute(&mut *self.conn)
+            .await?;
+        }
         sqlx::query(
             "WITH bumped AS (UPDATE kv_clock SET stamp = stamp + 1 \
              WHERE id = 1 AND $1::bigint IS NULL RETURNING stamp), \
              stamp AS (SELECT stamp FROM bumped \
-             UNION ALL SELECT $1::bigint WHERE $1::bigint IS NOT NULL), \
-             gone AS (DELETE FROM kv USING UNNEST($2::text[], $3::text[]) AS d(scope, key) \
-             WHERE kv.scope = d.scope AND kv.key = d.key) \
+             UNION ALL SELECT $1::bigint WHERE $1::bigint IS NOT NULL) \
              INSERT INTO kv (scope, key, value, updated_at, version) \
-             SELECT v.scope, v.key, v.value, $4, stamp.stamp \
-             FROM UNNEST($5::text[], $6::text[], $7::bytea[]) AS v(scope, key, value), stamp \
+             SELECT v.scope, v.key, v.value, $2, stamp.stamp \
+             FROM UNNEST($3::text[], $4::text[], $5::bytea[]) AS v(scope, key, value), stamp \
              ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value, \
              updated_at = excluded.updated_at, version = excluded.version",
         )
         .bind(stamp)
-        .bind(&del_scope)
-        .bind(&del_key)
         .bind(now)
         .bind(&set_scope)
         .bind(&set_key)
