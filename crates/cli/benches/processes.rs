@@ -113,9 +113,7 @@ fn throughput(workers: usize, runs: usize) {
 
 fn with_flow() -> Cli {
     let cli = Cli::on_postgres();
-    let wasm = cli.dir.path().join("flow.wasm");
-    std::fs::write(&wasm, common::guest("flow")).unwrap();
-    cli.ok(&["deploy", wasm.to_str().unwrap(), "--name", "flow"]);
+    cli.deploy_guest("flow", "flow", &[]);
     cli
 }
 

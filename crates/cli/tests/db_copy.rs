@@ -75,10 +75,7 @@ fn a_sqlite_history_moves_to_postgresql_and_replays_identical() {
     let home = tempfile::tempdir().unwrap();
     let db = home.path().join("hg.db");
     let sqlite = Cli::new_at(&db);
-    let flow = sqlite.dir.path().join("flow.wasm");
-    std::fs::write(&flow, common::guest("flow")).unwrap();
-    let flow = flow.to_str().unwrap();
-    sqlite.ok(&["deploy", flow, "--name", "flow", "--max-attempts", "3"]);
+    sqlite.deploy_guest("flow", "flow", &["--max-attempts", "3"]);
     let flood = fixture_path("log-flood.wat");
     sqlite.ok(&["deploy", &flood, "--name", "flood"]);
     sqlite.ok(&["deploy", &flood, "--name", "flood", "--timeout", "5s"]);

@@ -39,18 +39,11 @@ const LOAD_DEADLINE: Duration = Duration::from_secs(240);
 /// `run --inputs` and the fan-out. Returns the fan-out's run id.
 fn loaded() -> (Cli, String) {
     let cli = Cli::on_postgres();
-    let wasm = cli.dir.path().join("flow.wasm");
-    std::fs::write(&wasm, common::guest("flow")).unwrap();
-    cli.ok(&[
-        "deploy",
-        wasm.to_str().unwrap(),
-        "--name",
+    cli.deploy_guest(
         "flow",
-        "--max-attempts",
-        "5",
-        "--backoff",
-        "50ms",
-    ]);
+        "flow",
+        &["--max-attempts", "5", "--backoff", "50ms"],
+    );
     let lines: Vec<String> = (0..PLAIN)
         .map(|i| {
             json!({"key": format!("plain/{i}"), "n": i, "sleep-ms": SLEEP_MS, "fail-attempts": 0})

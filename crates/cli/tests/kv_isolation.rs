@@ -15,9 +15,7 @@ use serde_json::{json, Value};
 /// A database with the `kv-counter` guest deployed as `kv`.
 fn counter() -> Cli {
     let cli = Cli::new();
-    let path = cli.dir.path().join("kv-counter.wasm");
-    std::fs::write(&path, common::guest("kv-counter")).unwrap();
-    cli.ok(&["deploy", path.to_str().unwrap(), "--name", "kv"]);
+    cli.deploy_guest("kv-counter", "kv", &[]);
     cli
 }
 

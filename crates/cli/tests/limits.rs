@@ -17,12 +17,7 @@ use serde_json::{json, Value};
 const RSS_BOUND_KIB: u64 = 700 * 1024;
 
 fn sizes(cli: &Cli, extra: &[&str]) -> PathBuf {
-    let path = cli.dir.path().join("sizes.wasm");
-    std::fs::write(&path, common::guest("sizes")).unwrap();
-    let mut args = vec!["deploy", path.to_str().unwrap(), "--name", "sizes"];
-    args.extend_from_slice(extra);
-    cli.ok(&args);
-    path
+    cli.deploy_guest("sizes", "sizes", extra)
 }
 
 /// Runs `hypergraph <args>` and returns its output, exit code and peak memory, printing the
@@ -239,9 +234,7 @@ fn oversized_inputs_are_refused_before_anything_is_stored() {
 #[test]
 fn a_workflow_recursing_500_deep_completes_without_exhausting_instances() {
     let cli = Cli::new();
-    let path = cli.dir.path().join("flow.wasm");
-    std::fs::write(&path, common::guest("flow")).unwrap();
-    cli.ok(&["deploy", path.to_str().unwrap(), "--name", "flow"]);
+    cli.deploy_guest("flow", "flow", &[]);
     let (run, code, _) = measured(
         &cli,
         "workflow recursing 500 deep",
@@ -254,9 +247,7 @@ fn a_workflow_recursing_500_deep_completes_without_exhausting_instances() {
 #[test]
 fn a_thousand_slots_running_600_children_at_once_get_their_instances() {
     let cli = Cli::new();
-    let path = cli.dir.path().join("flow.wasm");
-    std::fs::write(&path, common::guest("flow")).unwrap();
-    cli.ok(&["deploy", path.to_str().unwrap(), "--name", "flow"]);
+    cli.deploy_guest("flow", "flow", &[]);
     let serve = cli.serve(&["--concurrency", "1000"]);
     // 600 children each holding its instance for half a second: more than a pool of 256 has.
     let id = cli.submit(

@@ -146,6 +146,18 @@ impl Cli {
         serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: {e}\n{stdout}"))
     }
 
+    /// Deploys a private copy of test guest `guest` (`tests/guests/<guest>`, built by
+    /// [`crate::guest`]) as `name`, with `extra` deploy flags; returns the copy's path. A private
+    /// copy: another test process rebuilding the guest cannot change it under the deploy.
+    pub fn deploy_guest(&self, guest: &str, name: &str, extra: &[&str]) -> PathBuf {
+        let path = self.dir.path().join(format!("{guest}.wasm"));
+        std::fs::write(&path, crate::guest(guest)).unwrap();
+        let mut args = vec!["deploy", path.to_str().unwrap(), "--name", name];
+        args.extend_from_slice(extra);
+        self.ok(&args);
+        path
+    }
+
     /// Every registered worker, as `workers list --json` shows it.
     pub fn workers(&self) -> Vec<Value> {
         match self.json(&["workers", "list", "--json"]) {
