@@ -333,10 +333,10 @@ impl Worker {
                 }
                 continue;
             }
-            if !from_committer {
+            poll = !from_committer;
+            if poll {
                 idle_poll = Duration::from_millis(1);
             }
-            poll = !from_committer;
             for step in claimed {
                 launcher.launch(&mut running, step).await?;
             }

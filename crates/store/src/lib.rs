@@ -134,8 +134,8 @@ pub trait Store: Send + Sync + 'static {
     /// Claims up to `max` steps for `worker_id`: running ones whose lease expired (or whose
     /// worker is dead or stopped) first (looked for at most every
     /// [`decide::claim::Sweeper::LEASES_INTERVAL`] of this handle's clock), then queued ones
-    /// (oldest first). Each returned step is
-    /// `running` with `attempt` bumped, `assigned_at` = now and a lease until now + `lease`.
+    /// (oldest first). Each returned step is `running` with `attempt` bumped, `assigned_at` =
+    /// now and a lease until now + `lease`.
     async fn claim_steps(
         &self,
         worker_id: &str,

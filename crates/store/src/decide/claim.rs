@@ -130,8 +130,8 @@ pub async fn end_leases_of_gone_workers(tx: &mut impl Tx, now: Micros) -> Result
 /// It first sweeps what `sweep` says (see [`Sweeper`]): the deadlines that expired by `now` and
 /// the waits of timers and event timeouts that passed, and the leases of workers that are gone
 /// ([`end_leases_of_gone_workers`], which [`reclaim_expired`] then claims), and whether it looks
-/// for expired leases at all. The sweep runs here, in the claiming
-/// transaction, rather than on a schedule of the runtime's own: the claim query does not look at
+/// for expired leases at all. The sweep runs here, in the claiming transaction, rather than on a
+/// schedule of the runtime's own: the claim query does not look at
 /// deadlines, so what keeps a claim from handing out a step whose schedule-to-start deadline
 /// expired (or whose run is past its deadline) more than a sweep interval ago is that the
 /// transaction that claims applies them first; a sweep on another schedule would widen that
@@ -139,9 +139,9 @@ pub async fn end_leases_of_gone_workers(tx: &mut impl Tx, now: Micros) -> Result
 /// busy or idle. The cadence itself is shared ([`Sweeper`]), so every backend sweeps alike.
 ///
 /// Steps that lost their lease come first ([`reclaim_expired`], when the sweep looks for them):
-/// they are the oldest work, and a queue that never runs dry must not starve them. Then queued steps, oldest first. Each
-/// claimed step gets its policy and kind, and a workflow with activations its journal to
-/// resume from.
+/// they are the oldest work, and a queue that never runs dry must not starve them. Then queued
+/// steps, oldest first. Each claimed step gets its policy and kind, and a workflow with
+/// activations its journal to resume from.
 pub async fn claim(
     tx: &mut impl Tx,
     worker_id: &str,

@@ -109,12 +109,12 @@ pub fn step_end<'a>(e: &'a Encoded<'a>) -> StepEnd<'a> {
 /// attempt); one that reads or writes key-value data applies only if every read still holds,
 /// checked after the key-value completions of the batch checked before it, which go most
 /// [`Completion::reruns`] first, then in batch order (else it is [`CommitOutcome::Conflict`] and
-/// its step runs again under the same attempt). A committed completion's attempt mirrors its step, and a
-/// run ends when its root step ends, with its outcome. Then, for every committed completion:
-/// the children it started are created, its wait is settled ([`waits::settle`]), the parents
-/// waiting for the steps that ended are counted down and woken ([`waits::wake_parents`]), the
-/// unfinished descendants of those steps are cancelled ([`cancel::abandoned`]), and its
-/// journal and logs are stored.
+/// its step runs again under the same attempt). A committed completion's attempt mirrors its
+/// step, and a run ends when its root step ends, with its outcome. Then, for every committed
+/// completion: the children it started are created, its wait is settled ([`waits::settle`]),
+/// the parents waiting for the steps that ended are counted down and woken
+/// ([`waits::wake_parents`]), the unfinished descendants of those steps are cancelled
+/// ([`cancel::abandoned`]), and its journal and logs are stored.
 pub async fn apply(
     tx: &mut impl Tx,
     encoded: &[Encoded<'_>],

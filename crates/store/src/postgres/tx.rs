@@ -509,22 +509,12 @@ impl Tx for PgTx<'_> {
                 }
             }
         }
-        // One statement takes the next stamp and upserts the keys written; deletes (rare) go
-        // before it, on their own. Unless this transaction holds the clock's lock already, the
-        // lock is taken first, by a statement of its own that takes the stamp: waiting for the
-        // lock inside a writing statement would leave it a snapshot from before the previous
-        // holder committed, and a delete would miss a key that holder had just written.
-        let stamp = if self.kv_locked {
-            None
-        } else {
-            let stamp: i64 = sqlx::query_scalar(
-                "UPDATE kv_clock SET stamp = stamp + 1 WHERE id = 1 RETURNING stamp",
-            )
-            .fetch_one(&mut *self.conn)
-            .await?;
-            self.kv_locked = true;
-            Some(stamp)
-        };
+        // The clock's lock first, by a statement of its own unless this transaction holds it
+        // already: waiting for it inside a writing statement would leave that statement a
+        // snapshot from before the previous holder committed, and a delete would miss a key that
+        // holder had just written. Then the deletes (rare), and one statement that takes the
+        // next stamp and upserts the keys written.
+        self.lock_kv().await?;
         if !del_key.is_empty() {
             sqlx::query(
                 "DELETE FROM kv USING UNNEST($1::text[], $2::text[]) AS d(scope, key) \
@@ -536,17 +526,13 @@ impl Tx for PgTx<'_> {
             .await?;
         }
         sqlx::query(
-            "WITH bumped AS (UPDATE kv_clock SET stamp = stamp + 1 \
-             WHERE id = 1 AND $1::bigint IS NULL RETURNING stamp), \
-             stamp AS (SELECT stamp FROM bumped \
-             UNION ALL SELECT $1::bigint WHERE $1::bigint IS NOT NULL) \
+            "WITH stamp AS (UPDATE kv_clock SET stamp = stamp + 1 WHERE id = 1 RETURNING stamp) \
              INSERT INTO kv (scope, key, value, updated_at, version) \
-             SELECT v.scope, v.key, v.value, $2, stamp.stamp \
-             FROM UNNEST($3::text[], $4::text[], $5::bytea[]) AS v(scope, key, value), stamp \
+             SELECT v.scope, v.key, v.value, $1, stamp.stamp \
+             FROM UNNEST($2::text[], $3::text[], $4::bytea[]) AS v(scope, key, value), stamp \
              ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value, \
              updated_at = excluded.updated_at, version = excluded.version",
         )
-        .bind(stamp)
         .bind(now)
         .bind(&set_scope)
         .bind(&set_key)
