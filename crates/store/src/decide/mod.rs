@@ -293,8 +293,9 @@ pub trait Tx {
     /// worker, start (kept once set), completion time and error from the step.
     async fn mirror_attempts(&mut self, ids: &[&str]) -> Result<()>;
 
-    /// For each step of `ids` that is the root step of its run and has ended, gives its run the
-    /// step's status, output, error and completion time.
+    /// For each step of `ids` that has ended, gives its run the step's status, output, error and
+    /// completion time. Every step of `ids` must be the root step of its run (as
+    /// [`Tx::fence_and_complete`] reports it); a backend need not check.
     async fn end_runs_with_root(&mut self, ids: &[&str]) -> Result<()>;
 
     /// Creates the children started by the committed `completions`, queued, at `now`.

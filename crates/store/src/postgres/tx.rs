@@ -666,11 +666,13 @@ impl Tx for PgTx<'_> {
 
     async fn end_runs_with_root(&mut self, ids: &[&str]) -> Result<()> {
         self.execute_for_ids(
+            // Root steps are found by id only: `parent_id IS NULL` in the condition made
+            // generic plans made without statistics read every root step of the table through
+            // `steps_parent_id` (~100 ms a call at 10,000 runs).
             "UPDATE runs SET (status, output, error, completed_at) = \
-             (SELECT s.status, s.output, s.error, s.completed_at FROM steps s \
-             WHERE s.run_id = runs.id AND s.parent_id IS NULL) \
-             WHERE id IN (SELECT run_id FROM steps WHERE id = ANY($1) \
-             AND parent_id IS NULL AND status IN ('succeeded', 'failed', 'cancelled'))",
+             (s.status, s.output, s.error, s.completed_at) FROM steps s \
+             WHERE s.id = ANY($1) AND runs.id = s.run_id \
+             AND s.status IN ('succeeded', 'failed', 'cancelled')",
             ids,
         )
         .await?;
