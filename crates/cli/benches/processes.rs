@@ -1,12 +1,15 @@
 //! `cargo bench -p hypergraph --bench processes`: Hypergraph as it is deployed on PostgreSQL,
-//! with 1 and then 2 `hypergraph serve` *processes* (concurrency 16 each) on one database of the
+//! with 1 and then 2 `hypergraph serve` *processes* (concurrency 16 each, or
+//! `HYPERGRAPH_BENCH_CONCURRENCY`) on one database of the
 //! server named by `HYPERGRAPH_TEST_POSTGRES`, a fresh schema per case, driven through the binary.
 //!
 //! (a) throughput: N trivial runs (`counter/count`, a WAT component returning a global) submitted
-//!     with one `run --inputs` while the workers wait; runs/s from the start of the submission to
-//!     the last completion, and committed transactions per run (`pg_stat_database.xact_commit`
-//!     of the database over the same span; it includes this harness's own polls, about 4 a
-//!     second, and whatever else uses the server).
+//!     while the workers wait, first with one `run --inputs` (one transaction: nothing runs
+//!     before all N are committed), then by 10 concurrent `run --inputs` of N/10 each (work
+//!     starts with the first commit, as with many clients); runs/s from the start of the
+//!     submission to the last completion the database recorded, and committed transactions per
+//!     run (`pg_stat_database.xact_commit` of the database over the same span; it includes this
+//!     harness's own polls, about 4 a second, and whatever else uses the server).
 //! (b) chain: a `flow/chain` workflow of 10 sequential child calls, one run at a time; latency
 //!     from the run's creation to its completion as the database recorded them; p50 and p95.
 //! (c) fan-out: a `flow/fan-out` workflow starting 1,000 children and joining them; creation to
@@ -46,10 +49,17 @@ fn schema(cli: &Cli) -> String {
     cli.location.rsplit_once("schema=").unwrap().1.to_string()
 }
 
-/// `workers` `serve` processes on `cli`'s database, each with 16 slots, once every one is up.
+/// Execution slots of each `serve` process: `HYPERGRAPH_BENCH_CONCURRENCY`, else 16.
+fn concurrency() -> String {
+    std::env::var("HYPERGRAPH_BENCH_CONCURRENCY").unwrap_or_else(|_| "16".into())
+}
+
+/// `workers` `serve` processes on `cli`'s database, each with [`concurrency`] slots, once every
+/// one is up.
 fn serves(cli: &Cli, workers: usize) -> Vec<Serve> {
+    let concurrency = concurrency();
     let serves: Vec<Serve> = (0..workers)
-        .map(|_| cli.spawn_serve(&["serve", "--concurrency", "16"]))
+        .map(|_| cli.spawn_serve(&["serve", "--concurrency", &concurrency]))
         .collect();
     while cli
         .json(&["workers", "list", "--json"])
@@ -71,24 +81,44 @@ fn recorded_latency(cli: &Cli, id: &str) -> Duration {
     Duration::from_micros(micros as u64)
 }
 
-fn throughput(workers: usize, runs: usize) {
+/// Microseconds since the Unix epoch now, as the database's timestamps count them.
+fn epoch_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+}
+
+/// (a): `runs` trivial runs submitted by `clients` concurrent `run --inputs` processes (each one
+/// transaction of `runs / clients` runs), timed from before the first submission starts to the
+/// last completion the database recorded.
+fn throughput(workers: usize, runs: usize, clients: usize) {
     let cli = Cli::on_postgres();
     cli.ok(&["deploy", &fixture_path("counter.wat"), "--name", "counter"]);
     let inputs = cli.dir.path().join("inputs.jsonl");
-    std::fs::write(&inputs, "null\n".repeat(runs)).unwrap();
+    std::fs::write(&inputs, "null\n".repeat(runs / clients)).unwrap();
     let _serves = serves(&cli, workers);
     let schema = schema(&cli);
     let done_sql = format!("SELECT count(*) FROM \"{schema}\".runs WHERE status = 'succeeded'");
+    let last_sql = format!("SELECT max(completed_at) FROM \"{schema}\".runs");
+    let runs = runs / clients * clients;
 
     let before = commits();
     let started = Instant::now();
-    cli.ok(&[
-        "run",
-        "counter/count",
-        "--inputs",
-        inputs.to_str().unwrap(),
-        "--json",
-    ]);
+    let started_at = epoch_micros();
+    let submitters: Vec<_> = (0..clients)
+        .map(|_| {
+            cli.cmd(&["run", "counter/count", "--inputs", inputs.to_str().unwrap()])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for submitter in submitters {
+        let out = submitter.wait_with_output().unwrap();
+        assert!(out.status.success(), "run --inputs failed: {out:?}");
+    }
     let submitted = started.elapsed();
     let mut polls = 0;
     while scalar(&done_sql) < runs as i64 {
@@ -99,11 +129,12 @@ fn throughput(workers: usize, runs: usize) {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
-    let elapsed = started.elapsed();
+    let elapsed = Duration::from_micros((scalar(&last_sql) - started_at) as u64);
     let xacts = commits() - before;
     println!(
-        "(a) {workers} process(es): {runs} runs in {:.2} s (submission {:.2} s) = {:.0} runs/s; \
-         {:.2} committed transactions per run ({xacts} in all, {polls} of them polls)",
+        "(a) {workers} process(es), {clients} client(s): {runs} runs in {:.2} s (submission {:.2} \
+         s) = {:.0} runs/s; {:.2} committed transactions per run ({xacts} in all, {polls} of them \
+         polls)",
         elapsed.as_secs_f64(),
         submitted.as_secs_f64(),
         runs as f64 / elapsed.as_secs_f64(),
@@ -176,7 +207,8 @@ fn main() {
     let parts = std::env::var("HYPERGRAPH_BENCH_PARTS").unwrap_or_else(|_| "abc".into());
     for workers in [1, 2] {
         if parts.contains('a') {
-            throughput(workers, runs);
+            throughput(workers, runs, 1);
+            throughput(workers, runs, 10);
         }
         if parts.contains('b') {
             chain(workers, rounds);

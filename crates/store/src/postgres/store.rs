@@ -171,6 +171,7 @@ impl Store for PgStore {
             .collect();
         versions.sort_unstable();
         versions.dedup();
+        self.announcer.prepare();
         self.retrying(
             || format!("cannot submit {} run(s)", runs.len()),
             || async {
@@ -340,6 +341,7 @@ impl Store for PgStore {
         lease: Duration,
     ) -> Result<(Vec<CommitOutcome>, Vec<ClaimedStep>)> {
         let encoded = encode(completions)?;
+        self.announcer.prepare();
         let (outcomes, claimed) = self
             .retrying(
                 || format!("cannot commit {} completion(s)", completions.len()),
@@ -438,6 +440,7 @@ impl Store for PgStore {
     }
 
     async fn send_event(&self, name: &str, payload: &str) -> Result<(i64, u64)> {
+        self.announcer.prepare();
         let sent = self
             .retrying(
                 || format!("cannot send event `{name}`"),
@@ -462,6 +465,7 @@ impl Store for PgStore {
     }
 
     async fn cancel_run(&self, id: &str) -> Result<Option<Cancelled>> {
+        self.announcer.prepare();
         let cancelled = self
             .retrying(
                 || format!("cannot cancel run {id}"),
@@ -495,6 +499,7 @@ impl Store for PgStore {
         id: &str,
         pins: &HashMap<String, (i64, String)>,
     ) -> Result<Option<u64>> {
+        self.announcer.prepare();
         let resumed = self
             .retrying(
                 || format!("cannot resume run {id}"),
