@@ -81,31 +81,24 @@ fn recorded_latency(cli: &Cli, id: &str) -> Duration {
     Duration::from_micros(micros as u64)
 }
 
-/// Microseconds since the Unix epoch now, as the database's timestamps count them.
-fn epoch_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as i64
-}
-
-/// (a): `runs` trivial runs submitted by `clients` concurrent `run --inputs` processes (each one
-/// transaction of `runs / clients` runs), timed from before the first submission starts to the
-/// last completion the database recorded.
+/// (a): about `runs` trivial runs submitted by `clients` concurrent `run --inputs` processes
+/// (each one transaction of `runs / clients` runs), timed from before the first submission
+/// starts to the last completion the database recorded.
 fn throughput(workers: usize, runs: usize, clients: usize) {
     let cli = Cli::on_postgres();
     cli.ok(&["deploy", &fixture_path("counter.wat"), "--name", "counter"]);
+    let per_client = runs / clients;
+    let runs = per_client * clients;
     let inputs = cli.dir.path().join("inputs.jsonl");
-    std::fs::write(&inputs, "null\n".repeat(runs / clients)).unwrap();
+    std::fs::write(&inputs, "null\n".repeat(per_client)).unwrap();
     let _serves = serves(&cli, workers);
     let schema = schema(&cli);
     let done_sql = format!("SELECT count(*) FROM \"{schema}\".runs WHERE status = 'succeeded'");
     let last_sql = format!("SELECT max(completed_at) FROM \"{schema}\".runs");
-    let runs = runs / clients * clients;
 
     let before = commits();
     let started = Instant::now();
-    let started_at = epoch_micros();
+    let started_at = hypergraph_store::now_micros();
     let submitters: Vec<_> = (0..clients)
         .map(|_| {
             cli.cmd(&["run", "counter/count", "--inputs", inputs.to_str().unwrap()])

@@ -327,8 +327,8 @@ pub async fn deadlines_are_inclusive<B: Backend>() {
     );
 }
 
-/// Key-value writes are visible once committed, in order (the last write of a key wins), scoped; prefix reads list in byte
-/// order with the prefix's count and newest version.
+/// Key-value writes are visible once committed, in order (the last write of a key wins),
+/// scoped; prefix reads list in byte order with the prefix's count and newest version.
 pub async fn kv_visibility<B: Backend>() {
     let t = Ctx::<B>::new(Policy::default()).await;
     t.submit(2).await;
