@@ -125,3 +125,58 @@ async fn a_lost_listener_is_reported_and_replaced() {
     assert_eq!(next_wake(&mut heard).await, Wake::Work);
     other.close().await.unwrap();
 }
+
+/// A pooled connection whose server side went away while it sat idle (a restart, an idle
+/// timeout, an operator's `pg_terminate_backend`) is checked before it is handed out again
+/// once it has been idle for [`CHECK_IDLE_AFTER`], so the next operation gets a live one and
+/// succeeds; recently used connections are handed out unchecked, saving a round trip.
+#[tokio::test]
+async fn connections_that_died_while_idle_are_replaced_before_use() {
+    use hypergraph_store::postgres::CHECK_IDLE_AFTER;
+    use hypergraph_store::sqlx::{self, Connection as _};
+    let server = PgBackend::server().unwrap();
+    let schema = PgBackend::fresh_schema();
+    let store = PgStore::open(&PgBackend::url_with_schema(&server, &schema))
+        .await
+        .unwrap();
+    // Every connection the store's pool holds, taken at once so each is a different one.
+    let mut held = Vec::new();
+    while store.pool().num_idle() > 0 {
+        held.push(store.pool().acquire().await.unwrap());
+    }
+    let mut pids: Vec<i32> = Vec::new();
+    for conn in &mut held {
+        pids.push(
+            sqlx::query_scalar("SELECT pg_backend_pid()")
+                .fetch_one(&mut **conn)
+                .await
+                .unwrap(),
+        );
+    }
+    assert!(!pids.is_empty(), "the store keeps a connection after opening");
+    drop(held);
+    // Let the released connections settle back into the pool before their backends go.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut admin = sqlx::PgConnection::connect(&server).await.unwrap();
+    let terminated: i64 =
+        sqlx::query_scalar("SELECT count(pg_terminate_backend(pid)) FROM UNNEST($1::int[]) AS pid")
+            .bind(&pids)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+    assert_eq!(terminated, pids.len() as i64);
+    tokio::time::sleep(CHECK_IDLE_AFTER + Duration::from_millis(200)).await;
+    let runs = store
+        .list_runs(&Default::default())
+        .await
+        .expect("a dead idle connection is replaced, not used");
+    assert!(runs.is_empty());
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert!(!pids.contains(&pid), "a terminated backend was used again");
+    admin.close().await.unwrap();
+    store.pool().close().await;
+    PgBackend::drop_schema(server, schema);
+}
