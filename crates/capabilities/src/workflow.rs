@@ -24,7 +24,7 @@
 //! started), `workflow.join` (the children's results), `workflow.sleep` and `workflow.timer_fired`,
 //! `workflow.wait_event` and `workflow.event`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,13 @@ use crate::journal::{Journal, Lookup, WorkflowCall, WorkflowEntry};
 /// The interfaces this module serves.
 pub const INTERFACES: &[&str] = &["hypergraph:workflow/workflow@0.1.0"];
 
+/// A task resolved for starting children ([`WorkflowHost::child_task`]).
+pub trait ChildTask: Send + Sync {
+    /// The child to start at position `index` with `input`, checked against, and canonicalized
+    /// by, the task's signature. The error says why the child cannot start.
+    fn child(&self, input: &serde_json::Value, index: u32) -> Result<NewChild, String>;
+}
+
 /// What a live workflow needs from the runtime around it: resolving the tasks of new children,
 /// reading how children ended, reading events, and hearing of steps this process finished.
 /// Implemented by the runtime; a replay has none (every call is answered by the journal).
@@ -51,10 +58,10 @@ pub trait WorkflowHost: Send + Sync {
     /// How each step in `ids` ended, in that order (`None` while it has not finished), as its
     /// workflow receives it (see [`ChildResult::of`]). Fails if a step does not exist.
     async fn child_results(&self, ids: &[String]) -> anyhow::Result<Vec<Option<ChildResult>>>;
-    /// The child to start at position `index`: `task` resolved to its deployment's latest
-    /// version and `input` (JSON text) checked against, and canonicalized by, its signature.
-    /// The error says why the child cannot start, for the workflow to see.
-    async fn new_child(&self, task: &str, input: &str, index: u32) -> Result<NewChild, String>;
+    /// `task` resolved to its deployment's latest version, to start children of. An activation
+    /// resolves a name once for all the children it creates together (at its next checkpoint
+    /// or its end). The error says why no child of `task` can start, for the workflow to see.
+    async fn child_task(&self, task: &str) -> Result<Arc<dyn ChildTask>, String>;
     /// The sequence number of the newest event (0 when none was sent).
     async fn last_event_seq(&self) -> anyhow::Result<i64>;
     /// The oldest event named `name` newer than `after`: its sequence number and payload.
@@ -143,6 +150,9 @@ pub struct WorkflowState {
     children: Vec<String>,
     /// Children started by this activation.
     new_children: Vec<NewChild>,
+    /// The tasks `new_children` were resolved to, by name: the children created together
+    /// resolve each name once (emptied when they are stored).
+    tasks: HashMap<String, Arc<dyn ChildTask>>,
     /// Set when the activation suspended.
     wait: Option<Wait>,
     /// How the next child started is named and configured (set by the DAG runner per step,
@@ -165,7 +175,30 @@ impl WorkflowState {
 
     /// What the activation produced: the children it started and, if it suspended, its wait.
     pub fn take(&mut self) -> (Vec<NewChild>, Option<Wait>) {
-        (std::mem::take(&mut self.new_children), self.wait.take())
+        (self.take_children(), self.wait.take())
+    }
+
+    /// The children started since they were last taken, for storing; later children resolve
+    /// their tasks anew.
+    fn take_children(&mut self) -> Vec<NewChild> {
+        self.tasks.clear();
+        std::mem::take(&mut self.new_children)
+    }
+
+    /// The child of `task` at position `index` with `input` (JSON text).
+    async fn new_child(&mut self, task: &str, input: &str, index: u32) -> Result<NewChild, String> {
+        let value: serde_json::Value = serde_json::from_str(input)
+            .map_err(|e| format!("the input of `{task}` is not valid JSON: {e}"))?;
+        let resolved = match self.tasks.get(task) {
+            Some(resolved) => resolved.clone(),
+            None => {
+                let live = self.live().map_err(|e| e.to_string())?;
+                let resolved = live.child_task(task).await?;
+                self.tasks.insert(task.to_string(), resolved.clone());
+                resolved
+            }
+        };
+        resolved.child(&value, index)
     }
 
     fn live(&self) -> wasmtime::Result<&Arc<dyn WorkflowHost>> {
@@ -367,7 +400,7 @@ impl WorkflowCtx<'_> {
         let progress = Progress {
             journal: self.journal.checkpoint(),
             logs: self.logs.take_lines(),
-            children: std::mem::take(&mut self.state.new_children),
+            children: self.state.take_children(),
         };
         let waited = match linger.activation.checkpoint(progress).await {
             Ok(true) => {
@@ -450,7 +483,6 @@ impl workflow::Host for WorkflowCtx<'_> {
                     ))
                 } else {
                     self.state
-                        .live()?
                         .new_child(&task, &input, index as u32)
                         .await
                         .map(|child| {
@@ -672,6 +704,28 @@ mod tests {
         reads: AtomicUsize,
         read: tokio::sync::Notify,
         signals: Signals,
+        /// The task names resolved, in order.
+        resolved: Mutex<Vec<String>>,
+    }
+
+    /// A task of deployment version 1 whose children take their input as it is.
+    struct Task(String);
+
+    impl ChildTask for Task {
+        fn child(&self, input: &serde_json::Value, index: u32) -> Result<NewChild, String> {
+            Ok(NewChild {
+                step_id: format!("{}-{index}", self.0),
+                index,
+                task: self.0.clone(),
+                deployment: self.0.clone(),
+                version: 1,
+                digest: "d".into(),
+                input: input.clone(),
+                policy: None,
+                name: None,
+                start_deadline: None,
+            })
+        }
     }
 
     #[async_trait::async_trait]
@@ -682,8 +736,12 @@ mod tests {
             self.read.notify_one();
             Ok(ids.iter().map(|_| result.clone()).collect())
         }
-        async fn new_child(&self, _: &str, _: &str, _: u32) -> Result<NewChild, String> {
-            unreachable!()
+        async fn child_task(&self, task: &str) -> Result<Arc<dyn ChildTask>, String> {
+            self.resolved.lock().unwrap().push(task.to_string());
+            if task.starts_with("missing") {
+                return Err(format!("no task `{task}`"));
+            }
+            Ok(Arc::new(Task(task.to_string())))
         }
         async fn last_event_seq(&self) -> anyhow::Result<i64> {
             unreachable!()
@@ -698,6 +756,41 @@ mod tests {
         fn linger_poll(&self) -> Option<Duration> {
             Some(Duration::from_secs(3600))
         }
+    }
+
+    /// The children created together resolve each task name once; once they are taken for
+    /// storing, later children resolve their tasks anew (a version deployed meanwhile counts).
+    /// A name that does not resolve is asked again each time.
+    #[tokio::test]
+    async fn children_created_together_resolve_each_task_once() {
+        let host = Arc::new(Host::default());
+        let mut state = WorkflowState::new(Some(host.clone()), None);
+        for (i, task) in ["a/x", "a/x", "b/y", "a/x"].into_iter().enumerate() {
+            let child = state.new_child(task, "{\"n\": 1}", i as u32).await.unwrap();
+            assert_eq!((child.task.as_str(), child.index), (task, i as u32));
+        }
+        assert!(state
+            .new_child("a/x", "{", 4)
+            .await
+            .unwrap_err()
+            .contains("not valid JSON"));
+        for _ in 0..2 {
+            assert_eq!(
+                state.new_child("missing/z", "{}", 4).await.unwrap_err(),
+                "no task `missing/z`"
+            );
+        }
+        assert_eq!(
+            *host.resolved.lock().unwrap(),
+            ["a/x", "b/y", "missing/z", "missing/z"]
+        );
+        state.take_children();
+        state.new_child("a/x", "{}", 4).await.unwrap();
+        assert_eq!(
+            host.resolved.lock().unwrap().len(),
+            5,
+            "resolved anew after storing"
+        );
     }
 
     /// A child finished by another process is seen when its end is announced under the run,

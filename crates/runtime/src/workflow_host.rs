@@ -3,14 +3,17 @@
 //! A store read that meets a database outage waits for the database instead of failing the
 //! activation.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::capabilities::workflow::{ChildResult, NewChild, WorkflowHost, LINGER_ANNOUNCED_POLL};
+use crate::capabilities::workflow::{
+    ChildResult, ChildTask, NewChild, WorkflowHost, LINGER_ANNOUNCED_POLL,
+};
 use crate::outage::retry_transient;
-use crate::registry::function_of;
+use crate::registry::{function_of, ResolvedTask};
 use crate::scheduler::canonical_input;
 use crate::signals::Signals;
 use crate::store::now_micros;
@@ -34,25 +37,11 @@ impl WorkflowHost for Hypergraph {
         Ok(results)
     }
 
-    async fn new_child(&self, task: &str, input: &str, index: u32) -> Result<NewChild, String> {
-        let value: Value = serde_json::from_str(input)
-            .map_err(|e| format!("the input of `{task}` is not valid JSON: {e}"))?;
+    async fn child_task(&self, task: &str) -> Result<Arc<dyn ChildTask>, String> {
         let resolved = retry_transient("resolving a child's task", || self.resolve(task))
             .await
             .map_err(|e| format!("{e:#}"))?;
-        let input = canonical_input(&resolved, &value).map_err(|e| format!("{e:#}"))?;
-        Ok(NewChild {
-            step_id: uuid::Uuid::now_v7().to_string(),
-            index,
-            task: resolved.name.clone(),
-            deployment: resolved.deployment.name.clone(),
-            version: resolved.deployment.version,
-            digest: resolved.deployment.digest.clone(),
-            input,
-            policy: None,
-            name: None,
-            start_deadline: resolved.deployment.policy.start_deadline(now_micros()),
-        })
+        Ok(Arc::new(resolved))
     }
 
     async fn last_event_seq(&self) -> anyhow::Result<i64> {
@@ -80,4 +69,22 @@ fn returns_result(func: &wasmtime::component::types::ComponentFunc) -> bool {
         (results.next(), results.next()),
         (Some(wasmtime::component::types::Type::Result(_)), None)
     )
+}
+
+impl ChildTask for ResolvedTask {
+    fn child(&self, input: &Value, index: u32) -> Result<NewChild, String> {
+        let input = canonical_input(self, input).map_err(|e| format!("{e:#}"))?;
+        Ok(NewChild {
+            step_id: uuid::Uuid::now_v7().to_string(),
+            index,
+            task: self.name.clone(),
+            deployment: self.deployment.name.clone(),
+            version: self.deployment.version,
+            digest: self.deployment.digest.clone(),
+            input,
+            policy: None,
+            name: None,
+            start_deadline: self.deployment.policy.start_deadline(now_micros()),
+        })
+    }
 }
