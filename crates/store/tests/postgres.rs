@@ -153,7 +153,10 @@ async fn connections_that_died_while_idle_are_replaced_before_use() {
                 .unwrap(),
         );
     }
-    assert!(!pids.is_empty(), "the store keeps a connection after opening");
+    assert!(
+        !pids.is_empty(),
+        "the store keeps a connection after opening"
+    );
     drop(held);
     // Let the released connections settle back into the pool before their backends go.
     tokio::time::sleep(Duration::from_millis(100)).await;

@@ -204,6 +204,7 @@ macro_rules! conformance_suite {
             join_any_child_wakes_parent,
             wait_already_satisfied,
             join_any_already_satisfied_by_one_child,
+            join_of_earlier_and_new_children,
             late_child_wakes_parent,
             timers,
             events,

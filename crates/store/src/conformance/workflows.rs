@@ -188,6 +188,48 @@ pub async fn join_any_already_satisfied_by_one_child<B: Backend>() {
     );
 }
 
+/// A join naming a finished child, an unfinished one started earlier and one the suspension
+/// itself starts waits for each unfinished one: the workflow is claimable again only once both
+/// have finished, whichever finishes first.
+pub async fn join_of_earlier_and_new_children<B: Backend>() {
+    let t = Ctx::<B>::new(Policy::default()).await;
+    let s = t.store();
+    let (parent, children, kids) = first_child_joined(&t).await;
+    let new = t.child(2);
+    let all = Wait::Children(vec![
+        children[0].step_id.clone(),
+        children[1].step_id.clone(),
+        new.step_id.clone(),
+    ]);
+    s.complete_steps(&[suspend(&parent, t.now(), vec![new.clone()], all)])
+        .await
+        .unwrap();
+    let started = t.claim("w1", 10).await;
+    assert_eq!(
+        started
+            .iter()
+            .map(|c| c.step_id.as_str())
+            .collect::<Vec<_>>(),
+        [new.step_id.as_str()],
+        "only the new child is claimable: the join waits"
+    );
+    s.complete_steps(&[success(&started[0], t.now())])
+        .await
+        .unwrap();
+    assert!(
+        t.claim("w1", 10).await.is_empty(),
+        "the earlier child is still running"
+    );
+    s.complete_steps(&[success(&kids[1], t.now())])
+        .await
+        .unwrap();
+    let woken = t.claim("w1", 10).await;
+    assert_eq!(
+        woken.iter().map(|c| c.step_id.as_str()).collect::<Vec<_>>(),
+        [parent.step_id.as_str()]
+    );
+}
+
 /// A child nobody started before its schedule-to-start deadline fails, and counts as finished
 /// for the workflow waiting for it, which wakes; the run goes on.
 pub async fn late_child_wakes_parent<B: Backend>() {

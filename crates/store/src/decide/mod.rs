@@ -298,7 +298,8 @@ pub trait Tx {
     /// [`Tx::fence_and_complete`] reports it); a backend need not check.
     async fn end_runs_with_root(&mut self, ids: &[&str]) -> Result<()>;
 
-    /// Creates the children started by the committed `completions`, queued, at `now`.
+    /// Creates the children started by the committed `completions`, queued, at `now`; those
+    /// their completion's own wait joins ([`waits::joined_at_start`]) awaited.
     async fn insert_children(&mut self, completions: &[&Completion], now: Micros) -> Result<()>;
 
     /// Inserts journal records.

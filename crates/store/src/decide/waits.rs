@@ -1,6 +1,8 @@
 //! Waits: when a suspended workflow's wait is over, which parents wake when children finish, and
 //! what an event wakes.
 
+use std::collections::HashSet;
+
 use anyhow::{Context as _, Result};
 
 use super::Tx;
@@ -25,15 +27,38 @@ pub fn pending_children(wait: &Wait, unfinished: i64) -> i64 {
     }
 }
 
+/// The children `c` starts that its own wait joins: they are created awaited
+/// ([`Tx::insert_children`]), since none of them can have finished yet.
+pub fn joined_at_start(c: &Completion) -> HashSet<&str> {
+    let created = || c.children.iter().map(|child| child.step_id.as_str());
+    match &c.wait {
+        Some(Wait::Children(ids) | Wait::AnyChild(ids)) if !c.children.is_empty() => {
+            let joined: HashSet<&str> = ids.iter().map(String::as_str).collect();
+            created().filter(|id| joined.contains(id)).collect()
+        }
+        _ => HashSet::new(),
+    }
+}
+
 /// Settles the waits of `committed` suspensions: children that finished in the meantime and
 /// events already sent count at once, so a wait that is already over leaves the step claimable.
 /// The unfinished children a join names are marked awaited (their end counts down the join's
-/// pending count, [`wake_parents`]).
+/// pending count, [`wake_parents`]); those the suspension itself starts were created awaited
+/// ([`joined_at_start`]) and are unfinished, so only the others are looked at.
 pub async fn settle(tx: &mut impl Tx, committed: &[&Completion]) -> Result<()> {
     for c in committed {
         match &c.wait {
             Some(wait @ (Wait::Children(ids) | Wait::AnyChild(ids))) => {
-                let unfinished = tx.await_unfinished(ids).await?;
+                let created = joined_at_start(c);
+                let stored: Vec<String> = ids
+                    .iter()
+                    .filter(|id| !created.contains(id.as_str()))
+                    .cloned()
+                    .collect();
+                let mut unfinished = created.len() as i64;
+                if !stored.is_empty() {
+                    unfinished += tx.await_unfinished(&stored).await?;
+                }
                 let pending = pending_children(wait, unfinished);
                 if pending == 0 {
                     tx.end_wait(&c.step_id, c.attempt).await?;

@@ -21,7 +21,8 @@ use sqlx::{PgConnection, Postgres, Row};
 use super::PgStore;
 use crate::decide::complete::StepEnd;
 use crate::decide::{
-    Changed, ExpiredLease, JournalRow, LateStart, LeaseHolder, LogRow, RawClaim, ResumableStep, Tx,
+    waits, Changed, ExpiredLease, JournalRow, LateStart, LeaseHolder, LogRow, RawClaim,
+    ResumableStep, Tx,
 };
 use crate::rows::{json_of, status_of, u32_of};
 use crate::{
@@ -686,8 +687,11 @@ impl Tx for PgTx<'_> {
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut index, mut policy, mut deadline, mut name) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut awaited = Vec::new();
         for c in completions {
+            let joined = waits::joined_at_start(c);
             for child in &c.children {
+                awaited.push(i64::from(joined.contains(child.step_id.as_str())));
                 id.push(child.step_id.as_str());
                 run_id.push(c.run_id.as_str());
                 task.push(child.task.as_str());
@@ -713,13 +717,14 @@ impl Tx for PgTx<'_> {
         }
         sqlx::query(
             "INSERT INTO steps (id, run_id, task, deployment, version, digest, input, status, \
-             attempt, created_at, parent_id, child_index, policy, start_deadline, name) \
+             attempt, created_at, parent_id, child_index, policy, start_deadline, name, \
+             awaited) \
              SELECT id, run_id, task, deployment, version, digest, input, 'queued', 0, $13, \
-             parent_id, child_index, policy, start_deadline, name \
+             parent_id, child_index, policy, start_deadline, name, awaited \
              FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], \
              $6::text[], $7::text[], $8::text[], $9::bigint[], $10::text[], $11::bigint[], \
-             $12::text[]) AS v(id, run_id, task, deployment, version, digest, input, parent_id, \
-             child_index, policy, start_deadline, name)",
+             $12::text[], $14::bigint[]) AS v(id, run_id, task, deployment, version, digest, \
+             input, parent_id, child_index, policy, start_deadline, name, awaited)",
         )
         .bind(&id)
         .bind(&run_id)
@@ -734,6 +739,7 @@ impl Tx for PgTx<'_> {
         .bind(&deadline)
         .bind(&name)
         .bind(now)
+        .bind(&awaited)
         .execute(&mut *self.conn)
         .await?;
         Ok(())

@@ -6,7 +6,8 @@
 use super::*;
 use crate::decide::complete::StepEnd;
 use crate::decide::{
-    Changed, ExpiredLease, JournalRow, LateStart, LeaseHolder, LogRow, RawClaim, ResumableStep, Tx,
+    waits, Changed, ExpiredLease, JournalRow, LateStart, LeaseHolder, LogRow, RawClaim,
+    ResumableStep, Tx,
 };
 
 /// What a claiming `UPDATE` returns, as [`steps_of`] reads it.
@@ -504,26 +505,29 @@ impl Tx for SqliteTx<'_> {
     }
 
     async fn insert_children(&mut self, completions: &[&Completion], now: Micros) -> Result<()> {
-        let rows: Vec<(&Completion, &NewChild, String, Option<String>)> = completions
+        let rows: Vec<(&Completion, &NewChild, String, Option<String>, i64)> = completions
             .iter()
             .flat_map(|c| {
+                let joined = waits::joined_at_start(c);
                 c.children.iter().map(move |child| {
                     let input = serde_json::to_string(&child.input).expect("values serialize");
                     let policy = child
                         .policy
                         .as_ref()
                         .map(|p| serde_json::to_string(p).expect("policies serialize"));
-                    (*c, child, input, policy)
+                    let awaited = i64::from(joined.contains(child.step_id.as_str()));
+                    (*c, child, input, policy, awaited)
                 })
             })
             .collect();
         insert_rows(
             self.conn,
             "INSERT INTO steps (id, run_id, task, deployment, version, digest, input, status, \
-             attempt, created_at, parent_id, child_index, policy, start_deadline, name) VALUES ",
-            "(?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?, ?)",
+             attempt, created_at, parent_id, child_index, policy, start_deadline, name, \
+             awaited) VALUES ",
+            "(?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?, ?, ?)",
             &rows,
-            |(c, child, input, policy)| {
+            |(c, child, input, policy, awaited)| {
                 vec![
                     &child.step_id,
                     &c.run_id,
@@ -538,6 +542,7 @@ impl Tx for SqliteTx<'_> {
                     policy,
                     &child.start_deadline,
                     &child.name,
+                    awaited,
                 ]
             },
         )
