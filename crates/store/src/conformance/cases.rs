@@ -409,6 +409,62 @@ pub async fn kv_conflicts_favour_the_attempt_that_lost_most<B: Backend>() {
     );
 }
 
+/// Completions committed together that read keys are each checked against the store and
+/// against the writes of the ones checked before it: one that read a key an earlier one of the
+/// batch writes conflicts; a failed completion's writes, and a fenced one's, are not applied.
+pub async fn kv_batches_check_each_completion_against_the_ones_before<B: Backend>() {
+    let t = Ctx::<B>::new(Policy::default()).await;
+    t.submit(6).await;
+    let s = t.store();
+    let steps = t.claim("w1", 6).await;
+    let read = |key: &str, version| KvRead::Key {
+        scope: "default/t".into(),
+        key: key.into(),
+        version,
+    };
+    let mut first = success(&steps[0], t.now());
+    first.kv_writes = vec![write("a", Some("0"))];
+    s.complete_steps(&[first]).await.unwrap();
+    let (_, a) = s.kv_get("default/t", "a").await.unwrap().unwrap();
+    let mut holds = success(&steps[1], t.now());
+    holds.kv_reads = vec![read("a", a)];
+    holds.kv_writes = vec![write("b", Some("1"))];
+    let mut reads_b = success(&steps[2], t.now());
+    reads_b.kv_reads = vec![read("b", 0)];
+    reads_b.kv_writes = vec![write("z", Some("2"))];
+    let mut failed = failure(&steps[3], t.now());
+    failed.kv_reads = vec![read("c", 0)];
+    failed.kv_writes = vec![write("c", Some("3"))];
+    let mut reads_c = success(&steps[4], t.now());
+    reads_c.kv_reads = vec![read("c", 0), read("a", a)];
+    reads_c.kv_writes = vec![write("d", Some("4"))];
+    let mut stale = success(&steps[5], t.now());
+    stale.attempt += 1;
+    stale.kv_writes = vec![write("e", Some("5"))];
+    let outcomes = s
+        .complete_steps(&[holds, reads_b, failed, reads_c, stale])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        [
+            CommitOutcome::Committed,
+            CommitOutcome::Conflict,
+            CommitOutcome::Committed,
+            CommitOutcome::Committed,
+            CommitOutcome::Fenced
+        ]
+    );
+    let value = |key: &'static str| async move {
+        s.kv_get("default/t", key).await.unwrap().map(|(v, _)| v)
+    };
+    assert_eq!(value("b").await.as_deref(), Some(&b"1"[..]));
+    assert_eq!(value("d").await.as_deref(), Some(&b"4"[..]));
+    for absent in ["z", "c", "e"] {
+        assert_eq!(value(absent).await, None, "`{absent}` was written");
+    }
+}
+
 /// A completion whose key or prefix reads no longer hold is refused and its step re-queued
 /// under the same attempt; one whose reads hold commits.
 pub async fn kv_conflicts<B: Backend>() {

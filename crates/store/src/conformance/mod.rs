@@ -218,6 +218,7 @@ macro_rules! conformance_suite {
             resume_pins_versions,
             kv_visibility,
             kv_conflicts,
+            kv_batches_check_each_completion_against_the_ones_before,
             kv_conflicts_favour_the_attempt_that_lost_most,
             list_runs_filters,
             run_view_pagination_and_counts,

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use anyhow::{bail, Result};
 
 use super::{cancel, waits, Changed, JournalRow, LogRow, Tx};
-use crate::{CommitOutcome, Completion, KvRead, Micros, Status, Wait};
+use crate::{CommitOutcome, Completion, KvRead, KvWrite, Micros, Status, Wait};
 
 /// Statuses a completion may set besides `running` (a suspension or a checkpoint).
 const COMPLETION_STATUSES: [Status; 3] = [Status::Succeeded, Status::Failed, Status::Cancelled];
@@ -155,20 +155,17 @@ pub async fn apply(
             }
         }
         with_kv.sort_by_key(|(_, e)| std::cmp::Reverse(e.c.reruns));
-        for (i, e) in with_kv {
-            if kv_conflict(tx, &e.c.kv_reads).await? {
-                outcomes[start + i] = if tx.requeue_conflicted(&e.c.step_id, e.c.attempt).await? {
-                    CommitOutcome::Conflict
-                } else {
-                    fenced(tx, &e.c.step_id).await?
-                };
-                continue;
-            }
-            let done = tx.fence_and_complete(&[step_end(e)]).await?;
-            if !done.is_empty() && e.c.status == Status::Succeeded {
-                tx.apply_kv_writes(&e.c.kv_writes, now).await?;
-            }
-            applied.extend(done.into_iter().map(|d| (d.step_id.clone(), d)));
+        let conflicted = if with_kv.iter().any(|(_, e)| reads_a_prefix(e.c)) {
+            apply_kv_one_by_one(tx, &with_kv, &mut applied, now).await?
+        } else {
+            apply_kv_together(tx, &with_kv, &mut applied, now).await?
+        };
+        for (i, e) in conflicted {
+            outcomes[start + i] = if tx.requeue_conflicted(&e.c.step_id, e.c.attempt).await? {
+                CommitOutcome::Conflict
+            } else {
+                fenced(tx, &e.c.step_id).await?
+            };
         }
         if !plain.is_empty() {
             let done = tx.fence_and_complete(&plain).await?;
@@ -220,6 +217,110 @@ pub async fn apply(
         .collect();
     tx.insert_logs(&logs).await?;
     Ok(outcomes)
+}
+
+/// Completions of one segment that touch key-value data, with their positions in it, in the
+/// order they are checked.
+type KvCompletions<'e, 'c> = [(usize, &'e Encoded<'c>)];
+
+fn reads_a_prefix(c: &Completion) -> bool {
+    c.kv_reads
+        .iter()
+        .any(|r| matches!(r, KvRead::Prefix { .. }))
+}
+
+/// Applies `with_kv` one by one: each is checked against the store as the ones before it left
+/// it, and applied (fenced, then its writes) unless a read no longer holds. The steps changed go
+/// into `applied`; returns the completions that conflicted.
+async fn apply_kv_one_by_one<'e, 'c>(
+    tx: &mut impl Tx,
+    with_kv: &KvCompletions<'e, 'c>,
+    applied: &mut HashMap<String, Changed>,
+    now: Micros,
+) -> Result<Vec<(usize, &'e Encoded<'c>)>> {
+    let mut conflicted = Vec::new();
+    for &(i, e) in with_kv {
+        if kv_conflict(tx, &e.c.kv_reads).await? {
+            conflicted.push((i, e));
+            continue;
+        }
+        let done = tx.fence_and_complete(&[step_end(e)]).await?;
+        if !done.is_empty() && e.c.status == Status::Succeeded {
+            tx.apply_kv_writes(&e.c.kv_writes, now).await?;
+        }
+        applied.extend(done.into_iter().map(|d| (d.step_id.clone(), d)));
+    }
+    Ok(conflicted)
+}
+
+/// Applies `with_kv` (which read keys, no prefixes) with three statements whatever their
+/// number: the versions of every key they read, then, in Rust, each checked in order against
+/// those versions and against the keys written by the ones before it that pass; those that
+/// pass are fenced together and their writes (of the succeeded ones the fence let through)
+/// applied in order in one statement. The outcome is the one-by-one outcome, except that a
+/// completion that read a key written by an earlier one of the batch whose fence then failed
+/// (its lease was lost) conflicts and runs again, where one by one it would not have: a rare
+/// extra re-execution, never a lost or wrong write. Returns the completions that conflicted.
+async fn apply_kv_together<'e, 'c>(
+    tx: &mut impl Tx,
+    with_kv: &KvCompletions<'e, 'c>,
+    applied: &mut HashMap<String, Changed>,
+    now: Micros,
+) -> Result<Vec<(usize, &'e Encoded<'c>)>> {
+    let mut keys: Vec<(&str, &str)> = with_kv
+        .iter()
+        .flat_map(|(_, e)| e.c.kv_reads.iter())
+        .filter_map(|r| match r {
+            KvRead::Key { scope, key, .. } => Some((scope.as_str(), key.as_str())),
+            KvRead::Prefix { .. } => None,
+        })
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let stored: HashMap<(&str, &str), i64> = keys
+        .iter()
+        .copied()
+        .zip(tx.kv_versions(&keys).await?)
+        .map(|(k, v)| (k, v.unwrap_or(0)))
+        .collect();
+    let mut written: HashSet<(&str, &str)> = HashSet::new();
+    let (mut passing, mut conflicted) = (Vec::new(), Vec::new());
+    for &(i, e) in with_kv {
+        let holds = e.c.kv_reads.iter().all(|r| match r {
+            KvRead::Key {
+                scope,
+                key,
+                version,
+            } => {
+                let k = (scope.as_str(), key.as_str());
+                !written.contains(&k) && stored.get(&k) == Some(version)
+            }
+            KvRead::Prefix { .. } => unreachable!("prefix reads go one by one"),
+        });
+        if !holds {
+            conflicted.push((i, e));
+            continue;
+        }
+        if e.c.status == Status::Succeeded {
+            written.extend(
+                e.c.kv_writes
+                    .iter()
+                    .map(|w| (w.scope.as_str(), w.key.as_str())),
+            );
+        }
+        passing.push(e);
+    }
+    let ends: Vec<StepEnd> = passing.iter().map(|e| step_end(e)).collect();
+    let done = tx.fence_and_complete(&ends).await?;
+    let writes: Vec<KvWrite> = passing
+        .iter()
+        .filter(|e| e.c.status == Status::Succeeded)
+        .filter(|e| done.iter().any(|d| d.step_id == e.c.step_id))
+        .flat_map(|e| e.c.kv_writes.iter().cloned())
+        .collect();
+    tx.apply_kv_writes(&writes, now).await?;
+    applied.extend(done.into_iter().map(|d| (d.step_id.clone(), d)));
+    Ok(conflicted)
 }
 
 /// True when one of `reads` no longer holds: a key's version changed (or it appeared or

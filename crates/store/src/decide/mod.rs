@@ -265,6 +265,16 @@ pub trait Tx {
     /// The version of key `key` in `scope`, `None` when it is not stored.
     async fn kv_version(&mut self, scope: &str, key: &str) -> Result<Option<i64>>;
 
+    /// The version of each `(scope, key)` of `keys`, in order ([`Tx::kv_version`] of each; a
+    /// backend whose statements cost a round trip reads them in one).
+    async fn kv_versions(&mut self, keys: &[(&str, &str)]) -> Result<Vec<Option<i64>>> {
+        let mut versions = Vec::with_capacity(keys.len());
+        for (scope, key) in keys {
+            versions.push(self.kv_version(scope, key).await?);
+        }
+        Ok(versions)
+    }
+
     /// The number of keys of `scope` starting with `prefix` and their newest version (0 when
     /// there is none).
     async fn kv_prefix(&mut self, scope: &str, prefix: &str) -> Result<(i64, i64)>;

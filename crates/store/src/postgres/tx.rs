@@ -470,6 +470,27 @@ impl Tx for PgTx<'_> {
         )
     }
 
+    async fn kv_versions(&mut self, keys: &[(&str, &str)]) -> Result<Vec<Option<i64>>> {
+        let mut versions = vec![None; keys.len()];
+        if keys.is_empty() {
+            return Ok(versions);
+        }
+        self.lock_kv().await?;
+        let (scope, key): (Vec<&str>, Vec<&str>) = keys.iter().copied().unzip();
+        let found: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT v.i, kv.version FROM UNNEST($1::text[], $2::text[]) WITH ORDINALITY \
+             AS v(scope, key, i) JOIN kv ON kv.scope = v.scope AND kv.key = v.key",
+        )
+        .bind(&scope)
+        .bind(&key)
+        .fetch_all(&mut *self.conn)
+        .await?;
+        for (i, version) in found {
+            versions[usize::try_from(i - 1)?] = Some(version);
+        }
+        Ok(versions)
+    }
+
     async fn kv_prefix(&mut self, scope: &str, prefix: &str) -> Result<(i64, i64)> {
         self.lock_kv().await?;
         let row = sqlx::query(
