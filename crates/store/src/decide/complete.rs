@@ -109,7 +109,8 @@ pub fn step_end<'a>(e: &'a Encoded<'a>) -> StepEnd<'a> {
 /// attempt); one that reads or writes key-value data applies only if every read still holds,
 /// checked after the key-value completions of the batch checked before it, which go most
 /// [`Completion::reruns`] first, then in batch order (else it is [`CommitOutcome::Conflict`] and
-/// its step runs again under the same attempt). A committed completion's attempt mirrors its
+/// its step runs again under the same attempt; batches that read no prefix are checked together,
+/// see [`apply_kv_together`]). A committed completion's attempt mirrors its
 /// step, and a run ends when its root step ends, with its outcome. Then, for every committed
 /// completion: the children it started are created, its wait is settled ([`waits::settle`]),
 /// the parents waiting for the steps that ended are counted down and woken
@@ -223,6 +224,7 @@ pub async fn apply(
 /// order they are checked.
 type KvCompletions<'e, 'c> = [(usize, &'e Encoded<'c>)];
 
+/// True when `c` read the keys under a prefix (such completions are checked one by one).
 fn reads_a_prefix(c: &Completion) -> bool {
     c.kv_reads
         .iter()
