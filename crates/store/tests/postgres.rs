@@ -139,6 +139,16 @@ async fn connections_that_died_while_idle_are_replaced_before_use() {
     let store = PgStore::open(&PgBackend::url_with_schema(&server, &schema))
         .await
         .unwrap();
+    // The pool takes a released connection back on a task of its own (after checking it).
+    let all_back = || async {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while store.pool().num_idle() < store.pool().size() as usize {
+            assert!(std::time::Instant::now() < deadline, "connections not back");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    drop(store.pool().acquire().await.unwrap());
+    all_back().await;
     // Every connection the store's pool holds, taken at once so each is a different one.
     let mut held = Vec::new();
     while store.pool().num_idle() > 0 {
@@ -158,8 +168,7 @@ async fn connections_that_died_while_idle_are_replaced_before_use() {
         "the store keeps a connection after opening"
     );
     drop(held);
-    // Let the released connections settle back into the pool before their backends go.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    all_back().await;
     let mut admin = sqlx::PgConnection::connect(&server).await.unwrap();
     let terminated: i64 =
         sqlx::query_scalar("SELECT count(pg_terminate_backend(pid)) FROM UNNEST($1::int[]) AS pid")
