@@ -185,14 +185,20 @@ impl WorkflowState {
         std::mem::take(&mut self.new_children)
     }
 
-    /// The child of `task` at position `index` with `input` (JSON text).
-    async fn new_child(&mut self, task: &str, input: &str, index: u32) -> Result<NewChild, String> {
+    /// The child of `task` at position `index` with `input` (JSON text), its task resolved by
+    /// `live` unless this activation's unstored children resolved it already.
+    async fn new_child(
+        &mut self,
+        live: &dyn WorkflowHost,
+        task: &str,
+        input: &str,
+        index: u32,
+    ) -> Result<NewChild, String> {
         let value: serde_json::Value = serde_json::from_str(input)
             .map_err(|e| format!("the input of `{task}` is not valid JSON: {e}"))?;
         let resolved = match self.tasks.get(task) {
             Some(resolved) => resolved.clone(),
             None => {
-                let live = self.live().map_err(|e| e.to_string())?;
                 let resolved = live.child_task(task).await?;
                 self.tasks.insert(task.to_string(), resolved.clone());
                 resolved
@@ -482,8 +488,9 @@ impl workflow::Host for WorkflowCtx<'_> {
                         "a workflow may start at most {MAX_CHILDREN} children"
                     ))
                 } else {
+                    let live = self.state.live()?.clone();
                     self.state
-                        .new_child(&task, &input, index as u32)
+                        .new_child(live.as_ref(), &task, &input, index as u32)
                         .await
                         .map(|child| {
                             let ChildOptions { name, policy } = options;
@@ -764,19 +771,25 @@ mod tests {
     #[tokio::test]
     async fn children_created_together_resolve_each_task_once() {
         let host = Arc::new(Host::default());
-        let mut state = WorkflowState::new(Some(host.clone()), None);
+        let mut state = WorkflowState::default();
         for (i, task) in ["a/x", "a/x", "b/y", "a/x"].into_iter().enumerate() {
-            let child = state.new_child(task, "{\"n\": 1}", i as u32).await.unwrap();
+            let child = state
+                .new_child(host.as_ref(), task, "{\"n\": 1}", i as u32)
+                .await
+                .unwrap();
             assert_eq!((child.task.as_str(), child.index), (task, i as u32));
         }
         assert!(state
-            .new_child("a/x", "{", 4)
+            .new_child(host.as_ref(), "a/x", "{", 4)
             .await
             .unwrap_err()
             .contains("not valid JSON"));
         for _ in 0..2 {
             assert_eq!(
-                state.new_child("missing/z", "{}", 4).await.unwrap_err(),
+                state
+                    .new_child(host.as_ref(), "missing/z", "{}", 4)
+                    .await
+                    .unwrap_err(),
                 "no task `missing/z`"
             );
         }
@@ -785,7 +798,10 @@ mod tests {
             ["a/x", "b/y", "missing/z", "missing/z"]
         );
         state.take_children();
-        state.new_child("a/x", "{}", 4).await.unwrap();
+        state
+            .new_child(host.as_ref(), "a/x", "{}", 4)
+            .await
+            .unwrap();
         assert_eq!(
             host.resolved.lock().unwrap().len(),
             5,
