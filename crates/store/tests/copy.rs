@@ -324,7 +324,7 @@ async fn refused_copies_leave_the_target_as_it_was() {
         .await
         .unwrap();
     let keys = foreign_keys(empty.store().pool()).await;
-    assert!(keys >= 8, "{keys}");
+    assert!(keys >= 2, "{keys}");
     let raw = rusqlite::Connection::open(dir.path().join("hg.db")).unwrap();
     raw.execute_batch(
         "PRAGMA foreign_keys = OFF; INSERT INTO run_meta VALUES ('no-such-run', 'k', 'v');",
