@@ -351,7 +351,6 @@ async fn count_once(submitter: &hypergraph_runtime::Hypergraph) {
 /// worker whose listener lost its connection still finds what is submitted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_workers_wake_for_other_processes_submissions() {
-    use hypergraph_runtime::store::sqlx;
     use hypergraph_runtime::worker::{Worker, WorkerOptions};
     if !on_postgres() {
         return;
@@ -376,20 +375,152 @@ async fn idle_workers_wake_for_other_processes_submissions() {
     tokio::time::sleep(Duration::from_secs(9)).await;
     count_once(&submitter).await;
 
+    let terminated = terminate_listeners(&location).await;
+    assert_eq!(terminated, 2, "the listeners of both handles");
+    count_once(&submitter).await;
+    worker.stop().await.unwrap();
+}
+
+/// Terminates the backends listening for the wake-ups of the database at `location` (a schema of
+/// the PostgreSQL test server); returns how many.
+async fn terminate_listeners(location: &str) -> i64 {
+    use hypergraph_runtime::store::sqlx;
     let (url, schema) = location.rsplit_once("schema=").expect("a schema per test");
     let server = &url[..url.len() - 1];
     let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(server)
         .await
         .unwrap();
-    let terminated: i64 = sqlx::query_scalar(
+    sqlx::query_scalar(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
          WHERE datname = current_database() AND query = $1",
     )
     .bind(format!("LISTEN \"hypergraph_{schema}\""))
     .fetch_one(&mut admin)
     .await
-    .unwrap();
-    assert_eq!(terminated, 2, "the listeners of both handles");
-    count_once(&submitter).await;
+    .unwrap()
+}
+
+/// A TCP relay on 127.0.0.1 to a PostgreSQL server that can stop taking new connections while
+/// the ones it carries go on: a handle connected through it keeps its open connections, and
+/// cannot open new ones.
+struct Relay {
+    port: u16,
+    accepting: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    /// A relay to `upstream` (`host:port`).
+    async fn to(upstream: String) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepting = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let task = tokio::spawn({
+            let accepting = accepting.clone();
+            async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    if !accepting.load(std::sync::atomic::Ordering::SeqCst) {
+                        // Closed at once: the client's connection attempt fails.
+                        continue;
+                    }
+                    let upstream = upstream.clone();
+                    tokio::spawn(async move {
+                        if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    });
+                }
+            }
+        });
+        Relay {
+            port,
+            accepting,
+            task,
+        }
+    }
+
+    /// Refuses every connection from now on; those already relayed go on.
+    fn refuse_new_connections(&self) {
+        self.accepting
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// On PostgreSQL, a worker that cannot hear other processes' wake-ups for as long as it lasts
+/// (its listener lost its connection and cannot connect again, while its store's open
+/// connections still work) polls every `max_poll_interval`, not at the interval it polls at
+/// while it hears them (an hour here), so what another process submits still runs soon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_cannot_hear_other_processes_polls_for_their_work() {
+    use hypergraph_runtime::worker::{Worker, WorkerOptions};
+    if !on_postgres() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let submitter = open(dir.path()).await;
+    deploy(&submitter, "counter", "counter.wat", Policy::default()).await;
+    let location = location_of(dir.path());
+    // The executor, as another process, reaches the server through the relay.
+    let mut relayed = url::Url::parse(&location).unwrap();
+    let upstream = format!(
+        "{}:{}",
+        relayed.host_str().expect("a server reached over TCP"),
+        relayed.port().unwrap_or(5432)
+    );
+    let relay = Relay::to(upstream).await;
+    relayed.set_host(Some("127.0.0.1")).unwrap();
+    relayed.set_port(Some(relay.port)).unwrap();
+    let executor = open_at(relayed.as_str(), dir.path()).await;
+    let worker = Worker::new(
+        executor.clone(),
+        WorkerOptions {
+            max_poll_interval: Duration::from_millis(50),
+            listening_poll_interval: Duration::from_secs(3600),
+            ..WorkerOptions::default()
+        },
+    )
+    .spawn();
+    until_listening(&executor).await;
+    until_listening(&submitter).await;
+    // Heard at once; the executor's pool opens the connections it works with meanwhile.
+    for _ in 0..3 {
+        count_once(&submitter).await;
+    }
+
+    relay.refuse_new_connections();
+    assert_eq!(terminate_listeners(&location).await, 2, "both handles'");
+    let started = std::time::Instant::now();
+    while executor.listening() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the executor still listens"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The executor's lost listener woke its worker, whose polls then back off from 1 ms: had it
+    // backed off towards the listening interval, it would now poll about 4 s and 8 s after the
+    // loss. Past the first of those, a run it finds within 3 s was found by the fallback.
+    tokio::time::sleep(Duration::from_millis(4_300)).await;
+    assert!(!executor.listening(), "the listener connected again");
+    until_listening(&submitter).await;
+    let id = submitter
+        .submit(&RunRequest {
+            task: "counter/count".into(),
+            ..RunRequest::default()
+        })
+        .await
+        .unwrap();
+    let run = submitter
+        .wait(&id, Some(Duration::from_secs(3)))
+        .await
+        .unwrap();
+    assert_eq!(run.status, Status::Succeeded, "{run:?}");
+    assert!(!executor.listening(), "the outage lasted");
     worker.stop().await.unwrap();
 }
