@@ -328,9 +328,9 @@ async fn until_listening(hg: &hypergraph_runtime::Hypergraph) {
     }
 }
 
-/// Submits a run of `counter/count` on `submitter` and waits there (five seconds at most) for it
-/// to succeed.
-async fn count_once(submitter: &hypergraph_runtime::Hypergraph) {
+/// Submits a run of `counter/count` on `submitter` and waits there (`within` at most) for it to
+/// succeed.
+async fn count_once(submitter: &hypergraph_runtime::Hypergraph, within: Duration) {
     let id = submitter
         .submit(&RunRequest {
             task: "counter/count".into(),
@@ -338,10 +338,7 @@ async fn count_once(submitter: &hypergraph_runtime::Hypergraph) {
         })
         .await
         .unwrap();
-    let run = submitter
-        .wait(&id, Some(Duration::from_secs(5)))
-        .await
-        .unwrap();
+    let run = submitter.wait(&id, Some(within)).await.unwrap();
     assert_eq!(run.status, Status::Succeeded, "{run:?}");
 }
 
@@ -373,11 +370,11 @@ async fn idle_workers_wake_for_other_processes_submissions() {
     until_listening(&submitter).await;
     // Polls 1, 2, 4, ... ms apart: after 9 s the worker sleeps until about 16 s.
     tokio::time::sleep(Duration::from_secs(9)).await;
-    count_once(&submitter).await;
+    count_once(&submitter, Duration::from_secs(5)).await;
 
     let terminated = terminate_listeners(&location).await;
     assert_eq!(terminated, 2, "the listeners of both handles");
-    count_once(&submitter).await;
+    count_once(&submitter, Duration::from_secs(5)).await;
     worker.stop().await.unwrap();
 }
 
@@ -490,7 +487,7 @@ async fn a_worker_that_cannot_hear_other_processes_polls_for_their_work() {
     until_listening(&submitter).await;
     // Heard at once; the executor's pool opens the connections it works with meanwhile.
     for _ in 0..3 {
-        count_once(&submitter).await;
+        count_once(&submitter, Duration::from_secs(5)).await;
     }
 
     relay.refuse_new_connections();
@@ -509,18 +506,7 @@ async fn a_worker_that_cannot_hear_other_processes_polls_for_their_work() {
     tokio::time::sleep(Duration::from_millis(4_300)).await;
     assert!(!executor.listening(), "the listener connected again");
     until_listening(&submitter).await;
-    let id = submitter
-        .submit(&RunRequest {
-            task: "counter/count".into(),
-            ..RunRequest::default()
-        })
-        .await
-        .unwrap();
-    let run = submitter
-        .wait(&id, Some(Duration::from_secs(3)))
-        .await
-        .unwrap();
-    assert_eq!(run.status, Status::Succeeded, "{run:?}");
+    count_once(&submitter, Duration::from_secs(3)).await;
     assert!(!executor.listening(), "the outage lasted");
     worker.stop().await.unwrap();
 }
