@@ -318,14 +318,44 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 /// Waits (ten seconds at most) until `hg` hears other processes' wake-ups.
 async fn until_listening(hg: &hypergraph_runtime::Hypergraph) {
+    until_listening_is(hg, true).await;
+}
+
+/// Waits (ten seconds at most) until whether `hg` hears other processes' wake-ups is `listening`.
+async fn until_listening_is(hg: &hypergraph_runtime::Hypergraph, listening: bool) {
     let started = std::time::Instant::now();
-    while !hg.listening() {
+    while hg.listening() != listening {
         assert!(
             started.elapsed() < Duration::from_secs(10),
-            "not listening after 10 s"
+            "listening is still {} after 10 s",
+            !listening
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// An idle worker on `executor` polling at most every `max_poll` while it cannot hear other
+/// processes' wake-ups and every `listening_poll` while it can, started once `executor` and
+/// `submitter` both hear each other's.
+async fn idle_worker(
+    executor: &hypergraph_runtime::Hypergraph,
+    submitter: &hypergraph_runtime::Hypergraph,
+    max_poll: Duration,
+    listening_poll: Duration,
+) -> hypergraph_runtime::worker::WorkerHandle {
+    use hypergraph_runtime::worker::{Worker, WorkerOptions};
+    let worker = Worker::new(
+        executor.clone(),
+        WorkerOptions {
+            max_poll_interval: max_poll,
+            listening_poll_interval: listening_poll,
+            ..WorkerOptions::default()
+        },
+    )
+    .spawn();
+    until_listening(executor).await;
+    until_listening(submitter).await;
+    worker
 }
 
 /// Submits a run of `counter/count` on `submitter` and waits there (`within` at most) for it to
@@ -348,7 +378,6 @@ async fn count_once(submitter: &hypergraph_runtime::Hypergraph, within: Duration
 /// worker whose listener lost its connection still finds what is submitted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_workers_wake_for_other_processes_submissions() {
-    use hypergraph_runtime::worker::{Worker, WorkerOptions};
     if !on_postgres() {
         return;
     }
@@ -357,17 +386,13 @@ async fn idle_workers_wake_for_other_processes_submissions() {
     deploy(&submitter, "counter", "counter.wat", Policy::default()).await;
     let location = location_of(dir.path());
     let executor = open_at(&location, dir.path()).await;
-    let worker = Worker::new(
-        executor.clone(),
-        WorkerOptions {
-            max_poll_interval: Duration::from_secs(30),
-            listening_poll_interval: Duration::from_secs(30),
-            ..WorkerOptions::default()
-        },
+    let worker = idle_worker(
+        &executor,
+        &submitter,
+        Duration::from_secs(30),
+        Duration::from_secs(30),
     )
-    .spawn();
-    until_listening(&executor).await;
-    until_listening(&submitter).await;
+    .await;
     // Polls 1, 2, 4, ... ms apart: after 9 s the worker sleeps until about 16 s.
     tokio::time::sleep(Duration::from_secs(9)).await;
     count_once(&submitter, Duration::from_secs(5)).await;
@@ -455,7 +480,6 @@ impl Drop for Relay {
 /// while it hears them (an hour here), so what another process submits still runs soon.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_that_cannot_hear_other_processes_polls_for_their_work() {
-    use hypergraph_runtime::worker::{Worker, WorkerOptions};
     if !on_postgres() {
         return;
     }
@@ -474,17 +498,13 @@ async fn a_worker_that_cannot_hear_other_processes_polls_for_their_work() {
     relayed.set_host(Some("127.0.0.1")).unwrap();
     relayed.set_port(Some(relay.port)).unwrap();
     let executor = open_at(relayed.as_str(), dir.path()).await;
-    let worker = Worker::new(
-        executor.clone(),
-        WorkerOptions {
-            max_poll_interval: Duration::from_millis(50),
-            listening_poll_interval: Duration::from_secs(3600),
-            ..WorkerOptions::default()
-        },
+    let worker = idle_worker(
+        &executor,
+        &submitter,
+        Duration::from_millis(50),
+        Duration::from_secs(3600),
     )
-    .spawn();
-    until_listening(&executor).await;
-    until_listening(&submitter).await;
+    .await;
     // Heard at once; the executor's pool opens the connections it works with meanwhile.
     for _ in 0..3 {
         count_once(&submitter, Duration::from_secs(5)).await;
@@ -492,14 +512,7 @@ async fn a_worker_that_cannot_hear_other_processes_polls_for_their_work() {
 
     relay.refuse_new_connections();
     assert_eq!(terminate_listeners(&location).await, 2, "both handles'");
-    let started = std::time::Instant::now();
-    while executor.listening() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the executor still listens"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until_listening_is(&executor, false).await;
     // The executor's lost listener woke its worker, whose polls then back off from 1 ms: had it
     // backed off towards the listening interval, it would now poll about 4 s and 8 s after the
     // loss. Past the first of those, a run it finds within 3 s was found by the fallback.
