@@ -148,9 +148,53 @@ pub fn run_summary_of(r: &impl Columns) -> Result<RunSummary> {
     })
 }
 
+/// A run's status as shown, as an SQL expression over `runs` whose columns carry the prefix
+/// given (`""` or `"r."`). A run stays `queued` in its row until it ends: claiming one of its
+/// steps sets only `claimed_at` (a column no index holds, so the claim rewrites no index), and a
+/// queued run with a claim is shown `running`. A run that binaries before `claimed_at` marked
+/// `running` in its row reads as it did.
+macro_rules! run_shown_status {
+    ($prefix:literal) => {
+        concat!(
+            "CASE WHEN ",
+            $prefix,
+            "status = 'queued' AND ",
+            $prefix,
+            "claimed_at IS NOT NULL THEN 'running' ELSE ",
+            $prefix,
+            "status END"
+        )
+    };
+}
+
+/// [`run_shown_status!`] over the columns of `runs` unqualified.
+pub const RUN_SHOWN_STATUS: &str = run_shown_status!("");
+
+/// [`run_shown_status!`] over `runs` aliased `r`.
+pub const RUN_SHOWN_STATUS_R: &str = run_shown_status!("r.");
+
+/// The SQL condition that a run of `runs` aliased `r` is shown with `status`
+/// ([`run_shown_status!`]). It tests `r.status` for equality, so the `(status, created_at)`
+/// index serves it on both backends. A run is never `waiting` (its steps are).
+pub fn run_status_is(status: Status) -> &'static str {
+    match status {
+        Status::Queued => "r.status = 'queued' AND r.claimed_at IS NULL",
+        Status::Running => {
+            "(r.status = 'running' OR (r.status = 'queued' AND r.claimed_at IS NOT NULL))"
+        }
+        Status::Waiting => "1 = 0",
+        Status::Succeeded => "r.status = 'succeeded'",
+        Status::Failed => "r.status = 'failed'",
+        Status::Cancelled => "r.status = 'cancelled'",
+    }
+}
+
 /// The columns [`run_detail_of`] reads, from `runs`.
-pub const RUN_COLUMNS: &str =
-    "id, task, deployment, version, digest, status, input, output, error, created_at, completed_at";
+pub const RUN_COLUMNS: &str = concat!(
+    "id, task, deployment, version, digest, ",
+    run_shown_status!(""),
+    ", input, output, error, created_at, completed_at"
+);
 
 /// A run of `runs show`, from [`RUN_COLUMNS`], with its meta, steps and step counts.
 fn run_detail_of(

@@ -13,7 +13,7 @@ use std::time::Duration;
 use hypergraph_store::conformance::{Backend as _, Ctx, PgBackend};
 use hypergraph_store::postgres::PgStore;
 use hypergraph_store::wake::{Wake, Wakeups};
-use hypergraph_store::{Durability, OpenOptions, Policy, Store};
+use hypergraph_store::{Durability, OpenOptions, Policy, RunFilter, Status, Store};
 
 /// Every connection of a store commits as durably as it was opened for: `synchronous_commit` on
 /// by default (strict), off when relaxed.
@@ -191,4 +191,37 @@ async fn connections_that_died_while_idle_are_replaced_before_use() {
     admin.close().await.unwrap();
     store.pool().close().await;
     PgBackend::drop_schema(server, schema);
+}
+
+/// A run that a binary before `runs.claimed_at` (migration 5) marked `running` in its row reads
+/// and lists as running, as it did.
+#[tokio::test]
+async fn a_run_an_older_binary_marked_running_reads_as_running() {
+    let ctx = Ctx::<PgBackend>::new(Policy::default()).await;
+    let store = ctx.store();
+    let id = ctx.submit(1).await.remove(0).id;
+    hypergraph_store::sqlx::query("UPDATE runs SET status = 'running' WHERE id = $1")
+        .bind(&id)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(store.run_status(&id).await.unwrap(), Some(Status::Running));
+    let listed = |status| RunFilter {
+        status: Some(status),
+        limit: 10,
+        ..RunFilter::default()
+    };
+    let running = store.list_runs(&listed(Status::Running)).await.unwrap();
+    assert_eq!(
+        running
+            .iter()
+            .map(|r| (r.id.as_str(), r.status))
+            .collect::<Vec<_>>(),
+        [(id.as_str(), Status::Running)]
+    );
+    assert!(store
+        .list_runs(&listed(Status::Queued))
+        .await
+        .unwrap()
+        .is_empty());
 }

@@ -596,6 +596,63 @@ pub async fn list_runs_filters<B: Backend>() {
     );
 }
 
+/// A run reads `queued` until one of its steps is claimed, and `running` from then until it
+/// ends, through every read: its status, its result, its view and the list filters. A reclaim
+/// keeps it running.
+pub async fn a_run_is_running_from_its_first_claim_until_it_ends<B: Backend>() {
+    let t = Ctx::<B>::new(Policy::default()).await;
+    let s = t.store();
+    let id = t.submit(1).await.remove(0).id;
+    shows::<B>(&t, &id, Status::Queued).await;
+    let lost = s
+        .claim_steps("w1", 1, Duration::from_secs(10))
+        .await
+        .unwrap()
+        .remove(0);
+    shows::<B>(&t, &id, Status::Running).await;
+    t.advance(Duration::from_secs(11));
+    let again = t.claim("w2", 1).await.remove(0);
+    assert_eq!(
+        (again.step_id.as_str(), again.attempt),
+        (lost.step_id.as_str(), 2)
+    );
+    shows::<B>(&t, &id, Status::Running).await;
+    s.complete_steps(&[success(&again, t.now())]).await.unwrap();
+    shows::<B>(&t, &id, Status::Succeeded).await;
+}
+
+/// Asserts that every read of run `id` shows it with `status`, and that listing by each status
+/// finds it under that one only.
+async fn shows<B: Backend>(t: &Ctx<B>, id: &str, status: Status) {
+    let s = t.store();
+    assert_eq!(s.run_status(id).await.unwrap(), Some(status));
+    assert_eq!(s.run_result(id).await.unwrap().unwrap().status, status);
+    let view = s
+        .run_view(id, &StepQuery::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(view.status, status);
+    for listed in Status::ALL {
+        let filter = RunFilter {
+            status: Some(listed),
+            limit: 100,
+            ..Default::default()
+        };
+        let found = s.list_runs(&filter).await.unwrap();
+        let expected = if listed == status {
+            vec![status]
+        } else {
+            vec![]
+        };
+        assert_eq!(
+            found.iter().map(|r| r.status).collect::<Vec<_>>(),
+            expected,
+            "runs listed as {listed} when the run is {status}"
+        );
+    }
+}
+
 /// `run_view` returns the page of steps asked for (root first) and counts every step by status.
 pub async fn run_view_pagination_and_counts<B: Backend>() {
     let t = Ctx::<B>::new(Policy::default()).await;

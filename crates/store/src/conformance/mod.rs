@@ -221,6 +221,7 @@ macro_rules! conformance_suite {
             kv_batches_check_each_completion_against_the_ones_before,
             kv_conflicts_favour_the_attempt_that_lost_most,
             list_runs_filters,
+            a_run_is_running_from_its_first_claim_until_it_ends,
             run_view_pagination_and_counts,
             workers_are_visible,
             dead_workers_leases_are_reclaimed_early,

@@ -195,7 +195,8 @@ pub trait Tx {
     /// Records the claims of the steps `ids` (just claimed): their current attempt is
     /// `running` for their worker since their `assigned_at`, with the hypergraph version that
     /// worker registered (`None` for a worker that did not register) (created or updated), and
-    /// their runs are `running`.
+    /// their runs not claimed before are claimed at their step's `assigned_at` (`claimed_at`,
+    /// read as `running`: [`crate::rows::RUN_SHOWN_STATUS`]); a run's status stays as it was.
     async fn record_claims(&mut self, ids: &[&str]) -> Result<()>;
 
     /// The registered workers holding a running step whose lease has not expired at `now`
@@ -368,7 +369,7 @@ pub trait Tx {
     /// activation (a workflow resuming from its journal).
     async fn requeue_step(&mut self, step_id: &str, attempt: Option<u32>) -> Result<()>;
 
-    /// Queues run `run_id` again (no output, error or completion time).
+    /// Queues run `run_id` again (no output, error, completion time or claim).
     async fn requeue_run(&mut self, run_id: &str) -> Result<()>;
 
     /// Moves step `step_id` to `version` (component `digest`) of its deployment.

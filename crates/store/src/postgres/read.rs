@@ -7,8 +7,9 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 
 use crate::rows::{
-    deployment_from, log_line_of, opt_json, run_summary_of, run_view_of, status_of, step_columns,
-    u32_of, ATTEMPT_COLUMNS, LOG_LINE_COLUMNS, RUN_COLUMNS, SHOWN_STATUS,
+    deployment_from, log_line_of, opt_json, run_status_is, run_summary_of, run_view_of, status_of,
+    step_columns, u32_of, ATTEMPT_COLUMNS, LOG_LINE_COLUMNS, RUN_COLUMNS, RUN_SHOWN_STATUS_R,
+    SHOWN_STATUS,
 };
 use crate::{
     Deployment, KvListing, RunDetail, RunFilter, RunLogLine, RunResult, RunSummary, Status,
@@ -35,13 +36,13 @@ pub(super) fn deployment_of(r: &PgRow) -> Result<Deployment> {
 
 /// See [`crate::Store::list_runs`].
 pub(super) async fn list_runs(pool: &PgPool, filter: &RunFilter) -> Result<Vec<RunSummary>> {
-    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
-        "SELECT r.id, r.task, r.status, r.created_at, r.completed_at, \
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+        "SELECT r.id, r.task, {RUN_SHOWN_STATUS_R}, r.created_at, r.completed_at, \
          (SELECT COALESCE(SUM(s.attempt), 0)::bigint FROM steps s WHERE s.run_id = r.id) \
-         FROM runs r WHERE 1 = 1",
-    );
+         FROM runs r WHERE 1 = 1"
+    ));
     if let Some(status) = filter.status {
-        q.push(" AND r.status = ").push_bind(status.as_str());
+        q.push(" AND ").push(run_status_is(status));
     }
     if let Some(task) = &filter.task {
         // An exact task name, or a deployment name (optionally with its trailing `/`). A task
@@ -140,14 +141,15 @@ pub(super) async fn run_view(
 
 /// See [`crate::Store::run_result`].
 pub(super) async fn run_result(pool: &PgPool, id: &str) -> Result<Option<RunResult>> {
-    let Some(r) = sqlx::query(
-        "SELECT r.id, r.task, r.status, r.output, r.error, r.created_at, r.completed_at, \
+    let Some(r) = sqlx::query(&format!(
+        "SELECT r.id, r.task, {RUN_SHOWN_STATUS_R}, r.output, r.error, r.created_at, \
+         r.completed_at, \
          (SELECT COALESCE(SUM(attempt), 0)::bigint FROM steps WHERE run_id = r.id), \
          s.assigned_at, s.started_at, s.completed_at \
          FROM runs r LEFT JOIN steps s ON s.id = \
          (SELECT id FROM steps WHERE run_id = r.id ORDER BY created_at, id LIMIT 1) \
-         WHERE r.id = $1",
-    )
+         WHERE r.id = $1"
+    ))
     .bind(id)
     .fetch_optional(pool)
     .await?

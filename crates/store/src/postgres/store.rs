@@ -12,7 +12,7 @@ use super::read::{self, deployment_of, DEPLOYMENT_COLUMNS};
 use super::tx::PgTx;
 use super::{workers, PgStore};
 use crate::decide::{self, complete::encode};
-use crate::rows::{journal_record_of, status_of};
+use crate::rows::{journal_record_of, status_of, RUN_SHOWN_STATUS};
 use crate::wake::Wakeups;
 use crate::{
     Cancelled, ClaimedStep, CommitOutcome, Completion, Deployment, DeploymentKind, JournalRecord,
@@ -378,13 +378,15 @@ impl Store for PgStore {
     }
 
     async fn run_status(&self, id: &str) -> Result<Option<Status>> {
-        sqlx::query_scalar::<_, String>("SELECT status FROM runs WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .with_context(|| format!("cannot read the status of run {id}"))?
-            .map(status_of)
-            .transpose()
+        sqlx::query_scalar::<_, String>(&format!(
+            "SELECT {RUN_SHOWN_STATUS} FROM runs WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .with_context(|| format!("cannot read the status of run {id}"))?
+        .map(status_of)
+        .transpose()
     }
 
     async fn run_result(&self, id: &str) -> Result<Option<RunResult>> {

@@ -24,7 +24,7 @@ use crate::decide::{
     waits, Changed, ExpiredLease, JournalRow, LateStart, LeaseHolder, LogRow, RawClaim,
     ResumableStep, Tx,
 };
-use crate::rows::{json_of, status_of, u32_of};
+use crate::rows::{json_of, status_of, u32_of, RUN_SHOWN_STATUS};
 use crate::{
     ClaimedStep, Completion, DeploymentKind, JournalRecord, KvWrite, Micros, Policy, Status,
 };
@@ -242,8 +242,9 @@ impl Tx for PgTx<'_> {
 
     async fn record_claims(&mut self, ids: &[&str]) -> Result<()> {
         // One statement: the attempts are recorded in a data-modifying CTE. The run of a claimed
-        // step is queued or already running (a reclaim, a child); a run already running is left
-        // alone rather than rewritten (and its row lock left free).
+        // step is marked claimed (`rows::RUN_SHOWN_STATUS`) by its first claim only: a run
+        // claimed before (a reclaim, a child) is left alone rather than rewritten (and its row
+        // lock left free).
         self.execute_for_ids(
             "WITH recorded AS (INSERT INTO attempts (step_id, attempt, status, worker_id, \
              assigned_at, hypergraph_version) \
@@ -253,8 +254,8 @@ impl Tx for PgTx<'_> {
              SET status = 'running', worker_id = excluded.worker_id, \
              assigned_at = excluded.assigned_at, \
              hypergraph_version = excluded.hypergraph_version) \
-             UPDATE runs SET status = 'running' WHERE status <> 'running' \
-             AND id IN (SELECT run_id FROM steps WHERE id = ANY($1))",
+             UPDATE runs SET claimed_at = steps.assigned_at FROM steps \
+             WHERE steps.id = ANY($1) AND runs.id = steps.run_id AND runs.claimed_at IS NULL",
             ids,
         )
         .await?;
@@ -388,12 +389,14 @@ impl Tx for PgTx<'_> {
 
     async fn run_status(&mut self, run_id: &str) -> Result<Option<(Status, String)>> {
         // Locked: what is decided from it (cancel, resume, a deadline) holds until commit.
-        sqlx::query("SELECT status, deployment FROM runs WHERE id = $1 FOR UPDATE")
-            .bind(run_id)
-            .fetch_optional(&mut *self.conn)
-            .await?
-            .map(|r| Ok((status_of(r.try_get(0)?)?, r.try_get(1)?)))
-            .transpose()
+        sqlx::query(&format!(
+            "SELECT {RUN_SHOWN_STATUS}, deployment FROM runs WHERE id = $1 FOR UPDATE"
+        ))
+        .bind(run_id)
+        .fetch_optional(&mut *self.conn)
+        .await?
+        .map(|r| Ok((status_of(r.try_get(0)?)?, r.try_get(1)?)))
+        .transpose()
     }
 
     async fn end_run(
@@ -1005,7 +1008,7 @@ impl Tx for PgTx<'_> {
     async fn requeue_run(&mut self, run_id: &str) -> Result<()> {
         sqlx::query(
             "UPDATE runs SET status = 'queued', output = NULL, error = NULL, \
-             completed_at = NULL WHERE id = $1",
+             completed_at = NULL, claimed_at = NULL WHERE id = $1",
         )
         .bind(run_id)
         .execute(&mut *self.conn)

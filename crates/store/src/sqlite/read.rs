@@ -4,8 +4,9 @@
 
 use super::*;
 use crate::rows::{
-    journal_record_of, log_line_of, run_summary_of, run_view_of, step_columns, ATTEMPT_COLUMNS,
-    LOG_LINE_COLUMNS, RUN_COLUMNS, SHOWN_STATUS,
+    journal_record_of, log_line_of, run_status_is, run_summary_of, run_view_of, step_columns,
+    ATTEMPT_COLUMNS, LOG_LINE_COLUMNS, RUN_COLUMNS, RUN_SHOWN_STATUS, RUN_SHOWN_STATUS_R,
+    SHOWN_STATUS,
 };
 
 /// Rows listed by [`Store::list_runs`] when the filter does not say.
@@ -74,15 +75,15 @@ pub(super) async fn list_runs(store: &SqliteStore, filter: &RunFilter) -> Result
         Text(&'a str),
         Int(i64),
     }
-    let mut sql = String::from(
-        "SELECT r.id, r.task, r.status, r.created_at, r.completed_at, \
+    let mut sql = format!(
+        "SELECT r.id, r.task, {RUN_SHOWN_STATUS_R}, r.created_at, r.completed_at, \
          (SELECT COALESCE(SUM(s.attempt), 0) FROM steps s WHERE s.run_id = r.id) \
-         FROM runs r WHERE 1 = 1",
+         FROM runs r WHERE 1 = 1"
     );
     let mut args = Vec::new();
     if let Some(status) = filter.status {
-        sql.push_str(" AND r.status = ?");
-        args.push(Arg::Text(status.as_str()));
+        sql.push_str(" AND ");
+        sql.push_str(run_status_is(status));
     }
     if let Some(task) = &filter.task {
         // An exact task name, or a deployment name (optionally with its trailing `/`). A task
@@ -207,14 +208,15 @@ pub(super) async fn run_result(store: &SqliteStore, id: &str) -> Result<Option<R
     store.read(
         || format!("cannot read run {id}"),
         |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT r.id, r.task, r.status, r.output, r.error, r.created_at, r.completed_at, \
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT r.id, r.task, {RUN_SHOWN_STATUS_R}, r.output, r.error, r.created_at, \
+                 r.completed_at, \
                  (SELECT COALESCE(SUM(attempt), 0) FROM steps WHERE run_id = r.id), \
                  s.assigned_at, s.started_at, s.completed_at \
                  FROM runs r LEFT JOIN steps s ON s.id = \
                  (SELECT id FROM steps WHERE run_id = r.id ORDER BY created_at, id LIMIT 1) \
-                 WHERE r.id = ?",
-            )?;
+                 WHERE r.id = ?"
+            ))?;
             let mut rows = stmt.query([id])?;
             let Some(r) = rows.next()? else {
                 return Ok(None);
@@ -293,7 +295,7 @@ pub(super) async fn kv_list(
 
 /// See [`Store::run_status`].
 pub(super) async fn run_status(store: &SqliteStore, id: &str) -> Result<Option<Status>> {
-    sqlx::query("SELECT status FROM runs WHERE id = ?")
+    sqlx::query(&format!("SELECT {RUN_SHOWN_STATUS} FROM runs WHERE id = ?"))
         .bind(id)
         .fetch_optional(&store.reader)
         .await

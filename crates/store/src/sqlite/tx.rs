@@ -9,6 +9,7 @@ use crate::decide::{
     waits, Changed, ExpiredLease, JournalRow, LateStart, LeaseHolder, LogRow, RawClaim,
     ResumableStep, Tx,
 };
+use crate::rows::RUN_SHOWN_STATUS;
 
 /// What a claiming `UPDATE` returns, as [`steps_of`] reads it.
 const CLAIM_RETURNING: &str = "RETURNING id, run_id, task, deployment, version, digest, input, \
@@ -140,10 +141,13 @@ impl Tx for SqliteTx<'_> {
                      assigned_at = excluded.assigned_at, \
                      hypergraph_version = excluded.hypergraph_version"
                 ),
-                // The run of a claimed step is queued or already running (a reclaim).
+                // The run of a claimed step is marked claimed (`rows::RUN_SHOWN_STATUS`) by
+                // its first claim only: a run claimed before (a reclaim, a child) is left alone.
                 format!(
-                    "UPDATE runs SET status = 'running' \
-                     WHERE id IN (SELECT run_id FROM steps WHERE id IN ({list}))"
+                    "UPDATE runs SET claimed_at = claims.assigned_at \
+                     FROM (SELECT run_id, MIN(assigned_at) AS assigned_at FROM steps \
+                     WHERE id IN ({list}) GROUP BY run_id) AS claims \
+                     WHERE runs.id = claims.run_id AND runs.claimed_at IS NULL"
                 ),
             ]
         })
@@ -277,7 +281,9 @@ impl Tx for SqliteTx<'_> {
 
     async fn run_status(&mut self, run_id: &str) -> Result<Option<(Status, String)>> {
         self.conn
-            .prepare_cached("SELECT status, deployment FROM runs WHERE id = ?")?
+            .prepare_cached(&format!(
+                "SELECT {RUN_SHOWN_STATUS}, deployment FROM runs WHERE id = ?"
+            ))?
             .query_row([run_id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?
             .map(|(status, deployment)| Ok((status_of(status)?, deployment)))
@@ -738,7 +744,7 @@ impl Tx for SqliteTx<'_> {
         self.conn
             .prepare_cached(
                 "UPDATE runs SET status = 'queued', output = NULL, error = NULL, \
-                 completed_at = NULL WHERE id = ?",
+                 completed_at = NULL, claimed_at = NULL WHERE id = ?",
             )?
             .execute([run_id])?;
         Ok(())
