@@ -152,10 +152,16 @@ impl PgStore {
         if let Some(schema) = &target.schema {
             options = options.options([("search_path", schema.as_str())]);
         }
-        // Queue tables change size fast (a fresh database goes from empty to millions of steps
-        // between two autovacuum runs): a generic plan made while a table was small keeps
-        // scanning it sequentially. Plan every statement for its parameters and the table's
-        // current size instead (measured: see BENCHMARKS.md).
+        // Every statement is planned once per connection, generically (`force_generic_plan`):
+        // planning for each execution's parameters took more of the server's time than
+        // executing (measured: BENCHMARKS.md, "Plans made once"). Queue tables change size fast
+        // (a fresh database goes from empty to millions of steps between two autovacuum runs),
+        // so a plan is often made on a table that is nearly empty, where a sequential scan
+        // looks cheapest, and then kept while the table grows. `enable_seqscan = off` prices
+        // sequential scans out wherever an index serves, so every plan reads through the
+        // indexes whatever the tables held when it was made (the store's statements are all
+        // served by one; a table without a usable index is still scanned). The test
+        // `hot_statements_never_scan_a_whole_table` holds this.
         options = options.options([
             (
                 "synchronous_commit",
@@ -164,7 +170,8 @@ impl PgStore {
                     Durability::Relaxed => "off",
                 },
             ),
-            ("plan_cache_mode", "force_custom_plan"),
+            ("plan_cache_mode", "force_generic_plan"),
+            ("enable_seqscan", "off"),
         ]);
         let pool = PgPoolOptions::new()
             .max_connections(CONNECTIONS)

@@ -10,7 +10,7 @@ mod conformance {
 
 use std::time::Duration;
 
-use hypergraph_store::conformance::{Backend as _, Ctx, PgBackend};
+use hypergraph_store::conformance::{success, Backend as _, Ctx, PgBackend, HOUR};
 use hypergraph_store::postgres::PgStore;
 use hypergraph_store::wake::{Wake, Wakeups};
 use hypergraph_store::{Durability, OpenOptions, Policy, RunFilter, Status, Store};
@@ -224,4 +224,98 @@ async fn a_run_an_older_binary_marked_running_reads_as_running() {
         .await
         .unwrap()
         .is_empty());
+}
+
+/// The statements of the hot path never read a whole table, whatever the tables held when they
+/// were planned: connections plan each statement once, generically, with sequential scans
+/// priced out (`postgres::PgStore::open_with`), and on a fresh schema those plans are made on
+/// empty tables, where a sequential scan looks cheapest. Runs, a workflow with children, sweeps
+/// and the reads `runs list/show` and `run --wait` use go through one store on a fresh schema;
+/// then its connections close (flushing their statistics) and no table of the schema may have
+/// had a row read by a sequential scan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_statements_never_scan_a_whole_table() {
+    let ctx = Ctx::<PgBackend>::new(Policy::default()).await;
+    let store = ctx.store();
+    let mut steps = 0;
+    for _ in 0..8 {
+        steps += ctx.submit(40).await.len();
+        loop {
+            ctx.advance(Duration::from_millis(20));
+            let claimed = store.claim_steps("w1", 16, HOUR).await.unwrap();
+            if claimed.is_empty() {
+                break;
+            }
+            let done: Vec<_> = claimed.iter().map(|c| success(c, ctx.now())).collect();
+            store.complete_steps(&done).await.unwrap();
+        }
+    }
+    // A workflow joining four children: parents woken, children ended, the run ended.
+    let flow = ctx.submit(1).await.remove(0);
+    let parent = ctx.claim("w1", 1).await.remove(0);
+    let mut start = success(&parent, ctx.now());
+    start.status = Status::Running;
+    start.output = None;
+    start.children = (0..4).map(|i| ctx.child(i)).collect();
+    start.wait = Some(hypergraph_store::Wait::Children(
+        start.children.iter().map(|c| c.step_id.clone()).collect(),
+    ));
+    store.complete_steps(&[start]).await.unwrap();
+    let children = ctx.claim("w1", 4).await;
+    let ended: Vec<_> = children.iter().map(|c| success(c, ctx.now())).collect();
+    store.complete_steps(&ended).await.unwrap();
+    let woken = ctx.claim("w1", 1).await.remove(0);
+    store
+        .complete_steps(&[success(&woken, ctx.now())])
+        .await
+        .unwrap();
+    steps += 5;
+    for status in [Status::Queued, Status::Running, Status::Succeeded] {
+        let filter = RunFilter {
+            status: Some(status),
+            limit: 20,
+            ..RunFilter::default()
+        };
+        store.list_runs(&filter).await.unwrap();
+    }
+    assert_eq!(
+        store.run_status(&flow.id).await.unwrap(),
+        Some(Status::Succeeded)
+    );
+    store.run_result(&flow.id).await.unwrap().unwrap();
+    store
+        .run_view(&flow.id, &hypergraph_store::StepQuery::default())
+        .await
+        .unwrap()
+        .unwrap();
+    store.pool().close().await;
+
+    // Backends flush their statistics as they exit, or within 10 s of going idle.
+    let reader = ctx.backend.open_another().await.unwrap();
+    let scanned = async {
+        loop {
+            let rows: Vec<(String, i64, i64)> = hypergraph_store::sqlx::query_as(
+                "SELECT relname::text, seq_tup_read, n_tup_ins FROM pg_stat_user_tables \
+                 WHERE schemaname = current_schema() ORDER BY relname",
+            )
+            .fetch_all(reader.pool())
+            .await
+            .unwrap();
+            let inserted = rows.iter().find(|(t, ..)| t == "steps").map_or(0, |r| r.2);
+            if inserted == steps as i64 {
+                return rows;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let rows = tokio::time::timeout(Duration::from_secs(30), scanned)
+        .await
+        .expect("the closed connections' statistics within 30 s");
+    let read: Vec<(String, i64)> = rows
+        .into_iter()
+        .filter(|(_, read, _)| *read > 0)
+        .map(|(table, read, _)| (table, read))
+        .collect();
+    assert_eq!(read, [], "rows read by sequential scans, by table");
+    reader.pool().close().await;
 }
