@@ -10,7 +10,7 @@ mod conformance {
 
 use std::time::Duration;
 
-use hypergraph_store::conformance::{success, Backend as _, Ctx, PgBackend, HOUR};
+use hypergraph_store::conformance::{ids, success, suspend, Backend as _, Ctx, PgBackend, HOUR};
 use hypergraph_store::postgres::PgStore;
 use hypergraph_store::wake::{Wake, Wakeups};
 use hypergraph_store::{Durability, OpenOptions, Policy, RunFilter, Status, Store};
@@ -253,13 +253,9 @@ async fn hot_statements_never_scan_a_whole_table() {
     // A workflow joining four children: parents woken, children ended, the run ended.
     let flow = ctx.submit(1).await.remove(0);
     let parent = ctx.claim("w1", 1).await.remove(0);
-    let mut start = success(&parent, ctx.now());
-    start.status = Status::Running;
-    start.output = None;
-    start.children = (0..4).map(|i| ctx.child(i)).collect();
-    start.wait = Some(hypergraph_store::Wait::Children(
-        start.children.iter().map(|c| c.step_id.clone()).collect(),
-    ));
+    let children: Vec<_> = (0..4).map(|i| ctx.child(i)).collect();
+    let wait = hypergraph_store::Wait::Children(ids(&children));
+    let start = suspend(&parent, ctx.now(), children, wait);
     store.complete_steps(&[start]).await.unwrap();
     let children = ctx.claim("w1", 4).await;
     let ended: Vec<_> = children.iter().map(|c| success(c, ctx.now())).collect();

@@ -660,13 +660,9 @@ pub async fn run_view_pagination_and_counts<B: Backend>() {
     let run = t.run("wf/main", &[]);
     s.submit_runs(std::slice::from_ref(&run)).await.unwrap();
     let parent = t.claim("w1", 1).await.remove(0);
-    let mut start = super::success(&parent, t.now());
-    start.status = Status::Running;
-    start.output = None;
-    start.children = (0..4).map(|i| t.child(i)).collect();
-    start.wait = Some(crate::Wait::Children(
-        start.children.iter().map(|c| c.step_id.clone()).collect(),
-    ));
+    let children: Vec<_> = (0..4).map(|i| t.child(i)).collect();
+    let wait = crate::Wait::Children(super::ids(&children));
+    let start = super::suspend(&parent, t.now(), children, wait);
     s.complete_steps(&[start]).await.unwrap();
     let kids = t.claim("w1", 1).await;
     s.complete_steps(&[success(&kids[0], t.now())])

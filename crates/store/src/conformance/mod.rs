@@ -22,7 +22,7 @@ use crate::postgres::PgStore;
 use crate::sqlite::SqliteStore;
 use crate::{
     ClaimedStep, Completion, DeploymentKind, JournalRecord, LogRecord, NewChild, NewRun, Policy,
-    Status, Store,
+    Status, Store, Wait,
 };
 use hypergraph_core::time::{Clock, ManualClock, Micros};
 
@@ -371,6 +371,22 @@ pub fn success(step: &ClaimedStep, now: Micros) -> Completion {
         retry_at: None,
         reruns: step.reruns,
     }
+}
+
+/// A suspension of `step`: its activation ends, starting `children` and waiting for `wait`.
+pub fn suspend(step: &ClaimedStep, now: Micros, children: Vec<NewChild>, wait: Wait) -> Completion {
+    Completion {
+        status: Status::Running,
+        output: None,
+        children,
+        wait: Some(wait),
+        ..success(step, now)
+    }
+}
+
+/// The step ids of `children`.
+pub fn ids(children: &[NewChild]) -> Vec<String> {
+    children.iter().map(|c| c.step_id.clone()).collect()
 }
 
 /// A failed completion of `step` (error kind `trap`).

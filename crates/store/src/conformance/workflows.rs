@@ -6,25 +6,8 @@ use std::time::Duration;
 use hypergraph_core::journal::{Entry, Journal, WorkflowEntry};
 use hypergraph_core::workflow::ChildResult;
 
-use super::{failure, kind, success, Backend, Ctx};
-use crate::{
-    ClaimedStep, CommitOutcome, Completion, JournalRecord, NewChild, Policy, Status, Store, Wait,
-};
-
-/// A suspension of `step`: its activation ends, starting `children` and waiting for `wait`.
-fn suspend(step: &ClaimedStep, now: i64, children: Vec<NewChild>, wait: Wait) -> Completion {
-    Completion {
-        status: Status::Running,
-        output: None,
-        children,
-        wait: Some(wait),
-        ..success(step, now)
-    }
-}
-
-fn ids(children: &[NewChild]) -> Vec<String> {
-    children.iter().map(|c| c.step_id.clone()).collect()
-}
+use super::{failure, ids, kind, success, suspend, Backend, Ctx};
+use crate::{ClaimedStep, CommitOutcome, JournalRecord, NewChild, Policy, Status, Store, Wait};
 
 /// Submits a run of `wf/main` and claims its root step.
 async fn workflow<B: Backend>(t: &Ctx<B>) -> ClaimedStep {
